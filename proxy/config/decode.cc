@@ -1,0 +1,882 @@
+#include "proxy/config/decode.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/numeric/int128.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/types/span.h"
+#include "proxy/config/value.h"
+
+namespace remora::config {
+namespace {
+
+// Limits; docs/config.md explains each one.
+constexpr int64_t kMaxWorkers = 256;
+constexpr int64_t kMinBufferLimitBytes = 16 * 1024;
+constexpr int64_t kMaxBufferLimitBytes = 64 * 1024 * 1024;
+constexpr int64_t kMaxMaxConnections = 1000000;
+constexpr int64_t kMaxWeight = 10000;
+constexpr size_t kMaxNameLength = 64;
+constexpr size_t kMaxTokenLength = 4096;
+// sizeof(sockaddr_un::sun_path) is 108 on Linux, one of which is the terminating NUL.
+constexpr size_t kMaxUnixSocketPath = 107;
+// Far above any real bootstrap file; stops `-c /dev/zero` from eating memory.
+constexpr size_t kMaxConfigFileBytes = 16 * 1024 * 1024;
+
+constexpr absl::Duration kMaxDrainTimeout = absl::Hours(1);
+constexpr absl::Duration kMinConnectTimeout = absl::Milliseconds(1);
+constexpr absl::Duration kMaxConnectTimeout = absl::Minutes(5);
+
+constexpr absl::string_view kTopFields[] = {"admin",     "workers",   "drain_timeout",
+                                            "log_level", "listeners", "clusters"};
+constexpr absl::string_view kAdminFields[] = {"address", "token", "unix_socket"};
+constexpr absl::string_view kListenerFields[] = {"name", "address", "kind", "cluster",
+                                                 "buffer_limit_bytes"};
+constexpr absl::string_view kClusterFields[] = {"name", "connect_timeout", "max_connections",
+                                                "endpoints"};
+constexpr absl::string_view kEndpointFields[] = {"address", "weight"};
+
+// Indexed by the enums' values.
+constexpr absl::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error", "off"};
+constexpr absl::string_view kListenerKindNames[] = {"tcp"};
+
+constexpr char kNameRule[] = "use 1 to 64 characters from a-z, A-Z, 0-9, '_', '.' and '-'";
+constexpr char kDurationRule[] =
+    "expected a number and a unit (ms, s, m or h), such as \"250ms\", \"1.5s\" or \"2m\"";
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+bool IsNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+}
+
+// Edit distance, for "did you mean" on unknown fields. Inputs are short (field names).
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitute});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The closest allowed name if it is close enough to be a typo, else empty.
+absl::string_view Suggest(absl::string_view key, absl::Span<const absl::string_view> allowed) {
+  if (key.size() > 2 * kMaxNameLength) return "";
+  std::string lower = absl::AsciiStrToLower(key);
+  absl::string_view best;
+  size_t best_distance = 3;  // suggest at distance <= 2 only
+  for (absl::string_view name : allowed) {
+    // A shortened or extended name (`buffer_limit` for `buffer_limit_bytes`) counts as close.
+    bool prefix =
+        lower.size() >= 4 && (absl::StartsWith(name, lower) || absl::StartsWith(lower, name));
+    size_t d = lower == name || prefix ? 0 : EditDistance(lower, name);
+    if (d < best_distance) {
+      best = name;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+enum class Overlap { kNone, kSame, kWildcard };
+
+bool IsIpv4Any(const SocketAddress& a) { return !a.is_ipv6 && a.ip == "0.0.0.0"; }
+bool IsIpv6Any(const SocketAddress& a) { return a.is_ipv6 && a.ip == "::"; }
+
+// Whether two listening addresses would fight over a port. Port 0 never conflicts (each bind
+// gets its own ephemeral port). A wildcard takes the port on every address of its family, and
+// [::] (dual-stack, Linux's default) on IPv4 addresses too.
+Overlap AddressesOverlap(const SocketAddress& a, const SocketAddress& b) {
+  if (a.port == 0 || a.port != b.port) return Overlap::kNone;
+  if (a.is_ipv6 == b.is_ipv6 && a.ip == b.ip) return Overlap::kSame;
+  if (IsIpv6Any(a) || IsIpv6Any(b)) return Overlap::kWildcard;
+  if ((IsIpv4Any(a) && !b.is_ipv6) || (IsIpv4Any(b) && !a.is_ipv6)) return Overlap::kWildcard;
+  return Overlap::kNone;
+}
+
+// Parses a port of 0..65535 in decimal; `why` says what is wrong otherwise.
+bool ParsePort(absl::string_view text, uint16_t* port, std::string* why) {
+  if (text.empty()) {
+    *why = "missing port (expected ip:port, such as 127.0.0.1:8080)";
+    return false;
+  }
+  for (char c : text) {
+    if (!IsDigit(c)) {
+      *why = absl::StrCat("port ", Quote(text), " is not a number");
+      return false;
+    }
+  }
+  uint32_t value = 0;
+  for (char c : text) {
+    value = value * 10 + (c - '0');
+    if (value > 65535) break;
+  }
+  if (value > 65535) {
+    *why = absl::StrCat("port ", text.size() > 10 ? Quote(text) : std::string(text),
+                        " is out of range (0..65535)");
+    return false;
+  }
+  *port = static_cast<uint16_t>(value);
+  return true;
+}
+
+// Canonical text of an IP literal (so "::0001" and "::1" compare equal), or false.
+bool CanonicalIp(absl::string_view text, int family, std::string* out) {
+  std::string copy(text);  // inet_pton needs a NUL-terminated string
+  if (copy.find('\0') != std::string::npos) return false;
+  unsigned char bytes[sizeof(struct in6_addr)];
+  if (inet_pton(family, copy.c_str(), bytes) != 1) return false;
+  char buf[INET6_ADDRSTRLEN];
+  if (inet_ntop(family, bytes, buf, sizeof(buf)) == nullptr) return false;
+  *out = buf;
+  return true;
+}
+
+bool LooksLikeIpv4(absl::string_view host) {
+  for (char c : host) {
+    if (!IsDigit(c) && c != '.') return false;
+  }
+  return !host.empty();
+}
+
+// ParseSocketAddress with a reason on failure.
+bool ParseSocketAddressWithReason(absl::string_view text, SocketAddress* out, std::string* why) {
+  SocketAddress result;
+  if (text.empty()) {
+    *why = "expected ip:port, such as 127.0.0.1:8080";
+    return false;
+  }
+  if (text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == absl::string_view::npos) {
+      *why = "missing \"]\" after the ipv6 address";
+      return false;
+    }
+    absl::string_view host = text.substr(1, close - 1);
+    absl::string_view rest = text.substr(close + 1);
+    if (!CanonicalIp(host, AF_INET6, &result.ip)) {
+      *why = absl::StrCat(Quote(host), " is not a valid ipv6 address");
+      return false;
+    }
+    if (rest.empty()) {
+      *why = "missing port (expected [ipv6]:port, such as [::1]:8080)";
+      return false;
+    }
+    if (rest[0] != ':') {
+      *why = "expected \":\" and a port after \"]\"";
+      return false;
+    }
+    if (!ParsePort(rest.substr(1), &result.port, why)) return false;
+    result.is_ipv6 = true;
+    *out = std::move(result);
+    return true;
+  }
+  size_t colon = text.rfind(':');
+  if (colon != absl::string_view::npos && text.find(':') != colon) {
+    std::string ignored;
+    *why = CanonicalIp(text, AF_INET6, &ignored)
+               ? "missing port; write an ipv6 address in brackets with a port, such as [::1]:8080"
+               : "an ipv6 address must be in brackets, such as [::1]:8080";
+    return false;
+  }
+  absl::string_view host = colon == absl::string_view::npos ? text : text.substr(0, colon);
+  if (host.empty()) {
+    *why = "missing ip (use 0.0.0.0 to listen on every ipv4 address)";
+    return false;
+  }
+  if (!CanonicalIp(host, AF_INET, &result.ip)) {
+    *why = LooksLikeIpv4(host)
+               ? absl::StrCat(Quote(host), " is not a valid ipv4 address")
+               : std::string("hostnames are not allowed; use an ip literal such as 127.0.0.1");
+    return false;
+  }
+  if (colon == absl::string_view::npos) {
+    *why = "missing port (expected ip:port, such as 127.0.0.1:8080)";
+    return false;
+  }
+  if (!ParsePort(text.substr(colon + 1), &result.port, why)) return false;
+  *out = std::move(result);
+  return true;
+}
+
+// Everything the cross-checks need from one listener, gathered while decoding it.
+struct ListenerFacts {
+  std::string path;
+  std::string name;  // empty when missing or invalid
+  int name_line = 0;
+  bool address_ok = false;
+  SocketAddress address;
+  int address_line = 0;
+  bool cluster_ok = false;
+  std::string cluster;
+  int cluster_line = 0;
+};
+
+class Decoder {
+ public:
+  explicit Decoder(std::vector<ConfigError>* errors) : errors_(errors) {}
+
+  void Decode(const Value& root, Config* config) {
+    if (root.IsInvalid()) return;  // a syntax error, already reported
+    if (root.IsNull()) {
+      Error(0, "", "empty config; write {} to use every default");
+      return;
+    }
+    if (!root.IsMap()) {
+      Error(root.line, "", absl::StrCat("the top level must be a map, got ", root.Describe()));
+      return;
+    }
+    CheckFields(root, "", kTopFields);
+    if (const Value* v = Optional(root, "admin")) DecodeAdmin(*v, &config->admin);
+    if (const Value* v = Optional(root, "workers")) {
+      int64_t n;
+      if (Int(*v, "workers", 0, kMaxWorkers, " (0 = automatic)", &n)) {
+        config->workers = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* v = Optional(root, "drain_timeout")) {
+      Duration(*v, "drain_timeout", absl::ZeroDuration(), kMaxDrainTimeout, &config->drain_timeout);
+    }
+    if (const Value* v = Optional(root, "log_level")) {
+      size_t index;
+      if (Enum(*v, "log_level", "log level", kLogLevelNames, &index)) {
+        config->log_level = static_cast<LogLevel>(index);
+      }
+    }
+    if (const Value* v = Optional(root, "clusters")) {
+      DecodeClusters(*v, &config->clusters);
+    } else {
+      clusters_complete_ = true;  // none defined: every reference dangles
+    }
+    if (const Value* v = Optional(root, "listeners")) DecodeListeners(*v, &config->listeners);
+    CheckReferences();
+    CheckListenerAddresses();
+    CheckAdminAddress(config->admin);
+  }
+
+ private:
+  void Error(int line, std::string path, std::string message) {
+    errors_->push_back(ConfigError{line, std::move(path), std::move(message)});
+  }
+
+  // Reports every key of `map` that is not in `allowed`, at the key's line.
+  void CheckFields(const Value& map, const std::string& path,
+                   absl::Span<const absl::string_view> allowed) {
+    for (const MapEntry& e : map.entries) {
+      if (std::find(allowed.begin(), allowed.end(), e.key) != allowed.end()) continue;
+      std::string message = absl::StrCat("unknown field ", Quote(e.key));
+      absl::string_view suggestion = Suggest(e.key, allowed);
+      if (!suggestion.empty()) absl::StrAppend(&message, " (did you mean \"", suggestion, "\"?)");
+      absl::StrAppend(&message, "; allowed fields: ", absl::StrJoin(allowed, ", "));
+      Error(e.key_line, JoinPath(path, e.key), std::move(message));
+    }
+  }
+
+  // Checks that `v` is a map with only allowed keys. False (reported unless already reported)
+  // when it is not a map at all.
+  bool Map(const Value& v, const std::string& path, absl::Span<const absl::string_view> allowed) {
+    if (v.IsInvalid()) return false;
+    if (!v.IsMap()) {
+      Error(v.line, path, absl::StrCat("expected a map, got ", v.Describe()));
+      return false;
+    }
+    CheckFields(v, path, allowed);
+    return true;
+  }
+
+  bool List(const Value& v, const std::string& path) {
+    if (v.IsInvalid()) return false;
+    if (!v.IsSequence()) {
+      Error(v.line, path, absl::StrCat("expected a list, got ", v.Describe()));
+      return false;
+    }
+    return true;
+  }
+
+  // An optional field: nullptr when absent or null (null means "use the default").
+  static const Value* Optional(const Value& map, absl::string_view key) {
+    const MapEntry* e = map.Find(key);
+    if (e == nullptr || e->value.IsNull()) return nullptr;
+    return &e->value;
+  }
+
+  // A required field: reported at the map's line when absent. A present null is returned (the
+  // type check then says "got null", at the field's own line).
+  const Value* Required(const Value& map, const std::string& path, absl::string_view key,
+                        absl::string_view why = "") {
+    const MapEntry* e = map.Find(key);
+    if (e == nullptr) {
+      Error(map.line, JoinPath(path, key), absl::StrCat("missing required field", why));
+      return nullptr;
+    }
+    return &e->value;
+  }
+
+  // `hint` follows a plain scalar that resolved to something else (`name: 123`); by default it
+  // suggests quoting, which is what makes such a value a string.
+  bool String(const Value& v, const std::string& path, absl::string_view expected, std::string* out,
+              absl::string_view hint = " (quote it to make it a string)") {
+    if (v.IsInvalid()) return false;
+    if (v.IsScalar() && v.Resolve() == ScalarType::kString) {
+      *out = v.scalar;
+      return true;
+    }
+    std::string message = absl::StrCat("expected ", expected, ", got ", v.Describe());
+    if (v.IsScalar()) absl::StrAppend(&message, hint);
+    Error(v.line, path, std::move(message));
+    return false;
+  }
+
+  bool Int(const Value& v, const std::string& path, int64_t min, int64_t max,
+           absl::string_view note, int64_t* out) {
+    if (v.IsInvalid()) return false;
+    int64_t n;
+    bool is_int = v.AsInt(&n);
+    if (is_int && n >= min && n <= max) {
+      *out = n;
+      return true;
+    }
+    if (is_int || (v.IsScalar() && v.Resolve() == ScalarType::kInt)) {
+      // An integer that is out of range, or too large to hold at all.
+      Error(v.line, path,
+            absl::StrCat(
+                "must be between ", min, " and ", max, note, ", got ",
+                v.scalar.size() > 40 ? absl::StrCat(v.scalar.substr(0, 40), "...") : v.scalar));
+      return false;
+    }
+    std::string message = absl::StrCat("expected an integer, got ", v.Describe());
+    int64_t ignored;
+    Value unquoted = v;
+    unquoted.quoted = false;
+    if (v.IsScalar() && v.quoted && unquoted.AsInt(&ignored)) {
+      absl::StrAppend(&message, " (remove the quotes to make it a number)");
+    }
+    Error(v.line, path, std::move(message));
+    return false;
+  }
+
+  bool Duration(const Value& v, const std::string& path, absl::Duration min, absl::Duration max,
+                absl::Duration* out) {
+    std::string text;
+    // A bare number has no unit; quoting it would not help, adding one would.
+    std::string hint = v.IsScalar() && v.scalar.size() <= 20
+                           ? absl::StrCat(" (add a unit, such as \"", v.scalar, "s\")")
+                           : std::string(" (add a unit)");
+    if (!String(v, path, "a duration", &text, hint)) return false;
+    absl::Duration d;
+    if (!config::ParseDuration(text, &d)) {
+      Error(v.line, path,
+            absl::StartsWith(text, "-")
+                ? absl::StrCat("a duration cannot be negative, got ", Quote(text))
+                : absl::StrCat("invalid duration ", Quote(text), "; ", kDurationRule));
+      return false;
+    }
+    if (d < min || d > max) {
+      Error(v.line, path,
+            absl::StrCat("must be between ", DurationToString(min), " and ", DurationToString(max),
+                         ", got ", text));
+      return false;
+    }
+    *out = d;
+    return true;
+  }
+
+  bool Address(const Value& v, const std::string& path, bool endpoint, SocketAddress* out) {
+    if (v.IsSequence()) {
+      // `address: [::1]:80` unquoted is a YAML flow list; say how to write it.
+      Error(v.line, path,
+            "expected an address such as \"127.0.0.1:8080\", got a list (quote ipv6 addresses: "
+            "\"[::1]:8080\")");
+      return false;
+    }
+    std::string text;
+    if (!String(v, path, "an address such as \"127.0.0.1:8080\"", &text)) return false;
+    std::string why;
+    if (!ParseSocketAddressWithReason(text, out, &why)) {
+      Error(v.line, path, absl::StrCat("invalid address ", Quote(text), ": ", why));
+      return false;
+    }
+    if (endpoint && out->port == 0) {
+      Error(v.line, path,
+            absl::StrCat("invalid address ", Quote(text),
+                         ": port 0 is not allowed for an endpoint (1..65535)"));
+      return false;
+    }
+    return true;
+  }
+
+  bool Name(const Value& v, const std::string& path, std::string* out) {
+    std::string text;
+    if (!String(v, path, "a name", &text)) return false;
+    bool ok = !text.empty() && text.size() <= kMaxNameLength;
+    for (char c : text) ok = ok && IsNameChar(c);
+    if (!ok) {
+      Error(v.line, path, absl::StrCat("invalid name ", Quote(text), "; ", kNameRule));
+      return false;
+    }
+    *out = std::move(text);
+    return true;
+  }
+
+  bool Enum(const Value& v, const std::string& path, absl::string_view what,
+            absl::Span<const absl::string_view> names, size_t* index) {
+    std::string text;
+    if (!String(v, path, absl::StrCat("a ", what), &text)) return false;
+    auto it = std::find(names.begin(), names.end(), text);
+    if (it == names.end()) {
+      Error(v.line, path,
+            absl::StrCat("unknown ", what, " ", Quote(text),
+                         "; allowed values: ", absl::StrJoin(names, ", ")));
+      return false;
+    }
+    *index = static_cast<size_t>(it - names.begin());
+    return true;
+  }
+
+  void DecodeAdmin(const Value& v, Admin* admin) {
+    if (!Map(v, "admin", kAdminFields)) {
+      admin_unreadable_ = true;
+      return;
+    }
+    if (const Value* a = Optional(v, "address")) {
+      admin_address_line_ = a->line;
+      admin_address_ok_ = Address(*a, "admin.address", /*endpoint=*/false, &admin->address);
+    }
+    if (const Value* t = Optional(v, "token")) {
+      std::string token;
+      if (String(*t, "admin.token", "a string", &token)) {
+        bool visible = true;
+        for (char c : token) visible = visible && c > 0x20 && c < 0x7f;
+        // A token copied with a trailing newline (a `|` block) or a space would never match a
+        // header, and the operator would be locked out without a clue.
+        if (token.size() > kMaxTokenLength) {
+          Error(t->line, "admin.token",
+                absl::StrCat("is ", token.size(), " bytes long; the limit is ", kMaxTokenLength));
+        } else if (!visible) {
+          Error(t->line, "admin.token",
+                "must contain only visible ascii characters (no spaces or line breaks)");
+        } else {
+          admin->token = std::move(token);
+        }
+      }
+    }
+    if (const Value* u = Optional(v, "unix_socket")) {
+      std::string path;
+      if (String(*u, "admin.unix_socket", "a path", &path)) {
+        if (!absl::StartsWith(path, "/")) {
+          Error(u->line, "admin.unix_socket",
+                absl::StrCat("must be an absolute path, got ", Quote(path)));
+        } else if (path.size() > kMaxUnixSocketPath) {
+          Error(u->line, "admin.unix_socket",
+                absl::StrCat("is ", path.size(), " bytes long; a unix socket path is at most ",
+                             kMaxUnixSocketPath, " bytes"));
+        } else if (!std::all_of(path.begin(), path.end(),
+                                [](char c) { return c >= 0x20 && c < 0x7f; })) {
+          // Printable ASCII only: keeps the path safe to print, log and render as JSON.
+          Error(u->line, "admin.unix_socket",
+                absl::StrCat("must be printable ascii, got ", Quote(path)));
+        } else {
+          admin->unix_socket = std::move(path);
+        }
+      }
+    }
+  }
+
+  void DecodeListeners(const Value& v, std::vector<Listener>* listeners) {
+    if (!List(v, "listeners")) return;
+    absl::flat_hash_map<std::string, int> first_line_of_name;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      const Value& item = v.items[i];
+      ListenerFacts facts;
+      facts.path = absl::StrCat("listeners[", i, "]");
+      Listener listener;
+      listener.line = item.line;
+      if (Map(item, facts.path, kListenerFields)) DecodeListener(item, &listener, &facts);
+      if (!facts.name.empty()) {
+        auto [it, inserted] = first_line_of_name.try_emplace(facts.name, facts.name_line);
+        if (!inserted) {
+          Error(facts.name_line, JoinPath(facts.path, "name"),
+                absl::StrCat("duplicate listener name ", Quote(facts.name),
+                             " (first defined on line ", it->second, ")"));
+        }
+      }
+      listener_facts_.push_back(std::move(facts));
+      listeners->push_back(std::move(listener));
+    }
+  }
+
+  void DecodeListener(const Value& item, Listener* listener, ListenerFacts* facts) {
+    const std::string& path = facts->path;
+    if (const Value* n = Required(item, path, "name")) {
+      facts->name_line = n->line;
+      if (Name(*n, JoinPath(path, "name"), &listener->name)) facts->name = listener->name;
+    }
+    if (const Value* a = Required(item, path, "address")) {
+      facts->address_line = a->line;
+      facts->address_ok =
+          Address(*a, JoinPath(path, "address"), /*endpoint=*/false, &listener->address);
+      facts->address = listener->address;
+    }
+    bool kind_ok = false;
+    if (const Value* k = Required(item, path, "kind")) {
+      size_t index;
+      kind_ok = Enum(*k, JoinPath(path, "kind"), "listener kind", kListenerKindNames, &index);
+      if (kind_ok) listener->kind = static_cast<ListenerKind>(index);
+    }
+    // Only tcp exists so far, and it needs a cluster. With a bad kind, a missing cluster is not
+    // worth a second message.
+    const Value* c = nullptr;
+    if (kind_ok && listener->kind == ListenerKind::kTcp) {
+      c = Required(item, path, "cluster", " (a tcp listener forwards every connection to it)");
+    } else {
+      c = Optional(item, "cluster");
+    }
+    if (c != nullptr && Name(*c, JoinPath(path, "cluster"), &listener->cluster)) {
+      facts->cluster_ok = true;
+      facts->cluster = listener->cluster;
+      facts->cluster_line = c->line;
+    }
+    if (const Value* b = Optional(item, "buffer_limit_bytes")) {
+      int64_t n;
+      if (Int(*b, JoinPath(path, "buffer_limit_bytes"), kMinBufferLimitBytes, kMaxBufferLimitBytes,
+              "", &n)) {
+        listener->buffer_limit_bytes = static_cast<uint32_t>(n);
+      }
+    }
+  }
+
+  void DecodeClusters(const Value& v, std::vector<Cluster>* clusters) {
+    if (!List(v, "clusters")) return;
+    clusters_complete_ = true;
+    absl::flat_hash_map<std::string, int> first_line_of_name;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      const Value& item = v.items[i];
+      std::string path = absl::StrCat("clusters[", i, "]");
+      Cluster cluster;
+      cluster.line = item.line;
+      if (!Map(item, path, kClusterFields)) {
+        clusters_complete_ = false;
+        clusters->push_back(std::move(cluster));
+        continue;
+      }
+      if (const Value* n = Required(item, path, "name")) {
+        if (Name(*n, JoinPath(path, "name"), &cluster.name)) {
+          auto [it, inserted] = first_line_of_name.try_emplace(cluster.name, n->line);
+          if (!inserted) {
+            Error(n->line, JoinPath(path, "name"),
+                  absl::StrCat("duplicate cluster name ", Quote(cluster.name),
+                               " (first defined on line ", it->second, ")"));
+          }
+          cluster_names_.insert(cluster.name);
+        } else if (n->IsScalar()) {
+          cluster_names_.insert(n->scalar);  // reported already; don't also call refs dangling
+        } else {
+          clusters_complete_ = false;
+        }
+      } else {
+        clusters_complete_ = false;
+      }
+      if (const Value* t = Optional(item, "connect_timeout")) {
+        Duration(*t, JoinPath(path, "connect_timeout"), kMinConnectTimeout, kMaxConnectTimeout,
+                 &cluster.connect_timeout);
+      }
+      if (const Value* m = Optional(item, "max_connections")) {
+        int64_t n;
+        if (Int(*m, JoinPath(path, "max_connections"), 1, kMaxMaxConnections, "", &n)) {
+          cluster.max_connections = static_cast<uint32_t>(n);
+        }
+      }
+      if (const Value* e = Required(item, path, "endpoints")) {
+        DecodeEndpoints(*e, JoinPath(path, "endpoints"), &cluster.endpoints);
+      }
+      clusters->push_back(std::move(cluster));
+    }
+  }
+
+  void DecodeEndpoints(const Value& v, const std::string& path, std::vector<Endpoint>* out) {
+    // `endpoints:` with nothing under it is the same mistake as an empty list.
+    if (!v.IsNull() && !List(v, path)) return;
+    if (v.IsNull() || v.items.empty()) {
+      Error(v.line, path, "must list at least one endpoint");
+      return;
+    }
+    // Per-endpoint state (pools, breakers) is keyed by (cluster, address), so an address listed
+    // twice would share one breaker under two weights: reject it.
+    absl::flat_hash_map<std::string, int> first_line_of_address;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      const Value& item = v.items[i];
+      std::string item_path = absl::StrCat(path, "[", i, "]");
+      Endpoint endpoint;
+      if (Map(item, item_path, kEndpointFields)) {
+        if (const Value* a = Required(item, item_path, "address")) {
+          if (Address(*a, JoinPath(item_path, "address"), /*endpoint=*/true, &endpoint.address)) {
+            auto [it, inserted] =
+                first_line_of_address.try_emplace(endpoint.address.ToString(), a->line);
+            if (!inserted) {
+              Error(a->line, JoinPath(item_path, "address"),
+                    absl::StrCat("duplicate endpoint ", endpoint.address.ToString(),
+                                 " (first defined on line ", it->second, ")"));
+            }
+          }
+        }
+        if (const Value* w = Optional(item, "weight")) {
+          int64_t n;
+          if (Int(*w, JoinPath(item_path, "weight"), 1, kMaxWeight, "", &n)) {
+            endpoint.weight = static_cast<uint32_t>(n);
+          }
+        }
+      }
+      out->push_back(std::move(endpoint));
+    }
+  }
+
+  void CheckReferences() {
+    // When the cluster list itself was broken we cannot tell a dangling reference from one to
+    // a cluster we failed to read; say nothing rather than something wrong.
+    if (!clusters_complete_) return;
+    for (const ListenerFacts& l : listener_facts_) {
+      if (!l.cluster_ok || cluster_names_.contains(l.cluster)) continue;
+      Error(l.cluster_line, JoinPath(l.path, "cluster"),
+            absl::StrCat("unknown cluster ", Quote(l.cluster)));
+    }
+  }
+
+  static std::string Describe(const ListenerFacts& l) {
+    return l.name.empty() ? l.path : absl::StrCat("listener ", Quote(l.name));
+  }
+
+  void CheckListenerAddresses() {
+    for (size_t j = 0; j < listener_facts_.size(); ++j) {
+      const ListenerFacts& later = listener_facts_[j];
+      if (!later.address_ok) continue;
+      for (size_t i = 0; i < j; ++i) {
+        const ListenerFacts& earlier = listener_facts_[i];
+        if (!earlier.address_ok) continue;
+        Overlap overlap = AddressesOverlap(earlier.address, later.address);
+        if (overlap == Overlap::kNone) continue;
+        std::string message =
+            overlap == Overlap::kSame
+                ? absl::StrCat("address ", later.address.ToString(), " is already used by ",
+                               Describe(earlier), " (line ", earlier.address_line, ")")
+                : absl::StrCat("address ", later.address.ToString(), " overlaps ",
+                               Describe(earlier), " on ", earlier.address.ToString(), " (line ",
+                               earlier.address_line, "); a wildcard address takes the port on ",
+                               "every address");
+        Error(later.address_line, JoinPath(later.path, "address"), std::move(message));
+        break;  // one conflict per listener is enough to act on
+      }
+    }
+  }
+
+  void CheckAdminAddress(const Admin& admin) {
+    // Nothing to compare against when the admin address was given but could not be read.
+    if (admin_unreadable_ || (admin_address_line_ != 0 && !admin_address_ok_)) return;
+    for (const ListenerFacts& l : listener_facts_) {
+      if (!l.address_ok || AddressesOverlap(admin.address, l.address) == Overlap::kNone) continue;
+      if (admin_address_line_ != 0) {
+        Error(admin_address_line_, "admin.address",
+              absl::StrCat("address ", admin.address.ToString(), " conflicts with ", Describe(l),
+                           " on ", l.address.ToString(), " (line ", l.address_line, ")"));
+        return;
+      }
+      Error(l.address_line, JoinPath(l.path, "address"),
+            absl::StrCat("address ", l.address.ToString(), " conflicts with the admin address ",
+                         admin.address.ToString(), " (the default; set admin.address to move it)"));
+    }
+  }
+
+  std::vector<ConfigError>* errors_;
+  std::vector<ListenerFacts> listener_facts_;
+  absl::flat_hash_set<std::string> cluster_names_;
+  bool clusters_complete_ = false;  // every cluster's name is known (valid or reported)
+  int admin_address_line_ = 0;      // 0: admin.address not given, the default applies
+  bool admin_address_ok_ = false;
+  bool admin_unreadable_ = false;  // `admin` was not a map (reported)
+};
+
+}  // namespace
+
+std::string SocketAddress::ToString() const {
+  if (is_ipv6) return absl::StrCat("[", ip, "]:", port);
+  return absl::StrCat(ip, ":", port);
+}
+
+const Cluster* Config::FindCluster(const std::string& name) const {
+  for (const Cluster& c : clusters) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+const char* LogLevelName(LogLevel level) {
+  size_t i = static_cast<size_t>(level);
+  return i < std::size(kLogLevelNames) ? kLogLevelNames[i].data() : "unknown";
+}
+
+const char* ListenerKindName(ListenerKind kind) {
+  size_t i = static_cast<size_t>(kind);
+  return i < std::size(kListenerKindNames) ? kListenerKindNames[i].data() : "unknown";
+}
+
+std::string ConfigError::Format(absl::string_view file) const {
+  std::string out = line > 0 ? absl::StrCat(file, ":", line, ": ") : absl::StrCat(file, ": ");
+  if (!path.empty()) absl::StrAppend(&out, path, ": ");
+  absl::StrAppend(&out, message);
+  return out;
+}
+
+bool DecodeConfig(absl::string_view text, Config* out, std::vector<ConfigError>* errors) {
+  std::vector<ConfigError> found;
+  Value root;
+  // Parse errors that leave a usable tree (an anchor, a duplicate key) do not stop decoding, so
+  // the user sees schema errors in the same run.
+  ParseYaml(text, &root, &found);
+  Config config;
+  Decoder(&found).Decode(root, &config);
+  if (found.empty()) {
+    *out = std::move(config);
+    return true;
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  errors->insert(errors->end(), std::make_move_iterator(found.begin()),
+                 std::make_move_iterator(found.end()));
+  return false;
+}
+
+bool LoadConfigFile(const std::string& path, Config* out, std::vector<ConfigError>* errors) {
+  auto fail = [&](std::string message) {
+    errors->push_back(ConfigError{0, "", std::move(message)});
+    return false;
+  };
+  auto errno_text = [](int err) {
+    std::string text = std::strerror(err);
+    if (!text.empty()) text[0] = absl::ascii_tolower(static_cast<unsigned char>(text[0]));
+    return text;
+  };
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(absl::StrCat("cannot open file: ", errno_text(errno)));
+  std::string text;
+  char buf[64 * 1024];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return fail(absl::StrCat("cannot read file: ", errno_text(err)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxConfigFileBytes) {
+      close(fd);
+      return fail(absl::StrCat("file is larger than ", kMaxConfigFileBytes / (1024 * 1024),
+                               " MiB; this is not a config file"));
+    }
+  }
+  close(fd);
+  return DecodeConfig(text, out, errors);
+}
+
+bool ParseDuration(absl::string_view text, absl::Duration* out) {
+  if (text.empty()) return false;
+  constexpr uint64_t kMaxTotalNs = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  // Exact integer arithmetic in nanoseconds: 128 bits hold (unit ns) x (18 fraction digits).
+  absl::uint128 total_ns = 0;
+  while (!text.empty()) {
+    size_t i = 0;
+    absl::uint128 whole = 0;
+    while (i < text.size() && IsDigit(text[i])) {
+      whole = whole * 10 + static_cast<uint64_t>(text[i] - '0');
+      if (whole > kMaxTotalNs) return false;
+      ++i;
+    }
+    size_t int_digits = i;
+    uint64_t fraction = 0;
+    uint64_t scale = 1;
+    if (i < text.size() && text[i] == '.') {
+      ++i;
+      size_t frac_digits = 0;
+      while (i < text.size() && IsDigit(text[i])) {
+        if (frac_digits < 18) {  // later digits are below 1ns for every unit: truncated
+          fraction = fraction * 10 + static_cast<uint64_t>(text[i] - '0');
+          scale *= 10;
+        }
+        ++frac_digits;
+        ++i;
+      }
+      if (frac_digits == 0) return false;
+    } else if (int_digits == 0) {
+      return false;
+    }
+    text.remove_prefix(i);
+    uint64_t unit_ns;
+    if (absl::ConsumePrefix(&text, "ms")) {
+      unit_ns = 1000 * 1000;
+    } else if (absl::ConsumePrefix(&text, "s")) {
+      unit_ns = 1000 * 1000 * 1000;
+    } else if (absl::ConsumePrefix(&text, "m")) {
+      unit_ns = 60ull * 1000 * 1000 * 1000;
+    } else if (absl::ConsumePrefix(&text, "h")) {
+      unit_ns = 3600ull * 1000 * 1000 * 1000;
+    } else {
+      return false;
+    }
+    total_ns += whole * unit_ns + absl::uint128(fraction) * unit_ns / scale;
+    if (total_ns > kMaxTotalNs) return false;
+  }
+  *out = absl::Nanoseconds(static_cast<int64_t>(absl::Uint128Low64(total_ns)));
+  return true;
+}
+
+std::string DurationToString(absl::Duration d) {
+  if (d < absl::ZeroDuration() || d == absl::InfiniteDuration()) return absl::FormatDuration(d);
+  int64_t ns = absl::ToInt64Nanoseconds(d);
+  if (ns == 0) return "0s";
+  struct Unit {
+    int64_t ns;
+    const char* suffix;
+  };
+  constexpr Unit kUnits[] = {
+      {3600LL * 1000000000, "h"}, {60LL * 1000000000, "m"}, {1000000000, "s"}, {1000000, "ms"}};
+  for (const Unit& unit : kUnits) {
+    if (ns % unit.ns == 0) return absl::StrCat(ns / unit.ns, unit.suffix);
+  }
+  std::string fraction = absl::StrFormat("%09d", ns % 1000000000);
+  while (fraction.back() == '0') fraction.pop_back();
+  return absl::StrCat(ns / 1000000000, ".", fraction, "s");
+}
+
+bool ParseSocketAddress(absl::string_view text, SocketAddress* out) {
+  std::string why;
+  return ParseSocketAddressWithReason(text, out, &why);
+}
+
+}  // namespace remora::config

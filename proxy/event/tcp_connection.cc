@@ -1,0 +1,274 @@
+#include "proxy/event/tcp_connection.h"
+
+#include <unistd.h>
+#include <uv.h>
+
+#include <vector>
+
+#include "proxy/common/log.h"
+#include "proxy/event/uv_dispatcher.h"
+#include "proxy/network/address.h"
+
+namespace remora::event {
+
+// libuv state that may outlive the TcpConnection: freed only in the handle's close callback.
+struct TcpHandleBlock {
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;  // Unix-domain sockets (the admin socket)
+  };
+  bool is_pipe = false;
+  uv_write_t write_req;
+  uv_connect_t connect_req;
+  uv_shutdown_t shutdown_req;
+  TcpConnection* owner = nullptr;
+  buffer::Buffer inflight;  // bytes handed to uv_write, kept alive until its callback
+  bool write_in_flight = false;
+
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
+  uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&tcp); }
+  TcpHandleBlock() {}
+  ~TcpHandleBlock() {}
+
+  static void OnAlloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+    auto [mem, len] = buffer::ReadArena::ForThisThread().Alloc();
+    buf->base = mem;
+    buf->len = len;
+  }
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+    auto* block = static_cast<TcpHandleBlock*>(s->data);
+    if (nread > 0) {
+      // Claim the bytes before anything else can use the arena.
+      buffer::Slice slice = buffer::ReadArena::ForThisThread().Commit(static_cast<size_t>(nread));
+      if (block->owner != nullptr) block->owner->OnReadData(std::move(slice));
+    } else if (nread < 0 && block->owner != nullptr) {
+      block->owner->OnReadEnd(static_cast<int>(nread));
+    }
+  }
+  static void OnWrite(uv_write_t* req, int status) {
+    auto* block = static_cast<TcpHandleBlock*>(req->data);
+    size_t bytes = block->inflight.length();
+    block->inflight.Clear();
+    block->write_in_flight = false;
+    if (block->owner != nullptr) block->owner->OnWriteDone(status, bytes);
+  }
+  static void OnConnect(uv_connect_t* req, int status) {
+    auto* block = static_cast<TcpHandleBlock*>(req->data);
+    if (block->owner != nullptr) block->owner->OnConnectDone(status);
+  }
+  static void OnShutdown(uv_shutdown_t* req, int status) {
+    auto* block = static_cast<TcpHandleBlock*>(req->data);
+    if (block->owner != nullptr && status == 0) block->owner->OnShutdownDone();
+  }
+  static void OnClosed(uv_handle_t* h) { delete static_cast<TcpHandleBlock*>(h->data); }
+};
+
+TcpConnection::TcpConnection(UvDispatcher& dispatcher, bool pipe) : dispatcher_(dispatcher) {
+  block_ = new TcpHandleBlock;
+  block_->owner = this;
+  block_->is_pipe = pipe;
+  if (pipe) {
+    uv_pipe_init(dispatcher.loop(), &block_->pipe, 0);
+  } else {
+    uv_tcp_init(dispatcher.loop(), &block_->tcp);
+  }
+  block_->handle()->data = block_;
+  block_->write_req.data = block_;
+  block_->connect_req.data = block_;
+  block_->shutdown_req.data = block_;
+  event_timer_ = dispatcher.CreateTimer([this] { FailAndClose(deferred_event_); });
+}
+
+TcpConnection::~TcpConnection() { CloseHandle(false); }
+
+std::unique_ptr<TcpConnection> TcpConnection::Adopt(UvDispatcher& dispatcher, int fd) {
+  sockaddr_storage local;
+  socklen_t local_len = sizeof(local);
+  bool pipe = ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
+              local.ss_family == AF_UNIX;
+  std::unique_ptr<TcpConnection> conn(new TcpConnection(dispatcher, pipe));
+  int rc = pipe ? uv_pipe_open(&conn->block_->pipe, fd) : uv_tcp_open(&conn->block_->tcp, fd);
+  if (rc != 0) {
+    LOG_WARN("adopting accepted socket failed: %s", uv_strerror(rc));
+    ::close(fd);
+    return nullptr;
+  }
+  conn->is_unix_ = pipe;
+  if (pipe) {
+    conn->peer_ = "unix";
+    return conn;
+  }
+  uv_tcp_nodelay(&conn->block_->tcp, 1);
+  sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&conn->block_->tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    conn->peer_ = network::FormatSockaddr(reinterpret_cast<sockaddr*>(&ss));
+  }
+  return conn;
+}
+
+std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
+                                                      const sockaddr* address,
+                                                      absl::Duration timeout) {
+  std::unique_ptr<TcpConnection> conn(new TcpConnection(dispatcher, false));
+  TcpConnection* self = conn.get();
+  self->peer_ = network::FormatSockaddr(address);
+  self->connecting_ = true;
+  int rc = uv_tcp_connect(&self->block_->connect_req, &self->block_->tcp, address,
+                          &TcpHandleBlock::OnConnect);
+  if (rc != 0) {
+    LOG_DEBUG("connect to %s failed: %s", self->peer_, uv_strerror(rc));
+    self->DeferEvent(Event::kConnectFailed);
+    return conn;
+  }
+  self->deferred_event_ = Event::kConnectTimeout;
+  self->event_timer_->Enable(timeout);
+  return conn;
+}
+
+void TcpConnection::OnConnectDone(int status) {
+  connecting_ = false;
+  event_timer_->Disable();
+  if (status != 0) {
+    LOG_DEBUG("connect to %s failed: %s", peer_, uv_strerror(status));
+    FailAndClose(Event::kConnectFailed);
+    return;
+  }
+  uv_tcp_nodelay(&block_->tcp, 1);
+  Flush();  // bytes written while connecting
+  if (want_read_) ReadEnable(true);
+  if (callbacks_ != nullptr) callbacks_->OnEvent(Event::kConnected);
+}
+
+void TcpConnection::ReadEnable(bool enable) {
+  want_read_ = enable;  // applied once a pending connect completes
+  if (closed() || eof_ || connecting_ || enable == reading_) return;
+  if (enable) {
+    uv_read_start(block_->stream(), &TcpHandleBlock::OnAlloc, &TcpHandleBlock::OnRead);
+  } else {
+    uv_read_stop(block_->stream());
+  }
+  reading_ = enable;
+}
+
+void TcpConnection::OnReadData(buffer::Slice slice) {
+  bytes_read_ += slice.size();
+  read_buffer_.Append(std::move(slice));
+  if (callbacks_ != nullptr) callbacks_->OnRead(read_buffer_);  // may destroy this
+}
+
+void TcpConnection::OnReadEnd(int status) {
+  if (status == UV_EOF) {
+    eof_ = true;
+    reading_ = false;
+    uv_read_stop(block_->stream());
+    if (callbacks_ != nullptr) callbacks_->OnEndOfStream();  // may destroy this
+    return;
+  }
+  LOG_DEBUG("read from %s failed: %s", peer_, uv_strerror(status));
+  FailAndClose(Event::kRemoteReset);
+}
+
+void TcpConnection::Write(buffer::Buffer& data) {
+  if (closed() || shutdown_wanted_) {
+    data.Clear();
+    return;
+  }
+  pending_.Move(data);
+  if (!connecting_) Flush();
+  if (!above_high_ && write_backlog() > high_watermark_) {
+    above_high_ = true;
+    if (callbacks_ != nullptr) callbacks_->OnWriteHighWatermark();
+  }
+}
+
+void TcpConnection::Flush() {
+  if (closed() || block_->write_in_flight) return;
+  if (pending_.empty()) {
+    if (shutdown_wanted_ && !shutdown_sent_) {
+      shutdown_sent_ = true;
+      uv_shutdown(&block_->shutdown_req, block_->stream(), &TcpHandleBlock::OnShutdown);
+    }
+    return;
+  }
+  // One gathered write of everything queued (bounded by the iovec count); the rest follows when it
+  // completes. The slices move to the handle block so they outlive this object if it is destroyed.
+  constexpr size_t kMaxIovecs = 256;
+  static_assert(sizeof(uv_buf_t) == sizeof(iovec), "uv_buf_t is iovec-compatible on unix");
+  iovec iov[kMaxIovecs];
+  pending_.MoveSlices(block_->inflight, kMaxIovecs);
+  size_t n = block_->inflight.FillIovecs(iov, kMaxIovecs);
+  block_->write_in_flight = true;
+  int rc = uv_write(&block_->write_req, block_->stream(), reinterpret_cast<uv_buf_t*>(iov),
+                    static_cast<unsigned>(n), &TcpHandleBlock::OnWrite);
+  if (rc != 0) {
+    block_->write_in_flight = false;
+    block_->inflight.Clear();
+    LOG_DEBUG("write to %s failed: %s", peer_, uv_strerror(rc));
+    DeferEvent(Event::kRemoteReset);
+  }
+}
+
+void TcpConnection::DeferEvent(Event event) {
+  // Reported on a later turn: callbacks never run inline from the call that caused them.
+  deferred_event_ = event;
+  event_timer_->Enable(absl::ZeroDuration());
+}
+
+void TcpConnection::OnWriteDone(int status, size_t bytes) {
+  if (status != 0) {
+    LOG_DEBUG("write to %s failed: %s", peer_, uv_strerror(status));
+    FailAndClose(Event::kRemoteReset);
+    return;
+  }
+  bytes_written_ += bytes;
+  Flush();
+  // Each callback below may destroy this: check closed() through a flag the callback cannot free.
+  if (above_high_ && write_backlog() < low_watermark_) {
+    above_high_ = false;
+    if (callbacks_ != nullptr) {
+      bool flushed = write_backlog() == 0;
+      Callbacks* cb = callbacks_;
+      cb->OnWriteLowWatermark();
+      // OnWriteLowWatermark only re-enables reading on the peer; it does not destroy us.
+      if (flushed && callbacks_ != nullptr) callbacks_->OnFlushed();
+      return;
+    }
+  }
+  if (write_backlog() == 0 && callbacks_ != nullptr) callbacks_->OnFlushed();
+}
+
+void TcpConnection::OnShutdownDone() {}
+
+void TcpConnection::Shutdown() {
+  if (closed() || shutdown_wanted_) return;
+  shutdown_wanted_ = true;
+  if (!connecting_) Flush();
+}
+
+size_t TcpConnection::write_backlog() const {
+  return pending_.length() + (block_ != nullptr ? block_->inflight.length() : 0);
+}
+
+void TcpConnection::Close(CloseMode mode) { CloseHandle(mode == CloseMode::kReset); }
+
+void TcpConnection::FailAndClose(Event event) {
+  Callbacks* cb = callbacks_;
+  CloseHandle(false);
+  if (cb != nullptr) cb->OnEvent(event);  // may destroy this
+}
+
+void TcpConnection::CloseHandle(bool reset) {
+  if (block_ == nullptr) return;
+  event_timer_->Disable();
+  pending_.Clear();
+  read_buffer_.Clear();
+  block_->owner = nullptr;
+  TcpHandleBlock* block = block_;
+  block_ = nullptr;
+  reading_ = false;
+  if (reset && !block->is_pipe && uv_tcp_close_reset(&block->tcp, &TcpHandleBlock::OnClosed) == 0) return;
+  uv_close(block->handle(), &TcpHandleBlock::OnClosed);
+}
+
+}  // namespace remora::event

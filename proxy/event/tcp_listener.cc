@@ -1,0 +1,79 @@
+#include "proxy/event/tcp_listener.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/common/log.h"
+#include "proxy/event/uv_dispatcher.h"
+
+namespace remora::event {
+
+TcpListener::TcpListener(UvDispatcher& dispatcher, int fd, AcceptCallback on_accept)
+    : dispatcher_(dispatcher), fd_(fd), on_accept_(std::move(on_accept)) {
+  backoff_timer_ = dispatcher_.CreateTimer([this] { StartPolling(); });
+  StartPolling();
+}
+
+TcpListener::~TcpListener() { Close(); }
+
+void TcpListener::StartPolling() {
+  if (fd_ < 0 || poll_ != nullptr) return;
+  poll_ = new uv_poll_t;
+  uv_poll_init_socket(dispatcher_.loop(), poll_, fd_);
+  poll_->data = this;
+  uv_poll_start(poll_, UV_READABLE, &TcpListener::OnPoll);
+}
+
+void TcpListener::OnPoll(uv_poll_t* handle, int status, int) {
+  auto* self = static_cast<TcpListener*>(handle->data);
+  if (self != nullptr && status == 0) self->AcceptBatch();
+}
+
+void TcpListener::AcceptBatch() {
+  // A bounded batch keeps one busy listener from starving established connections.
+  for (int i = 0; i < 64 && fd_ >= 0; ++i) {
+    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      backoff_ = absl::Milliseconds(10);
+      on_accept_(fd);
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    ++accept_errors_;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      LOG_WARN("accept: %s; pausing accepts for %s", std::strerror(errno),
+               absl::FormatDuration(backoff_));
+      uv_poll_stop(poll_);
+      poll_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+      backoff_timer_->Enable(backoff_);
+      backoff_ = std::min(backoff_ * 2, absl::Seconds(1));
+      return;
+    }
+    LOG_WARN("accept: %s", std::strerror(errno));
+    return;
+  }
+}
+
+void TcpListener::Close() {
+  backoff_timer_->Disable();
+  if (poll_ != nullptr) {
+    uv_poll_stop(poll_);
+    poll_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+}  // namespace remora::event

@@ -1,0 +1,49 @@
+#pragma once
+
+// Accepts connections on a listening socket that the main thread created and bound (so binding
+// errors surface where a config change can still be rejected as a whole). Each worker has its own
+// SO_REUSEPORT socket for the same address and its own TcpListener.
+//
+// Accept runs accept4() in batches on readiness. When the process runs out of descriptors
+// (EMFILE/ENFILE) the listener stops polling and backs off (10 ms doubling to 1 s): pending
+// connections wait in the kernel's backlog instead of spinning the loop.
+
+#include <uv.h>
+
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
+#include "proxy/event/dispatcher.h"
+
+namespace remora::event {
+
+class UvDispatcher;
+
+class TcpListener {
+ public:
+  // Called once per accepted connection with a non-blocking, close-on-exec fd the callee owns.
+  using AcceptCallback = absl::AnyInvocable<void(int fd)>;
+
+  // Takes ownership of `fd` (closes it on destruction).
+  TcpListener(UvDispatcher& dispatcher, int fd, AcceptCallback on_accept);
+  ~TcpListener();
+
+  // Stops accepting; the socket closes, so new connects to a port no other socket serves are refused.
+  void Close();
+  uint64_t accept_errors() const { return accept_errors_; }
+
+ private:
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  void AcceptBatch();
+  void StartPolling();
+
+  UvDispatcher& dispatcher_;
+  int fd_;
+  uv_poll_t* poll_ = nullptr;
+  AcceptCallback on_accept_;
+  std::unique_ptr<Timer> backoff_timer_;
+  absl::Duration backoff_ = absl::Milliseconds(10);
+  uint64_t accept_errors_ = 0;
+};
+
+}  // namespace remora::event

@@ -1,0 +1,58 @@
+#pragma once
+
+// The production Dispatcher: one libuv loop, run by one thread. Also the only owner of uv_loop_t
+// outside proxy/event/: sockets and listeners (tcp.h) are created through it.
+
+#include <uv.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "proxy/event/dispatcher.h"
+
+namespace remora::event {
+
+class UvDispatcher final : public Dispatcher {
+ public:
+  UvDispatcher();
+  // Closes every handle still open on the loop and runs it until they are freed. Must be called on
+  // the loop's thread (or after it has joined).
+  ~UvDispatcher() override;
+
+  // Runs the loop on the calling thread until Exit(). The calling thread becomes the owner.
+  void Run();
+  // Thread-safe: makes Run() return after the current turn.
+  void Exit();
+
+  void Post(absl::AnyInvocable<void()> cb) override;
+  std::unique_ptr<Timer> CreateTimer(absl::AnyInvocable<void()> cb) override;
+  void DeferredDelete(std::unique_ptr<DeferredDeletable> object) override;
+  absl::Time Now() override;
+  bool IsCurrentThread() const override;
+
+  uv_loop_t* loop() { return &loop_; }
+
+ private:
+  static void OnAsync(uv_async_t* handle);
+  static void OnIdle(uv_idle_t* handle);
+  void RunPosted();
+  void RunDeferredDeletes();
+
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_idle_t idle_;  // active only while deletions are pending, so poll does not block on them
+  std::atomic<std::thread::id> owner_;
+  std::atomic<bool> exiting_{false};
+
+  absl::Mutex mu_;
+  std::vector<absl::AnyInvocable<void()>> posted_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::AnyInvocable<void()>> running_;  // swapped out of posted_; owner thread only
+
+  std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;
+  bool idle_active_ = false;
+};
+
+}  // namespace remora::event

@@ -1,0 +1,31 @@
+#pragma once
+
+// Socket address conversions and listening-socket creation: plain POSIX, no event loop.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "proxy/config/config.h"
+
+namespace remora::network {
+
+// Fills `out` from an IP literal and port. False if the IP does not parse.
+bool ToSockaddr(const config::SocketAddress& address, sockaddr_storage* out, socklen_t* len);
+// "1.2.3.4:80" / "[::1]:80"; "unknown" for other families.
+std::string FormatSockaddr(const sockaddr* sa);
+
+// A non-blocking, close-on-exec, listening TCP socket with SO_REUSEADDR, and SO_REUSEPORT when
+// `reuse_port` (one socket per worker on the same port; the kernel spreads connections).
+// The error names the address and the system error.
+absl::StatusOr<int> CreateListenSocket(const config::SocketAddress& address, bool reuse_port,
+                                       int backlog);
+// A listening Unix-domain socket at `path` (a stale socket file there is replaced), mode 0600: only
+// the proxy's own user can connect, which is what makes the admin socket trusted.
+absl::StatusOr<int> CreateUnixListenSocket(const std::string& path, int backlog);
+// The port a bound socket got (for port 0).
+absl::StatusOr<uint16_t> BoundPort(int fd);
+
+}  // namespace remora::network

@@ -1,0 +1,104 @@
+// The admin API's endpoints (DESIGN.md section 7). The HTTP plumbing and auth are in
+// proxy/admin/admin_server.h; this file is what each endpoint answers.
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
+#include "proxy/config/render.h"
+#include "proxy/server/process.h"
+#include "proxy/server/server.h"
+
+namespace remora::server {
+
+using admin::Request;
+using admin::Response;
+
+void Server::RegisterAdminRoutes() {
+  admin_->AddRoute("GET", "/live", false, [](const Request&) {
+    return Response::Text(200, "live\n");
+  });
+  admin_->AddRoute("GET", "/ready", false, [this](const Request&) {
+    return draining_ ? Response::Text(503, "draining\n") : Response::Text(200, "ready\n");
+  });
+  admin_->AddRoute("GET", "/metrics", false, [this](const Request&) {
+    stats::Writer& w = store_->main_writer();
+    w.Set(server_stats_.open_fds, static_cast<uint64_t>(OpenFdCount()));
+    w.Set(server_stats_.resident_bytes, static_cast<uint64_t>(ResidentBytes()));
+    Response r = Response::Text(200, store_->RenderPrometheus());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
+  });
+  admin_->AddRoute("GET", "/config", false, [this](const Request&) {
+    nlohmann::json j;
+    j["version"] = snapshot_->version;
+    j["config"] = config::ConfigToJson(snapshot_->config, /*redact_secrets=*/true);
+    return Response::Json(200, j.dump(2) + "\n");
+  });
+  admin_->AddRoute("GET", "/clusters", false, [this](const Request&) {
+    return Response::Json(200, ClustersJson());
+  });
+  admin_->AddRoute("GET", "/listeners", false, [this](const Request&) {
+    return Response::Json(200, ListenersJson());
+  });
+  admin_->AddRoute("POST", "/drain", true, [this](const Request&) {
+    if (draining_) return Response::Text(202, "already draining\n");
+    // Answer first; the drain starts on the next loop turn.
+    main_.Post([this] { StartDrain("POST /drain"); });
+    return Response::Text(202, "draining\n");
+  });
+  admin_->AddRoute("GET", "/logging", false, [](const Request&) {
+    return Response::Text(200, absl::StrCat("level: ", log::LevelName(log::GetLevel()), "\n"));
+  });
+  admin_->AddRoute("POST", "/logging", true, [](const Request& req) {
+    log::Level level;
+    std::string name = req.QueryParam("level");
+    if (!log::ParseLevel(name, &level)) {
+      return Response::Text(
+          400, absl::StrCat("bad level \"", name, "\": use trace, debug, info, warn, error or off\n"));
+    }
+    log::SetLevel(level);
+    LOG_WARN("log level set to %s through the admin API", name);
+    return Response::Text(200, absl::StrCat("level: ", name, "\n"));
+  });
+}
+
+std::string Server::ClustersJson() const {
+  nlohmann::json clusters = nlohmann::json::array();
+  for (const ClusterRuntime& c : snapshot_->clusters) {
+    nlohmann::json endpoints = nlohmann::json::array();
+    for (const EndpointRuntime& e : c.endpoints) {
+      endpoints.push_back({
+          {"address", e.address_text},
+          {"weight", e.weight},
+          {"active_connections", e.state->active_connections.load()},
+          {"total_connections", e.state->total_connections.load()},
+          {"connect_failures", e.state->connect_failures.load()},
+      });
+    }
+    clusters.push_back({
+        {"name", c.config->name},
+        {"max_connections", c.config->max_connections},
+        {"active_connections", c.state->active_connections.load()},
+        {"overflow_total", store_->Value(c.stats.overflow)},
+        {"endpoints", std::move(endpoints)},
+    });
+  }
+  nlohmann::json j = {{"version", snapshot_->version}, {"clusters", std::move(clusters)}};
+  return j.dump(2) + "\n";
+}
+
+std::string Server::ListenersJson() const {
+  nlohmann::json listeners = nlohmann::json::array();
+  for (const auto& [name, b] : bound_) {
+    config::SocketAddress a = b.declared;
+    a.port = b.port;
+    listeners.push_back({{"name", name},
+                         {"kind", config::ListenerKindName(b.kind)},
+                         {"address", a.ToString()}});
+  }
+  nlohmann::json j = {{"admin", admin_bound_}, {"listeners", std::move(listeners)}};
+  return j.dump(2) + "\n";
+}
+
+}  // namespace remora::server

@@ -1,0 +1,80 @@
+#pragma once
+
+// The main thread: loads and applies config, owns the workers, the admin API, signals, reload and
+// drain. Every config change goes through ApplyConfig, which binds new listening sockets first and
+// swaps the snapshot only if everything succeeded: a change applies whole or not at all.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "proxy/admin/admin_server.h"
+#include "proxy/config/config.h"
+#include "proxy/event/signal.h"
+#include "proxy/event/uv_dispatcher.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/server/worker.h"
+#include "proxy/stats/metrics.h"
+#include "proxy/stats/stats.h"
+#include "proxy/upstream/endpoint_state.h"
+
+namespace remora::server {
+
+class Server {
+ public:
+  // `config_path` is re-read on SIGHUP; empty for an embedded config (SIGHUP then re-applies it).
+  Server(std::string config_path, config::Config config);
+  ~Server();
+
+  // Called once everything listens, with the admin address and each listener's bound address
+  // (these differ from the config for port 0).
+  using StartedCallback =
+      absl::AnyInvocable<void(const std::string& admin, const std::map<std::string, std::string>&)>;
+  void SetOnStarted(StartedCallback cb) { on_started_ = std::move(cb); }
+
+  // Starts everything and runs the main loop until drain completes. Returns the process exit code.
+  int Run();
+
+ private:
+  struct BoundListener {
+    config::SocketAddress declared;
+    config::ListenerKind kind;
+    uint16_t port;  // as bound (differs from declared for port 0)
+  };
+
+  absl::Status ApplyConfig(config::Config config);
+  void Reload();
+  void StartDrain(const char* why);
+  void PollDrain();
+  void Shutdown();
+  absl::Status StartAdmin();
+  void RegisterAdminRoutes();
+  std::string ClustersJson() const;
+  std::string ListenersJson() const;
+
+  std::string config_path_;
+  config::Config initial_config_;
+  event::UvDispatcher main_;
+  int worker_count_ = 0;
+  std::unique_ptr<stats::Store> store_;
+  stats::ServerStats server_stats_{};
+  upstream::EndpointStateRegistry endpoints_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  uint64_t version_ = 0;
+  std::map<std::string, BoundListener> bound_;
+  std::unique_ptr<admin::AdminServer> admin_;
+  std::string admin_bound_;
+  std::vector<std::unique_ptr<event::SignalHandler>> signals_;
+  std::unique_ptr<event::Timer> drain_timer_;
+  absl::Time drain_deadline_;
+  bool draining_ = false;
+  bool forced_close_ = false;
+  int exit_code_ = 0;
+  StartedCallback on_started_;
+};
+
+}  // namespace remora::server

@@ -1,0 +1,57 @@
+#include "proxy/server/snapshot.h"
+
+#include "proxy/network/address.h"
+
+namespace remora::server {
+
+const ClusterRuntime* Snapshot::FindCluster(const std::string& name) const {
+  for (const auto& c : clusters) {
+    if (c.config->name == name) return &c;
+  }
+  return nullptr;
+}
+
+const ListenerRuntime* Snapshot::FindListener(const std::string& name) const {
+  for (const auto& l : listeners) {
+    if (l.config->name == name) return &l;
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t version, int workers,
+                                              stats::Store& stats,
+                                              upstream::EndpointStateRegistry& endpoints) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->version = version;
+  snap->config = std::move(config);
+  // Pointers into snap->config stay valid: the vectors are not touched after this point.
+  snap->clusters.reserve(snap->config.clusters.size());
+  for (const config::Cluster& c : snap->config.clusters) {
+    ClusterRuntime rt;
+    rt.config = &c;
+    rt.state = endpoints.Cluster(c.name);
+    rt.stats = stats::RegisterClusterStats(stats, c.name);
+    rt.per_worker = std::make_unique<ClusterRuntime::PerWorker[]>(static_cast<size_t>(workers));
+    for (const config::Endpoint& e : c.endpoints) {
+      EndpointRuntime ep;
+      socklen_t len;
+      // The decoder has validated the address; a failure here would be a decoder bug.
+      network::ToSockaddr(e.address, &ep.address, &len);
+      ep.address_text = e.address.ToString();
+      ep.weight = e.weight;
+      ep.state = endpoints.Endpoint(c.name, ep.address_text);
+      rt.endpoints.push_back(std::move(ep));
+    }
+    snap->clusters.push_back(std::move(rt));
+  }
+  for (const config::Listener& l : snap->config.listeners) {
+    ListenerRuntime rt;
+    rt.config = &l;
+    rt.cluster = snap->FindCluster(l.cluster);
+    rt.stats = stats::RegisterListenerStats(stats, l.name);
+    snap->listeners.push_back(rt);
+  }
+  return snap;
+}
+
+}  // namespace remora::server

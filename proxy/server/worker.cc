@@ -1,0 +1,86 @@
+#include "proxy/server/worker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "proxy/common/log.h"
+#include "proxy/event/tcp_connection.h"
+#include "proxy/tcp/tcp_proxy.h"
+
+namespace remora::server {
+
+Worker::Worker(int index, stats::Store& stats)
+    : store_(stats), ctx_{dispatcher_, stats.worker(index), connections_, index} {}
+
+Worker::~Worker() { Stop(); }
+
+void Worker::Start() {
+  thread_ = std::thread([this] {
+    dispatcher_.Run();
+    // The loop has stopped: tear down on this thread, which owns every handle.
+    listeners_.clear();
+    connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); });
+    snapshot_.reset();
+  });
+}
+
+void Worker::Stop() {
+  if (!thread_.joinable()) return;
+  dispatcher_.Exit();
+  thread_.join();
+}
+
+void Worker::ApplySnapshot(std::shared_ptr<const Snapshot> snapshot,
+                           std::vector<ListenerSocket> added, std::vector<std::string> removed) {
+  dispatcher_.Post([this, snapshot = std::move(snapshot), added = std::move(added),
+                    removed = std::move(removed)]() mutable {
+    snapshot_ = std::move(snapshot);
+    for (const std::string& name : removed) {
+      std::erase_if(listeners_, [&](const auto& slot) { return slot->name == name; });
+    }
+    for (ListenerSocket& s : added) {
+      if (draining_) {
+        ::close(s.fd);
+        continue;
+      }
+      auto slot = std::make_unique<ListenerSlot>();
+      slot->name = s.listener;
+      ListenerSlot* raw = slot.get();
+      slot->listener = std::make_unique<event::TcpListener>(
+          dispatcher_, s.fd, [this, raw](int fd) { OnAccept(raw, fd); });
+      listeners_.push_back(std::move(slot));
+    }
+    for (auto& slot : listeners_) slot->runtime = snapshot_->FindListener(slot->name);
+  });
+}
+
+void Worker::OnAccept(ListenerSlot* slot, int fd) {
+  const ListenerRuntime* rt = slot->runtime;
+  if (rt == nullptr) {
+    ::close(fd);
+    return;
+  }
+  auto conn = event::TcpConnection::Adopt(dispatcher_, fd);
+  if (conn == nullptr) {
+    ctx_.stats.Add(rt->stats.accept_errors);
+    return;
+  }
+  tcp::TcpProxySession::Start(ctx_, snapshot_, *rt, std::move(conn));
+}
+
+void Worker::StartDrain() {
+  dispatcher_.Post([this] {
+    draining_ = true;
+    listeners_.clear();
+    connections_.ForEach([](ActiveConnection* c) { c->StartDrain(); });
+  });
+}
+
+void Worker::CloseAll() {
+  dispatcher_.Post([this] {
+    connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); });
+  });
+}
+
+}  // namespace remora::server

@@ -1,0 +1,66 @@
+#include "proxy/stats/metrics.h"
+
+namespace remora::stats {
+
+ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
+  Labels l = {{"listener", listener}};
+  return ListenerStats{
+      s.Register(Type::kCounter, "remora_listener_connections_total",
+                 "Downstream connections accepted.", l),
+      s.Register(Type::kGauge, "remora_listener_connections_active",
+                 "Downstream connections open now.", l),
+      s.Register(Type::kCounter, "remora_listener_received_bytes_total",
+                 "Bytes received from downstream clients.", l),
+      s.Register(Type::kCounter, "remora_listener_sent_bytes_total",
+                 "Bytes sent to downstream clients.", l),
+      s.Register(Type::kCounter, "remora_listener_accept_errors_total",
+                 "accept() failures other than EAGAIN (EMFILE and the like).", l),
+      s.Register(Type::kCounter, "remora_listener_overflow_total",
+                 "Downstream connections closed at once because the cluster was at max_connections.",
+                 l),
+  };
+}
+
+ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
+  Labels l = {{"cluster", cluster}};
+  const char* failures_help = "Upstream connection attempts that failed, by reason.";
+  return ClusterStats{
+      s.Register(Type::kCounter, "remora_cluster_upstream_connections_total",
+                 "Upstream connections established.", l),
+      s.Register(Type::kGauge, "remora_cluster_upstream_connections_active",
+                 "Upstream connections open now (including ones still connecting).", l),
+      s.Register(Type::kCounter, "remora_cluster_upstream_connect_failures_total", failures_help,
+                 {{"cluster", cluster}, {"reason", "refused"}}),
+      s.Register(Type::kCounter, "remora_cluster_upstream_connect_failures_total", failures_help,
+                 {{"cluster", cluster}, {"reason", "timeout"}}),
+      s.Register(Type::kCounter, "remora_cluster_overflow_total",
+                 "Connections refused locally because the cluster was at max_connections; never "
+                 "counted as endpoint failures.",
+                 l),
+      s.Register(Type::kCounter, "remora_cluster_upstream_received_bytes_total",
+                 "Bytes received from upstream endpoints.", l),
+      s.Register(Type::kCounter, "remora_cluster_upstream_sent_bytes_total",
+                 "Bytes sent to upstream endpoints.", l),
+  };
+}
+
+ServerStats RegisterServerStats(Store& s) {
+  const char* reload_help = "Config reloads (SIGHUP), by result.";
+  return ServerStats{
+      s.Register(Type::kCounter, "remora_config_reloads_total", reload_help,
+                 {{"result", "success"}}),
+      s.Register(Type::kCounter, "remora_config_reloads_total", reload_help,
+                 {{"result", "failure"}}),
+      s.Register(Type::kGauge, "remora_config_version", "Version of the config now serving."),
+      s.Register(Type::kGauge, "remora_workers", "Worker threads."),
+      s.Register(Type::kGauge, "remora_draining", "1 while the proxy drains, else 0."),
+      s.Register(Type::kGauge, "remora_build_info", "Always 1; the version is a label.",
+                 {{"version", REMORA_VERSION}}),
+      s.Register(Type::kGauge, "remora_process_start_time_seconds",
+                 "Start time of the process since the Unix epoch."),
+      s.Register(Type::kGauge, "remora_process_open_fds", "Open file descriptors."),
+      s.Register(Type::kGauge, "remora_process_resident_memory_bytes", "Resident set size."),
+  };
+}
+
+}  // namespace remora::stats

@@ -1,0 +1,49 @@
+#pragma once
+
+// Every metric remora exports, registered in one place so names stay fixed and match
+// docs/metrics.md. Naming: `remora_` prefix, `_total` for counters, base units (seconds, bytes),
+// bounded labels only (listener, cluster, result, reason).
+
+#include <cstdint>
+#include <string>
+
+#include "proxy/stats/stats.h"
+
+namespace remora::stats {
+
+struct ListenerStats {
+  uint32_t cx_total;       // remora_listener_connections_total
+  uint32_t cx_active;      // remora_listener_connections_active
+  uint32_t rx_bytes;       // remora_listener_received_bytes_total
+  uint32_t tx_bytes;       // remora_listener_sent_bytes_total
+  uint32_t accept_errors;  // remora_listener_accept_errors_total
+  uint32_t overflow;       // remora_listener_overflow_total: refused, cluster at max_connections
+};
+
+struct ClusterStats {
+  uint32_t cx_total;         // remora_cluster_upstream_connections_total
+  uint32_t cx_active;        // remora_cluster_upstream_connections_active
+  uint32_t connect_refused;  // remora_cluster_upstream_connect_failures_total{reason="refused"}
+  uint32_t connect_timeout;  // ...{reason="timeout"}
+  uint32_t overflow;         // remora_cluster_overflow_total
+  uint32_t rx_bytes;         // remora_cluster_upstream_received_bytes_total
+  uint32_t tx_bytes;         // remora_cluster_upstream_sent_bytes_total
+};
+
+struct ServerStats {
+  uint32_t reloads_ok;       // remora_config_reloads_total{result="success"}
+  uint32_t reloads_failed;   // remora_config_reloads_total{result="failure"}
+  uint32_t config_version;   // remora_config_version
+  uint32_t workers;          // remora_workers
+  uint32_t draining;         // remora_draining
+  uint32_t build_info;       // remora_build_info{version}
+  uint32_t start_time;       // remora_process_start_time_seconds
+  uint32_t open_fds;         // remora_process_open_fds (sampled at scrape)
+  uint32_t resident_bytes;   // remora_process_resident_memory_bytes (sampled at scrape)
+};
+
+ListenerStats RegisterListenerStats(Store& store, const std::string& listener);
+ClusterStats RegisterClusterStats(Store& store, const std::string& cluster);
+ServerStats RegisterServerStats(Store& store);
+
+}  // namespace remora::stats

@@ -1,0 +1,156 @@
+#include "proxy/tcp/tcp_proxy.h"
+
+#include "proxy/common/log.h"
+
+namespace remora::tcp {
+
+using event::TcpConnection;
+
+void TcpProxySession::Start(server::WorkerContext& ctx,
+                            std::shared_ptr<const server::Snapshot> snapshot,
+                            const server::ListenerRuntime& listener,
+                            std::unique_ptr<TcpConnection> downstream) {
+  auto* s = new TcpProxySession(ctx, std::move(snapshot), listener);
+  ctx.connections.Add(s);
+  ctx.stats.Add(listener.stats.cx_total);
+  ctx.stats.AddSigned(listener.stats.cx_active, 1);
+  s->down_.conn = std::move(downstream);
+  s->down_.conn->SetCallbacks(&s->down_);
+  uint32_t limit = listener.config->buffer_limit_bytes;
+  s->down_.conn->SetWriteWatermarks(limit / 2, limit);
+  s->Connect();
+}
+
+TcpProxySession::TcpProxySession(server::WorkerContext& ctx,
+                                 std::shared_ptr<const server::Snapshot> snapshot,
+                                 const server::ListenerRuntime& listener)
+    : ctx_(ctx), snapshot_(std::move(snapshot)), listener_(listener), cluster_(listener.cluster) {
+  down_.session = up_.session = this;
+  down_.other = &up_;
+  up_.other = &down_;
+  down_.is_upstream = false;
+  up_.is_upstream = true;
+}
+
+TcpProxySession::~TcpProxySession() = default;
+
+void TcpProxySession::Connect() {
+  const auto& cfg = *cluster_->config;
+  // Reserve a slot first so the limit holds across workers; give it back on overflow.
+  int64_t prev = cluster_->state->active_connections.fetch_add(1, std::memory_order_relaxed);
+  if (prev >= static_cast<int64_t>(cfg.max_connections)) {
+    cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+    ctx_.stats.Add(cluster_->stats.overflow);
+    ctx_.stats.Add(listener_.stats.overflow);
+    LOG_DEBUG("listener %s: cluster %s at max_connections (%d); closing %s",
+              listener_.config->name, cfg.name, cfg.max_connections, down_.conn->peer());
+    down_.failed = true;
+    Finish();
+    return;
+  }
+  holds_cluster_slot_ = true;
+  ctx_.stats.AddSigned(cluster_->stats.cx_active, 1);
+
+  auto& pw = cluster_->per_worker[static_cast<size_t>(ctx_.index)];
+  endpoint_ = &cluster_->endpoints[pw.rr_next++ % cluster_->endpoints.size()];
+  endpoint_->state->active_connections.fetch_add(1, std::memory_order_relaxed);
+  up_.conn = TcpConnection::Connect(ctx_.dispatcher,
+                                    reinterpret_cast<const sockaddr*>(&endpoint_->address),
+                                    cfg.connect_timeout);
+  up_.conn->SetCallbacks(&up_);
+  uint32_t limit = listener_.config->buffer_limit_bytes;
+  up_.conn->SetWriteWatermarks(limit / 2, limit);
+  // Reading downstream while connecting lets early bytes queue (bounded by the watermark).
+  down_.conn->ReadEnable(true);
+  up_.conn->ReadEnable(true);  // applied once connected
+}
+
+void TcpProxySession::Side::OnRead(buffer::Buffer& data) {
+  auto& s = *session;
+  if (is_upstream) {
+    s.ctx_.stats.Add(s.cluster_->stats.rx_bytes, data.length());
+    s.ctx_.stats.Add(s.listener_.stats.tx_bytes, data.length());
+  } else {
+    s.ctx_.stats.Add(s.listener_.stats.rx_bytes, data.length());
+    if (s.cluster_ != nullptr) s.ctx_.stats.Add(s.cluster_->stats.tx_bytes, data.length());
+  }
+  if (other->failed || other->conn == nullptr) {
+    data.Clear();
+    return;
+  }
+  other->conn->Write(data);
+}
+
+void TcpProxySession::Side::OnEndOfStream() {
+  eof = true;
+  if (!other->failed && other->conn != nullptr) other->conn->Shutdown();
+  session->MaybeFinish();
+}
+
+void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
+  auto& s = *session;
+  switch (event) {
+    case TcpConnection::Event::kConnected:
+      s.upstream_connected_ = true;
+      s.ctx_.stats.Add(s.cluster_->stats.cx_total);
+      s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case TcpConnection::Event::kConnectFailed:
+    case TcpConnection::Event::kConnectTimeout:
+      s.ctx_.stats.Add(event == TcpConnection::Event::kConnectTimeout
+                           ? s.cluster_->stats.connect_timeout
+                           : s.cluster_->stats.connect_refused);
+      s.endpoint_->state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+      LOG_DEBUG("listener %s: upstream %s %s", s.listener_.config->name, s.endpoint_->address_text,
+                event == TcpConnection::Event::kConnectTimeout ? "connect timeout"
+                                                               : "connect failed");
+      failed = true;
+      // Nothing reached the client yet: close it without data.
+      s.Finish();
+      return;
+    case TcpConnection::Event::kRemoteReset:
+      failed = true;
+      // The other side may still have bytes for its peer; stop reading it and let it flush.
+      if (other->conn != nullptr && !other->failed) other->conn->ReadEnable(false);
+      s.MaybeFinish();
+      return;
+  }
+}
+
+void TcpProxySession::Side::OnWriteHighWatermark() {
+  // This side cannot take more: stop reading the side that feeds it.
+  if (other->conn != nullptr && !other->failed) other->conn->ReadEnable(false);
+}
+
+void TcpProxySession::Side::OnWriteLowWatermark() {
+  if (other->conn != nullptr && !other->failed && !other->eof) other->conn->ReadEnable(true);
+}
+
+void TcpProxySession::Side::OnFlushed() { session->MaybeFinish(); }
+
+void TcpProxySession::MaybeFinish() {
+  auto flushed = [](const Side& side) {
+    return side.failed || side.conn == nullptr || side.conn->write_backlog() == 0;
+  };
+  bool done = (down_.failed || up_.failed) ? true : (down_.eof && up_.eof);
+  if (done && flushed(down_) && flushed(up_)) Finish();
+}
+
+void TcpProxySession::CloseNow() { Finish(); }
+
+void TcpProxySession::Finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (down_.conn != nullptr) down_.conn->Close(TcpConnection::CloseMode::kNow);
+  if (up_.conn != nullptr) up_.conn->Close(TcpConnection::CloseMode::kNow);
+  ctx_.stats.AddSigned(listener_.stats.cx_active, -1);
+  if (holds_cluster_slot_) {
+    cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+    ctx_.stats.AddSigned(cluster_->stats.cx_active, -1);
+    endpoint_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ctx_.connections.Remove(this);
+  ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
+}
+
+}  // namespace remora::tcp

@@ -1,0 +1,67 @@
+#pragma once
+
+// The L4 data path: one downstream connection relayed byte for byte to one endpoint of the
+// listener's cluster (round robin per worker), with backpressure both ways (a side whose write
+// backlog passes the listener's buffer limit stops the other side's reads), half-close in both
+// directions, and the cluster's max_connections enforced before connecting.
+//
+// Life: accepted -> connecting (downstream bytes queue behind the connect, bounded by the watermark)
+// -> relaying -> both sides sent FIN and everything is flushed, or one side failed and the other has
+// flushed -> closed. A connect failure or timeout closes the downstream without data.
+
+#include <memory>
+
+#include "proxy/event/tcp_connection.h"
+#include "proxy/server/active_connection.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/server/worker_context.h"
+
+namespace remora::tcp {
+
+class TcpProxySession final : public server::ActiveConnection {
+ public:
+  // Starts proxying `downstream`. The session owns itself: it is linked into ctx.connections and
+  // deletes itself (deferred) when done.
+  static void Start(server::WorkerContext& ctx, std::shared_ptr<const server::Snapshot> snapshot,
+                    const server::ListenerRuntime& listener,
+                    std::unique_ptr<event::TcpConnection> downstream);
+
+  void CloseNow() override;
+  ~TcpProxySession() override;
+
+ private:
+  struct Side final : event::TcpConnection::Callbacks {
+    TcpProxySession* session;
+    Side* other;
+    std::unique_ptr<event::TcpConnection> conn;
+    bool is_upstream;
+    bool eof = false;     // this side sent FIN
+    bool failed = false;  // this side's connection is gone (reset, connect failure)
+
+    void OnRead(buffer::Buffer& data) override;
+    void OnEndOfStream() override;
+    void OnEvent(event::TcpConnection::Event event) override;
+    void OnWriteHighWatermark() override;
+    void OnWriteLowWatermark() override;
+    void OnFlushed() override;
+  };
+
+  TcpProxySession(server::WorkerContext& ctx, std::shared_ptr<const server::Snapshot> snapshot,
+                  const server::ListenerRuntime& listener);
+  void Connect();
+  void MaybeFinish();
+  void Finish();
+
+  server::WorkerContext& ctx_;
+  std::shared_ptr<const server::Snapshot> snapshot_;
+  const server::ListenerRuntime& listener_;
+  const server::ClusterRuntime* cluster_;
+  const server::EndpointRuntime* endpoint_ = nullptr;
+  Side down_;
+  Side up_;
+  bool holds_cluster_slot_ = false;
+  bool upstream_connected_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace remora::tcp

@@ -1,0 +1,25 @@
+#include "proxy/upstream/endpoint_state.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace remora::upstream {
+
+std::shared_ptr<ClusterState> EndpointStateRegistry::Cluster(const std::string& name) {
+  auto& slot = clusters_[name];
+  if (slot == nullptr) slot = std::make_shared<ClusterState>(name);
+  return slot;
+}
+
+std::shared_ptr<EndpointState> EndpointStateRegistry::Endpoint(const std::string& cluster,
+                                                               const std::string& address) {
+  auto& slot = endpoints_[absl::StrCat(cluster, "|", address)];
+  if (slot == nullptr) slot = std::make_shared<EndpointState>(address);
+  return slot;
+}
+
+void EndpointStateRegistry::Prune() {
+  absl::erase_if(clusters_, [](const auto& kv) { return kv.second.use_count() == 1; });
+  absl::erase_if(endpoints_, [](const auto& kv) { return kv.second.use_count() == 1; });
+}
+
+}  // namespace remora::upstream

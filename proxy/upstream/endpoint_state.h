@@ -1,0 +1,46 @@
+#pragma once
+
+// Per-cluster and per-endpoint state that must survive config changes: a registry update or reload
+// builds a new Snapshot, but an endpoint that is still there keeps its counters (and, later, its
+// breaker, pool and health), because it is keyed by (cluster, address), not owned by the snapshot.
+//
+// Fields are atomics: several workers use the same endpoint. The registry itself is main-thread only.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace remora::upstream {
+
+struct EndpointState {
+  explicit EndpointState(std::string a) : address(std::move(a)) {}
+  const std::string address;
+  std::atomic<int64_t> active_connections{0};
+  std::atomic<uint64_t> total_connections{0};
+  std::atomic<uint64_t> connect_failures{0};
+};
+
+struct ClusterState {
+  explicit ClusterState(std::string n) : name(std::move(n)) {}
+  const std::string name;
+  // Enforces max_connections across all workers: incremented before connecting, so the limit is
+  // exact (no per-worker approximation).
+  std::atomic<int64_t> active_connections{0};
+};
+
+class EndpointStateRegistry {
+ public:
+  std::shared_ptr<ClusterState> Cluster(const std::string& name);
+  std::shared_ptr<EndpointState> Endpoint(const std::string& cluster, const std::string& address);
+  // Forgets states no snapshot references any more (use_count == 1). Called after a swap.
+  void Prune();
+
+ private:
+  absl::flat_hash_map<std::string, std::shared_ptr<ClusterState>> clusters_;
+  absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints_;  // "cluster|addr"
+};
+
+}  // namespace remora::upstream

@@ -1,0 +1,80 @@
+#include "proxy/buffer/buffer.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace remora::buffer {
+namespace {
+
+TEST(BufferTest, AppendCopyAndDrainAcrossSlices) {
+  Buffer b;
+  b.Append("hello ");
+  b.Append(std::string(10000, 'x'));  // larger than a small copy: its own block
+  b.Append("world");
+  EXPECT_EQ(b.length(), 6u + 10000u + 5u);
+  b.Drain(3);
+  EXPECT_EQ(b.ToString().substr(0, 3), "lo ");
+  b.Drain(3 + 10000);
+  EXPECT_EQ(b.ToString(), "world");
+  b.Clear();
+  EXPECT_TRUE(b.empty());
+}
+
+TEST(BufferTest, MoveTransfersSlicesWithoutCopy) {
+  Buffer a, b;
+  a.Append("abc");
+  const char* before = nullptr;
+  iovec iov[1];
+  ASSERT_EQ(a.FillIovecs(iov, 1), 1u);
+  before = static_cast<const char*>(iov[0].iov_base);
+  b.Append("xy");
+  b.Move(a);
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(b.ToString(), "xyabc");
+  iovec out[2];
+  ASSERT_EQ(b.FillIovecs(out, 2), 2u);
+  EXPECT_EQ(static_cast<const char*>(out[1].iov_base), before);  // same bytes, not a copy
+}
+
+TEST(BufferTest, MoveSlicesIsBounded) {
+  Buffer a, b;
+  for (int i = 0; i < 10; ++i) a.Append(Slice());  // empty slices are ignored
+  for (int i = 0; i < 5; ++i) a.Append(std::string(5000, static_cast<char>('a' + i)));
+  EXPECT_EQ(a.MoveSlices(b, 2), 2u);
+  EXPECT_EQ(b.length(), 10000u);
+  EXPECT_EQ(a.length(), 15000u);
+  EXPECT_EQ(a.ToString()[0], 'c');
+}
+
+TEST(SlabPoolTest, SlabsReturnToThePoolWhenTheLastSliceGoes) {
+  SlabPool& pool = SlabPool::ForThisThread();
+  size_t before = pool.slabs_outstanding();
+  {
+    Buffer b;
+    auto [mem, cap] = ReadArena::ForThisThread().Alloc();
+    ASSERT_GE(cap, ReadArena::kMinTail);
+    std::memcpy(mem, "data", 4);
+    Slice s = ReadArena::ForThisThread().Commit(4);
+    Slice shared = s.Share();
+    b.Append(std::move(s));
+    EXPECT_EQ(shared.view(), "data");
+    EXPECT_EQ(b.ToString(), "data");
+  }
+  // The arena keeps its current slab; nothing else may be outstanding.
+  EXPECT_LE(pool.slabs_outstanding(), before + 1);
+}
+
+TEST(ReadArenaTest, ConsecutiveReadsShareASlab) {
+  ReadArena& arena = ReadArena::ForThisThread();
+  auto [m1, c1] = arena.Alloc();
+  Slice s1 = arena.Commit(100);
+  auto [m2, c2] = arena.Alloc();
+  EXPECT_EQ(m2, m1 + 100);
+  EXPECT_EQ(c2, c1 - 100);
+  Slice s2 = arena.Commit(0);
+  EXPECT_EQ(s2.size(), 0u);
+}
+
+}  // namespace
+}  // namespace remora::buffer

@@ -1,0 +1,143 @@
+#include "proxy/config/render.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "proxy/config/decode.h"
+
+namespace remora::config {
+namespace {
+
+constexpr char kConfig[] = R"(
+admin:
+  address: "[::1]:15000"
+  token: s3cret
+  unix_socket: /run/remora/admin.sock
+workers: 3
+drain_timeout: 1.5s
+log_level: off
+listeners:
+  - name: app-in
+    address: 127.0.0.1:15001
+    kind: tcp
+    cluster: app
+    buffer_limit_bytes: 20000
+  - name: app-out
+    address: 0.0.0.0:0
+    kind: tcp
+    cluster: db
+clusters:
+  - name: app
+    connect_timeout: 250ms
+    max_connections: 7
+    endpoints:
+      - address: 127.0.0.1:8080
+        weight: 5
+      - address: "[2001:db8::1]:8080"
+  - name: db
+    connect_timeout: 0.0015s
+    endpoints:
+      - address: 10.0.0.2:5432
+)";
+
+Config MustDecode(const std::string& text) {
+  Config c;
+  std::vector<ConfigError> errors;
+  EXPECT_TRUE(DecodeConfig(text, &c, &errors))
+      << (errors.empty() ? "" : errors[0].Format("render"));
+  return c;
+}
+
+void ExpectSameConfig(const Config& a, const Config& b) {
+  EXPECT_EQ(a.admin.address, b.admin.address);
+  EXPECT_EQ(a.admin.address.is_ipv6, b.admin.address.is_ipv6);
+  EXPECT_EQ(a.admin.token, b.admin.token);
+  EXPECT_EQ(a.admin.unix_socket, b.admin.unix_socket);
+  EXPECT_EQ(a.workers, b.workers);
+  EXPECT_EQ(a.drain_timeout, b.drain_timeout);
+  EXPECT_EQ(a.log_level, b.log_level);
+  ASSERT_EQ(a.listeners.size(), b.listeners.size());
+  for (size_t i = 0; i < a.listeners.size(); ++i) {
+    EXPECT_EQ(a.listeners[i].name, b.listeners[i].name);
+    EXPECT_EQ(a.listeners[i].address, b.listeners[i].address);
+    EXPECT_EQ(a.listeners[i].kind, b.listeners[i].kind);
+    EXPECT_EQ(a.listeners[i].cluster, b.listeners[i].cluster);
+    EXPECT_EQ(a.listeners[i].buffer_limit_bytes, b.listeners[i].buffer_limit_bytes);
+  }
+  ASSERT_EQ(a.clusters.size(), b.clusters.size());
+  for (size_t i = 0; i < a.clusters.size(); ++i) {
+    EXPECT_EQ(a.clusters[i].name, b.clusters[i].name);
+    EXPECT_EQ(a.clusters[i].connect_timeout, b.clusters[i].connect_timeout);
+    EXPECT_EQ(a.clusters[i].max_connections, b.clusters[i].max_connections);
+    ASSERT_EQ(a.clusters[i].endpoints.size(), b.clusters[i].endpoints.size());
+    for (size_t j = 0; j < a.clusters[i].endpoints.size(); ++j) {
+      EXPECT_EQ(a.clusters[i].endpoints[j].address, b.clusters[i].endpoints[j].address);
+      EXPECT_EQ(a.clusters[i].endpoints[j].weight, b.clusters[i].endpoints[j].weight);
+    }
+  }
+}
+
+TEST(ConfigToJsonTest, RoundTripsThroughDecode) {
+  const Config original = MustDecode(kConfig);
+  for (int indent : {-1, 2}) {
+    const std::string dumped = ConfigToJson(original, /*redact_secrets=*/false).dump(indent);
+    SCOPED_TRACE(dumped);
+    const Config back = MustDecode(dumped);
+    ExpectSameConfig(original, back);
+    // And rendering is stable.
+    EXPECT_EQ(ConfigToJson(back, false), ConfigToJson(original, false));
+  }
+}
+
+TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
+  const nlohmann::json j = ConfigToJson(MustDecode(kConfig), /*redact_secrets=*/false);
+  EXPECT_EQ(j["admin"]["address"], "[::1]:15000");
+  EXPECT_EQ(j["admin"]["token"], "s3cret");
+  EXPECT_EQ(j["admin"]["unix_socket"], "/run/remora/admin.sock");
+  EXPECT_EQ(j["workers"], 3);
+  EXPECT_EQ(j["drain_timeout"], "1500ms");
+  EXPECT_EQ(j["log_level"], "off");
+  EXPECT_EQ(j["listeners"][0]["name"], "app-in");
+  EXPECT_EQ(j["listeners"][0]["address"], "127.0.0.1:15001");
+  EXPECT_EQ(j["listeners"][0]["kind"], "tcp");
+  EXPECT_EQ(j["listeners"][0]["cluster"], "app");
+  EXPECT_EQ(j["listeners"][0]["buffer_limit_bytes"], 20000);
+  EXPECT_EQ(j["listeners"][1]["buffer_limit_bytes"], 262144);  // defaults are shown
+  EXPECT_EQ(j["clusters"][0]["connect_timeout"], "250ms");
+  EXPECT_EQ(j["clusters"][0]["max_connections"], 7);
+  EXPECT_EQ(j["clusters"][0]["endpoints"][0]["address"], "127.0.0.1:8080");
+  EXPECT_EQ(j["clusters"][0]["endpoints"][0]["weight"], 5);
+  EXPECT_EQ(j["clusters"][0]["endpoints"][1]["address"], "[2001:db8::1]:8080");
+  EXPECT_EQ(j["clusters"][0]["endpoints"][1]["weight"], 1);
+  EXPECT_EQ(j["clusters"][1]["connect_timeout"], "0.0015s");
+  EXPECT_EQ(j["clusters"][1]["max_connections"], 1024);
+}
+
+TEST(ConfigToJsonTest, RedactsTheToken) {
+  const Config c = MustDecode(kConfig);
+  const nlohmann::json j = ConfigToJson(c, /*redact_secrets=*/true);
+  EXPECT_EQ(j["admin"]["token"], "<redacted>");
+  EXPECT_EQ(j.dump().find("s3cret"), std::string::npos);
+  // Nothing else changes.
+  nlohmann::json plain = ConfigToJson(c, false);
+  plain["admin"]["token"] = "<redacted>";
+  EXPECT_EQ(j, plain);
+}
+
+TEST(ConfigToJsonTest, EmptyOptionalStringsAreLeftOut) {
+  const Config c = MustDecode("{}");
+  for (bool redact : {false, true}) {
+    const nlohmann::json j = ConfigToJson(c, redact);
+    EXPECT_FALSE(j["admin"].contains("token"));
+    EXPECT_FALSE(j["admin"].contains("unix_socket"));
+    EXPECT_EQ(j["admin"]["address"], "127.0.0.1:15000");
+    EXPECT_EQ(j["drain_timeout"], "30s");
+    EXPECT_TRUE(j["listeners"].is_array());
+    EXPECT_TRUE(j["clusters"].is_array());
+    ExpectSameConfig(c, MustDecode(j.dump()));
+  }
+}
+
+}  // namespace
+}  // namespace remora::config
