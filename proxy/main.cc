@@ -25,12 +25,14 @@ constexpr char kUsage[] =
     "  demo [--ports=auto]  run remora in front of a built-in sample service on loopback\n"
     "  version            print the version\n"
     "\n"
-    "Run `remora <command> --help` for a command's options. Docs: docs/config.md, docs/metrics.md.\n";
+    "Run `remora <command> --help` for a command's options. Docs: docs/config.md, "
+    "docs/metrics.md.\n";
 
 constexpr char kProxyUsage[] =
     "usage: remora proxy -c FILE\n"
     "\n"
-    "Runs the proxy. SIGHUP re-reads FILE (an invalid file is rejected and the running config keeps\n"
+    "Runs the proxy. SIGHUP re-reads FILE (an invalid file is rejected and the running config "
+    "keeps\n"
     "serving); SIGTERM or POST /drain drains: listeners close, open connections get drain_timeout\n"
     "to finish, then the process exits 0.\n"
     "\n"
@@ -151,27 +153,27 @@ int CmdDemo(const std::vector<std::string>& args) {
       absl::StrCat("http://", cfg.clusters[0].endpoints[0].address.ToString());
 
   server::Server server("", std::move(cfg));
-  server.SetOnStarted([&](const std::string& admin,
-                          const std::map<std::string, std::string>& listeners) {
-    const std::string& proxy = listeners.at("demo");
-    std::printf(
-        "remora demo is running: remora in front of a sample service, all on loopback.\n"
-        "\n"
-        "  sample service  %s/        (stands in for your app)\n"
-        "  remora          %s -> sample service (tcp listener \"demo\")\n"
-        "  admin API       http://%s/\n"
-        "\n"
-        "Try:\n"
-        "  curl -s http://%s/hello\n"
-        "  curl -s http://%s/metrics | grep '^remora_listener'\n"
-        "  curl -s http://%s/clusters\n"
-        "  curl -s http://%s/ready\n"
-        "\n"
-        "Ctrl-C drains and stops.\n",
-        sample_url.c_str(), proxy.c_str(), admin.c_str(), proxy.c_str(), admin.c_str(),
-        admin.c_str(), admin.c_str());
-    std::fflush(stdout);
-  });
+  server.SetOnStarted(
+      [&](const std::string& admin, const std::map<std::string, std::string>& listeners) {
+        const std::string& proxy = listeners.at("demo");
+        std::printf(
+            "remora demo is running: remora in front of a sample service, all on loopback.\n"
+            "\n"
+            "  sample service  %s/        (stands in for your app)\n"
+            "  remora          %s -> sample service (tcp listener \"demo\")\n"
+            "  admin API       http://%s/\n"
+            "\n"
+            "Try:\n"
+            "  curl -s http://%s/hello\n"
+            "  curl -s http://%s/metrics | grep '^remora_listener'\n"
+            "  curl -s http://%s/clusters\n"
+            "  curl -s http://%s/ready\n"
+            "\n"
+            "Ctrl-C drains and stops.\n",
+            sample_url.c_str(), proxy.c_str(), admin.c_str(), proxy.c_str(), admin.c_str(),
+            admin.c_str(), admin.c_str());
+        std::fflush(stdout);
+      });
   int rc = server.Run();
   sample->reset();
   return rc;

@@ -1,13 +1,11 @@
 #include "proxy/admin/admin_server.h"
 
-#include <llhttp.h>
 #include <openssl/crypto.h>
 
 #include <algorithm>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "proxy/common/log.h"
 #include "proxy/event/tcp_connection.h"
 
@@ -49,14 +47,6 @@ constexpr absl::Duration kReadTimeout = absl::Seconds(10);
 
 }  // namespace
 
-std::string Request::QueryParam(absl::string_view name) const {
-  for (absl::string_view kv : absl::StrSplit(query, '&')) {
-    std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-    if (p.first == name) return std::string(p.second);
-  }
-  return "";
-}
-
 Response Response::Text(int status, std::string body) {
   Response r;
   r.status = status;
@@ -77,42 +67,7 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
  public:
   Connection(AdminServer& server, std::unique_ptr<event::TcpConnection> conn)
       : server_(server), conn_(std::move(conn)) {
-    llhttp_settings_init(&settings_);
-    settings_.on_url = [](llhttp_t* p, const char* at, size_t n) {
-      return Self(p)->Append(&Self(p)->url_, at, n);
-    };
-    settings_.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
-      auto* s = Self(p);
-      if (s->in_value_) {
-        s->FinishHeader();
-      }
-      return s->Append(&s->field_, at, n);
-    };
-    settings_.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
-      auto* s = Self(p);
-      s->in_value_ = true;
-      return s->Append(&s->value_, at, n);
-    };
-    settings_.on_headers_complete = [](llhttp_t* p) {
-      if (Self(p)->in_value_) Self(p)->FinishHeader();
-      return 0;
-    };
-    settings_.on_body = [](llhttp_t* p, const char* at, size_t n) {
-      auto* s = Self(p);
-      if (s->request_.body.size() + n > kMaxBodyBytes) {
-        s->error_status_ = 413;
-        return -1;
-      }
-      s->request_.body.append(at, n);
-      return 0;
-    };
-    settings_.on_message_complete = [](llhttp_t* p) {
-      Self(p)->complete_ = true;
-      return static_cast<int>(HPE_PAUSED);
-    };
-    llhttp_init(&parser_, HTTP_REQUEST, &settings_);
-    parser_.data = this;
-    request_.trusted = conn_->is_unix();
+    parser_.request().trusted = conn_->is_unix();
     conn_->SetCallbacks(this);
     timer_ = server_.dispatcher_.CreateTimer([this] { Respond(Response::Text(408, "timeout\n")); });
     timer_->Enable(kReadTimeout);
@@ -126,13 +81,18 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
     }
     std::string bytes = data.ToString();  // admin traffic is tiny; the data path never does this
     data.Clear();
-    llhttp_errno_t err = llhttp_execute(&parser_, bytes.data(), bytes.size());
-    if (complete_) {
-      Dispatch();
-    } else if (err != HPE_OK) {
-      int status = error_status_ != 0 ? error_status_ : 400;
-      LOG_DEBUG("admin: bad request from %s: %s", conn_->peer(), llhttp_get_error_reason(&parser_));
-      Respond(Response::Text(status, absl::StrCat(Reason(status), "\n")));
+    switch (parser_.Feed(bytes)) {
+      case RequestParser::State::kComplete:
+        Respond(server_.Handle(parser_.request()));
+        break;
+      case RequestParser::State::kError: {
+        int status = parser_.error_status();
+        LOG_DEBUG("admin: bad request from %s: %s", conn_->peer(), parser_.error_reason());
+        Respond(Response::Text(status, absl::StrCat(Reason(status), "\n")));
+        break;
+      }
+      case RequestParser::State::kIncomplete:
+        break;
     }
   }
   void OnEndOfStream() override {
@@ -144,46 +104,19 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
   }
 
  private:
-  static Connection* Self(llhttp_t* p) { return static_cast<Connection*>(p->data); }
-
-  int Append(std::string* to, const char* at, size_t n) {
-    header_bytes_ += n;
-    if (header_bytes_ > kMaxHeaderBytes) {
-      error_status_ = 431;
-      return -1;
-    }
-    to->append(at, n);
-    return 0;
-  }
-  void FinishHeader() {
-    if (absl::EqualsIgnoreCase(field_, "authorization")) request_.authorization = value_;
-    field_.clear();
-    value_.clear();
-    in_value_ = false;
-  }
-
-  void Dispatch() {
-    request_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-    std::pair<std::string, std::string> pq = absl::StrSplit(url_, absl::MaxSplits('?', 1));
-    request_.path = pq.first;
-    request_.query = pq.second;
-    Respond(server_.Handle(request_));
-  }
-
   void Respond(Response r) {
     if (responded_) return;
     responded_ = true;
     timer_->Disable();
     conn_->ReadEnable(false);
-    std::string head = absl::StrCat("HTTP/1.1 ", r.status, " ", Reason(r.status),
-                                    "\r\nContent-Type: ", r.content_type,
-                                    "\r\nContent-Length: ", r.body.size(),
-                                    "\r\nConnection: close\r\n");
+    std::string head = absl::StrCat(
+        "HTTP/1.1 ", r.status, " ", Reason(r.status), "\r\nContent-Type: ", r.content_type,
+        "\r\nContent-Length: ", r.body.size(), "\r\nConnection: close\r\n");
     for (const auto& [k, v] : r.headers) absl::StrAppend(&head, k, ": ", v, "\r\n");
     absl::StrAppend(&head, "\r\n");
     buffer::Buffer out;
     out.Append(head);
-    if (request_.method != "HEAD") out.Append(r.body);
+    if (parser_.request().method != "HEAD") out.Append(r.body);
     conn_->Write(out);
   }
 
@@ -196,14 +129,7 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
   AdminServer& server_;
   std::unique_ptr<event::TcpConnection> conn_;
   std::unique_ptr<event::Timer> timer_;
-  llhttp_t parser_;
-  llhttp_settings_t settings_;
-  Request request_;
-  std::string url_, field_, value_;
-  size_t header_bytes_ = 0;
-  int error_status_ = 0;
-  bool in_value_ = false;
-  bool complete_ = false;
+  RequestParser parser_;
   bool responded_ = false;
 };
 
@@ -252,8 +178,7 @@ Response AdminServer::Handle(const Request& request) {
   for (Route& route : routes_) {
     if (route.path != request.path) continue;
     path_found = true;
-    if (route.method != request.method &&
-        !(route.method == "GET" && request.method == "HEAD")) {
+    if (route.method != request.method && !(route.method == "GET" && request.method == "HEAD")) {
       absl::StrAppend(&allow, allow.empty() ? "" : ", ", route.method);
       continue;
     }

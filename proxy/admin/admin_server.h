@@ -4,9 +4,9 @@
 // connection (answered with `Connection: close`), parsed by llhttp in strict mode, with bounded
 // headers/body and a read timeout, so a stuck or hostile client cannot hold the main loop's memory.
 //
-// Mutating routes need `Authorization: Bearer <token>` (compared in constant time) unless the request
-// arrived on the Unix socket, whose 0600 permissions already authenticate the caller. With no token
-// configured, mutating routes are reachable only through the Unix socket.
+// Mutating routes need `Authorization: Bearer <token>` (compared in constant time) unless the
+// request arrived on the Unix socket, whose 0600 permissions already authenticate the caller. With
+// no token configured, mutating routes are reachable only through the Unix socket.
 //
 // Runs on the main thread's dispatcher; handlers run there too.
 
@@ -18,22 +18,11 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/strings/string_view.h"
+#include "proxy/admin/request_parser.h"
 #include "proxy/event/tcp_listener.h"
 #include "proxy/event/uv_dispatcher.h"
 
 namespace remora::admin {
-
-struct Request {
-  std::string method;
-  std::string path;   // without the query
-  std::string query;  // after '?', undecoded
-  std::string authorization;
-  std::string body;
-  bool trusted = false;  // arrived on the Unix socket
-
-  // The value of `name` in the query ("" if absent); percent-decoding is not needed for our params.
-  std::string QueryParam(absl::string_view name) const;
-};
 
 struct Response {
   int status = 200;
@@ -60,9 +49,6 @@ class AdminServer {
 
   // Routing and auth, separated from the socket for unit tests.
   Response Handle(const Request& request);
-
-  static constexpr size_t kMaxHeaderBytes = 16 * 1024;
-  static constexpr size_t kMaxBodyBytes = 64 * 1024;
 
  private:
   class Connection;

@@ -81,6 +81,8 @@ ReadArena& ReadArena::ForThisThread() {
   return arena;
 }
 
+ReadArena::ReadArena() : pool_(SlabPool::ForThisThread()) {}
+
 ReadArena::~ReadArena() {
   if (current_ != nullptr) Unref(current_);
 }
@@ -88,7 +90,7 @@ ReadArena::~ReadArena() {
 std::pair<char*, size_t> ReadArena::Alloc() {
   if (current_ == nullptr || current_->capacity - fill_ < kMinTail) {
     if (current_ != nullptr) Unref(current_);
-    current_ = SlabPool::ForThisThread().Acquire();
+    current_ = pool_.Acquire();
     current_->refs = 1;
     fill_ = 0;
   }

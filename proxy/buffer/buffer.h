@@ -5,8 +5,8 @@
 // Reads land in slabs: refcounted 64 KiB blocks from a per-thread pool. A read hands out the unused
 // tail of the thread's current slab (ReadArena), and the bytes read become a Slice that references
 // the slab. Slices move between buffers (downstream read -> upstream write) without copying, and a
-// slab returns to its pool when the last slice referencing it is gone. Idle connections hold no slab:
-// libuv asks for read memory only when a socket is readable.
+// slab returns to its pool when the last slice referencing it is gone. Idle connections hold no
+// slab: libuv asks for read memory only when a socket is readable.
 //
 // Threading: slabs, slices and buffers are single-thread objects. They never cross threads; a
 // connection and every buffer it touches live on one worker.
@@ -37,7 +37,9 @@ class Slice {
  public:
   Slice() = default;
   Slice(Slab* slab, uint32_t offset, uint32_t len);  // takes a new reference
-  Slice(Slice&& o) noexcept : slab_(o.slab_), offset_(o.offset_), len_(o.len_) { o.slab_ = nullptr; }
+  Slice(Slice&& o) noexcept : slab_(o.slab_), offset_(o.offset_), len_(o.len_) {
+    o.slab_ = nullptr;
+  }
   Slice& operator=(Slice&& o) noexcept;
   Slice(const Slice&) = delete;
   Slice& operator=(const Slice&) = delete;
@@ -82,14 +84,17 @@ class SlabPool {
   size_t outstanding_ = 0;
 };
 
-// Hands out read memory from the tail of the calling thread's current slab (libuv alloc_cb) and turns
-// the bytes actually read into a Slice (read_cb). Alloc and Commit must pair up with no other Alloc
-// in between, which libuv guarantees (read_cb follows alloc_cb on the same thread).
+// Hands out read memory from the tail of the calling thread's current slab (libuv alloc_cb) and
+// turns the bytes actually read into a Slice (read_cb). Alloc and Commit must pair up with no other
+// Alloc in between, which libuv guarantees (read_cb follows alloc_cb on the same thread).
 class ReadArena {
  public:
   static constexpr uint32_t kMinTail = 4096;
   static ReadArena& ForThisThread();
 
+  // Takes the thread's pool first so that, thread-locals being destroyed in reverse order, the
+  // pool outlives the arena that hands its last slab back.
+  ReadArena();
   ~ReadArena();
   // Memory for one read.
   std::pair<char*, size_t> Alloc();
@@ -97,6 +102,7 @@ class ReadArena {
   Slice Commit(size_t n);
 
  private:
+  SlabPool& pool_;
   Slab* current_ = nullptr;  // holds one reference while current
   uint32_t fill_ = 0;
 };

@@ -44,9 +44,9 @@ bool ParseLevel(absl::string_view name, Level* out) {
 }
 
 void Write(Level l, absl::string_view message) {
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-      LevelName(l), " ", message, "\n");
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
+                   LevelName(l), " ", message, "\n");
   // One write(2) per line keeps lines whole across threads; a short write to stderr is ignored.
   ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
   (void)n;

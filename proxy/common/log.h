@@ -27,11 +27,11 @@ void Write(Level l, absl::string_view message);
 
 }  // namespace remora::log
 
-#define REMORA_LOG(level, ...)                                          \
-  do {                                                                  \
-    if (::remora::log::Enabled(level)) {                                \
-      ::remora::log::Write(level, ::absl::StrFormat(__VA_ARGS__));      \
-    }                                                                   \
+#define REMORA_LOG(level, ...)                                     \
+  do {                                                             \
+    if (::remora::log::Enabled(level)) {                           \
+      ::remora::log::Write(level, ::absl::StrFormat(__VA_ARGS__)); \
+    }                                                              \
   } while (0)
 #define LOG_TRACE(...) REMORA_LOG(::remora::log::Level::kTrace, __VA_ARGS__)
 #define LOG_DEBUG(...) REMORA_LOG(::remora::log::Level::kDebug, __VA_ARGS__)

@@ -37,9 +37,7 @@ class SimDispatcher final : public Dispatcher {
   struct Key {
     absl::Time when;
     uint64_t seq;  // fire timers with the same deadline in arming order
-    bool operator<(const Key& o) const {
-      return when < o.when || (when == o.when && seq < o.seq);
-    }
+    bool operator<(const Key& o) const { return when < o.when || (when == o.when && seq < o.seq); }
   };
 
   absl::Time now_;

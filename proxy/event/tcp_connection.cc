@@ -267,7 +267,8 @@ void TcpConnection::CloseHandle(bool reset) {
   TcpHandleBlock* block = block_;
   block_ = nullptr;
   reading_ = false;
-  if (reset && !block->is_pipe && uv_tcp_close_reset(&block->tcp, &TcpHandleBlock::OnClosed) == 0) return;
+  if (reset && !block->is_pipe && uv_tcp_close_reset(&block->tcp, &TcpHandleBlock::OnClosed) == 0)
+    return;
   uv_close(block->handle(), &TcpHandleBlock::OnClosed);
 }
 

@@ -1,16 +1,16 @@
 #pragma once
 
 // A TCP connection on a UvDispatcher's loop: zero-copy reads into slab slices, gathered writes with
-// one write request in flight (everything queued behind it goes out in the next single writev), write
-// watermarks for backpressure, half-close, and a connect timeout for client connections.
+// one write request in flight (everything queued behind it goes out in the next single writev),
+// write watermarks for backpressure, half-close, and a connect timeout for client connections.
 //
 // Ownership: the creator owns the TcpConnection. libuv state that must outlive it (the handle, the
 // in-flight write and its bytes) lives in a separately allocated block freed in the handle's close
-// callback, so destroying a connection at any moment is safe. After Close() or destruction no callback
-// runs. Callbacks run on the loop thread, never inline from the call that caused them, except
-// OnWriteHighWatermark, which fires from Write() (the caller must be ready for it). A callback may
-// destroy the connection, except OnWriteLowWatermark (which is followed by OnFlushed when the backlog
-// is empty).
+// callback, so destroying a connection at any moment is safe. After Close() or destruction no
+// callback runs. Callbacks run on the loop thread, never inline from the call that caused them,
+// except OnWriteHighWatermark, which fires from Write() (the caller must be ready for it). A
+// callback may destroy the connection, except OnWriteLowWatermark (which is followed by OnFlushed
+// when the backlog is empty).
 
 #include <sys/socket.h>
 
@@ -39,8 +39,8 @@ class TcpConnection {
   class Callbacks {
    public:
     virtual ~Callbacks() = default;
-    // Bytes were appended to `data` (the connection's read buffer). Take what you can (Move or Drain);
-    // what is left stays for the next call.
+    // Bytes were appended to `data` (the connection's read buffer). Take what you can (Move or
+    // Drain); what is left stays for the next call.
     virtual void OnRead(buffer::Buffer& data) = 0;
     // The peer shut down its write side (FIN). Reading has stopped; writing still works.
     virtual void OnEndOfStream() = 0;
@@ -59,7 +59,8 @@ class TcpConnection {
     kReset,  // drop what is queued and send RST
   };
 
-  // Adopts an accepted socket fd (non-blocking; TCP or Unix-domain). Null if libuv refuses it (fd is then closed).
+  // Adopts an accepted socket fd (non-blocking; TCP or Unix-domain). Null if libuv refuses it (fd
+  // is then closed).
   static std::unique_ptr<TcpConnection> Adopt(UvDispatcher& dispatcher, int fd);
   // Starts a connect; the outcome arrives as Event::kConnected / kConnectFailed / kConnectTimeout.
   static std::unique_ptr<TcpConnection> Connect(UvDispatcher& dispatcher, const sockaddr* address,
@@ -110,7 +111,7 @@ class TcpConnection {
   TcpHandleBlock* block_ = nullptr;
   Callbacks* callbacks_ = nullptr;
   buffer::Buffer read_buffer_;
-  buffer::Buffer pending_;  // queued, not yet handed to the kernel
+  buffer::Buffer pending_;              // queued, not yet handed to the kernel
   std::unique_ptr<Timer> event_timer_;  // connect timeout, or a deferred failure report
   Event deferred_event_ = Event::kConnectFailed;
   std::string peer_;

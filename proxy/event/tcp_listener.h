@@ -28,7 +28,8 @@ class TcpListener {
   TcpListener(UvDispatcher& dispatcher, int fd, AcceptCallback on_accept);
   ~TcpListener();
 
-  // Stops accepting; the socket closes, so new connects to a port no other socket serves are refused.
+  // Stops accepting; the socket closes, so new connects to a port no other socket serves are
+  // refused.
   void Close();
   uint64_t accept_errors() const { return accept_errors_; }
 

@@ -62,7 +62,8 @@ absl::StatusOr<int> CreateListenSocket(const config::SocketAddress& address, boo
     ::close(fd);
     return absl::ErrnoToStatus(err, absl::StrCat(what, " ", address.ToString()));
   };
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) return fail("SO_REUSEADDR");
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+    return fail("SO_REUSEADDR");
   if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
     return fail("SO_REUSEPORT");
   }

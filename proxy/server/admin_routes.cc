@@ -15,9 +15,8 @@ using admin::Request;
 using admin::Response;
 
 void Server::RegisterAdminRoutes() {
-  admin_->AddRoute("GET", "/live", false, [](const Request&) {
-    return Response::Text(200, "live\n");
-  });
+  admin_->AddRoute("GET", "/live", false,
+                   [](const Request&) { return Response::Text(200, "live\n"); });
   admin_->AddRoute("GET", "/ready", false, [this](const Request&) {
     return draining_ ? Response::Text(503, "draining\n") : Response::Text(200, "ready\n");
   });
@@ -35,12 +34,10 @@ void Server::RegisterAdminRoutes() {
     j["config"] = config::ConfigToJson(snapshot_->config, /*redact_secrets=*/true);
     return Response::Json(200, j.dump(2) + "\n");
   });
-  admin_->AddRoute("GET", "/clusters", false, [this](const Request&) {
-    return Response::Json(200, ClustersJson());
-  });
-  admin_->AddRoute("GET", "/listeners", false, [this](const Request&) {
-    return Response::Json(200, ListenersJson());
-  });
+  admin_->AddRoute("GET", "/clusters", false,
+                   [this](const Request&) { return Response::Json(200, ClustersJson()); });
+  admin_->AddRoute("GET", "/listeners", false,
+                   [this](const Request&) { return Response::Json(200, ListenersJson()); });
   admin_->AddRoute("POST", "/drain", true, [this](const Request&) {
     if (draining_) return Response::Text(202, "already draining\n");
     // Answer first; the drain starts on the next loop turn.
@@ -54,8 +51,8 @@ void Server::RegisterAdminRoutes() {
     log::Level level;
     std::string name = req.QueryParam("level");
     if (!log::ParseLevel(name, &level)) {
-      return Response::Text(
-          400, absl::StrCat("bad level \"", name, "\": use trace, debug, info, warn, error or off\n"));
+      return Response::Text(400, absl::StrCat("bad level \"", name,
+                                              "\": use trace, debug, info, warn, error or off\n"));
     }
     log::SetLevel(level);
     LOG_WARN("log level set to %s through the admin API", name);
@@ -93,9 +90,8 @@ std::string Server::ListenersJson() const {
   for (const auto& [name, b] : bound_) {
     config::SocketAddress a = b.declared;
     a.port = b.port;
-    listeners.push_back({{"name", name},
-                         {"kind", config::ListenerKindName(b.kind)},
-                         {"address", a.ToString()}});
+    listeners.push_back(
+        {{"name", name}, {"kind", config::ListenerKindName(b.kind)}, {"address", a.ToString()}});
   }
   nlohmann::json j = {{"admin", admin_bound_}, {"listeners", std::move(listeners)}};
   return j.dump(2) + "\n";

@@ -15,9 +15,7 @@ namespace {
 
 constexpr int kBacklog = 1024;
 
-log::Level ToLogLevel(config::LogLevel l) {
-  return static_cast<log::Level>(static_cast<int>(l));
-}
+log::Level ToLogLevel(config::LogLevel l) { return static_cast<log::Level>(static_cast<int>(l)); }
 
 void CloseAll(std::vector<std::vector<ListenerSocket>>& per_worker) {
   for (auto& v : per_worker) {
@@ -37,7 +35,7 @@ int Server::Run() {
   long nofile = PrepareProcess();
   log::SetLevel(ToLogLevel(initial_config_.log_level));
   worker_count_ = initial_config_.workers > 0 ? static_cast<int>(initial_config_.workers)
-                                               : DefaultWorkerCount();
+                                              : DefaultWorkerCount();
   store_ = std::make_unique<stats::Store>(worker_count_);
   server_stats_ = stats::RegisterServerStats(*store_);
   stats::Writer& w = store_->main_writer();
@@ -60,12 +58,10 @@ int Server::Run() {
   }
   for (auto& worker : workers_) worker->Start();
 
-  signals_.push_back(std::make_unique<event::SignalHandler>(main_, SIGTERM, [this] {
-    StartDrain("SIGTERM");
-  }));
-  signals_.push_back(std::make_unique<event::SignalHandler>(main_, SIGINT, [this] {
-    StartDrain("SIGINT");
-  }));
+  signals_.push_back(
+      std::make_unique<event::SignalHandler>(main_, SIGTERM, [this] { StartDrain("SIGTERM"); }));
+  signals_.push_back(
+      std::make_unique<event::SignalHandler>(main_, SIGINT, [this] { StartDrain("SIGINT"); }));
   signals_.push_back(std::make_unique<event::SignalHandler>(main_, SIGHUP, [this] { Reload(); }));
 
   LOG_INFO("remora %s started: %d workers, open files limit %d, config version %d", REMORA_VERSION,
@@ -129,8 +125,8 @@ absl::Status Server::ApplyConfig(config::Config cfg) {
     if (bound_.count(name) == 0 || bound_[name].port != b.port) {
       config::SocketAddress a = b.declared;
       a.port = b.port;
-      LOG_INFO("listener %s (%s) listening on %s", name,
-               config::ListenerKindName(b.kind), a.ToString());
+      LOG_INFO("listener %s (%s) listening on %s", name, config::ListenerKindName(b.kind),
+               a.ToString());
     }
   }
   for (const std::string& name : removed) {
@@ -165,7 +161,8 @@ void Server::Reload() {
     cfg.workers = running.workers;
   }
   if (!(cfg.admin.address == running.admin.address) ||
-      cfg.admin.unix_socket != running.admin.unix_socket || cfg.admin.token != running.admin.token) {
+      cfg.admin.unix_socket != running.admin.unix_socket ||
+      cfg.admin.token != running.admin.token) {
     LOG_WARN("reload: admin settings changed; they take effect on restart");
     cfg.admin = running.admin;
   }

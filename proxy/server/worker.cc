@@ -78,9 +78,7 @@ void Worker::StartDrain() {
 }
 
 void Worker::CloseAll() {
-  dispatcher_.Post([this] {
-    connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); });
-  });
+  dispatcher_.Post([this] { connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); }); });
 }
 
 }  // namespace remora::server

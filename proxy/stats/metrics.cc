@@ -15,9 +15,9 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
                  "Bytes sent to downstream clients.", l),
       s.Register(Type::kCounter, "remora_listener_accept_errors_total",
                  "accept() failures other than EAGAIN (EMFILE and the like).", l),
-      s.Register(Type::kCounter, "remora_listener_overflow_total",
-                 "Downstream connections closed at once because the cluster was at max_connections.",
-                 l),
+      s.Register(
+          Type::kCounter, "remora_listener_overflow_total",
+          "Downstream connections closed at once because the cluster was at max_connections.", l),
   };
 }
 

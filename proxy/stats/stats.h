@@ -4,8 +4,9 @@
 //
 // A series (family + labels) is registered once on the main thread and gets a slot number. Every
 // worker (and the main thread, as writer `main_writer()`) has its own array of slots; a writer adds
-// to its own slots with relaxed loads and stores (single writer, so no read-modify-write), and a scrape
-// sums the slot across writers. A scrape may therefore see a connection counted in one worker's
+// to its own slots with relaxed loads and stores (single writer, so no read-modify-write), and a
+// scrape sums the slot across writers. A scrape may therefore see a connection counted in one
+// worker's
 // `_total` before another worker's gauge moves: sums are exact per writer, not a global snapshot.
 //
 // Series are never removed (a removed listener's counters stay, as Prometheus expects of counters);

@@ -42,8 +42,8 @@ void TcpProxySession::Connect() {
     cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
     ctx_.stats.Add(cluster_->stats.overflow);
     ctx_.stats.Add(listener_.stats.overflow);
-    LOG_DEBUG("listener %s: cluster %s at max_connections (%d); closing %s",
-              listener_.config->name, cfg.name, cfg.max_connections, down_.conn->peer());
+    LOG_DEBUG("listener %s: cluster %s at max_connections (%d); closing %s", listener_.config->name,
+              cfg.name, cfg.max_connections, down_.conn->peer());
     down_.failed = true;
     Finish();
     return;
@@ -54,9 +54,8 @@ void TcpProxySession::Connect() {
   auto& pw = cluster_->per_worker[static_cast<size_t>(ctx_.index)];
   endpoint_ = &cluster_->endpoints[pw.rr_next++ % cluster_->endpoints.size()];
   endpoint_->state->active_connections.fetch_add(1, std::memory_order_relaxed);
-  up_.conn = TcpConnection::Connect(ctx_.dispatcher,
-                                    reinterpret_cast<const sockaddr*>(&endpoint_->address),
-                                    cfg.connect_timeout);
+  up_.conn = TcpConnection::Connect(
+      ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint_->address), cfg.connect_timeout);
   up_.conn->SetCallbacks(&up_);
   uint32_t limit = listener_.config->buffer_limit_bytes;
   up_.conn->SetWriteWatermarks(limit / 2, limit);
@@ -101,9 +100,9 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
                            ? s.cluster_->stats.connect_timeout
                            : s.cluster_->stats.connect_refused);
       s.endpoint_->state->connect_failures.fetch_add(1, std::memory_order_relaxed);
-      LOG_DEBUG("listener %s: upstream %s %s", s.listener_.config->name, s.endpoint_->address_text,
-                event == TcpConnection::Event::kConnectTimeout ? "connect timeout"
-                                                               : "connect failed");
+      LOG_DEBUG(
+          "listener %s: upstream %s %s", s.listener_.config->name, s.endpoint_->address_text,
+          event == TcpConnection::Event::kConnectTimeout ? "connect timeout" : "connect failed");
       failed = true;
       // Nothing reached the client yet: close it without data.
       s.Finish();

@@ -5,9 +5,10 @@
 // backlog passes the listener's buffer limit stops the other side's reads), half-close in both
 // directions, and the cluster's max_connections enforced before connecting.
 //
-// Life: accepted -> connecting (downstream bytes queue behind the connect, bounded by the watermark)
-// -> relaying -> both sides sent FIN and everything is flushed, or one side failed and the other has
-// flushed -> closed. A connect failure or timeout closes the downstream without data.
+// Life: accepted -> connecting (downstream bytes queue behind the connect, bounded by the
+// watermark)
+// -> relaying -> both sides sent FIN and everything is flushed, or one side failed and the other
+// has flushed -> closed. A connect failure or timeout closes the downstream without data.
 
 #include <memory>
 

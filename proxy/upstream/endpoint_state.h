@@ -4,7 +4,8 @@
 // builds a new Snapshot, but an endpoint that is still there keeps its counters (and, later, its
 // breaker, pool and health), because it is keyed by (cluster, address), not owned by the snapshot.
 //
-// Fields are atomics: several workers use the same endpoint. The registry itself is main-thread only.
+// Fields are atomics: several workers use the same endpoint. The registry itself is main-thread
+// only.
 
 #include <atomic>
 #include <cstdint>

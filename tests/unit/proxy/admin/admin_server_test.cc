@@ -8,7 +8,8 @@ namespace {
 class AdminRoutingTest : public ::testing::Test {
  protected:
   AdminRoutingTest() : server_(dispatcher_, "s3cret") {
-    server_.AddRoute("GET", "/ready", false, [](const Request&) { return Response::Text(200, "ok"); });
+    server_.AddRoute("GET", "/ready", false,
+                     [](const Request&) { return Response::Text(200, "ok"); });
     server_.AddRoute("POST", "/drain", true,
                      [](const Request&) { return Response::Text(202, "draining"); });
   }

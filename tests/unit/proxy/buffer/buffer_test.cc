@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 
 namespace remora::buffer {
 namespace {
@@ -77,4 +78,18 @@ TEST(ReadArenaTest, ConsecutiveReadsShareASlab) {
 }
 
 }  // namespace
+// The arena is usually the first of the two thread-locals a worker touches; its destructor hands
+// its slab back to the pool, so the pool must outlive it (ASan reports a leak/use-after-free if
+// not).
+TEST(ReadArenaTest, ArenaFirstTouchedOnAThreadExitsCleanly) {
+  std::thread t([] {
+    auto [mem, len] = ReadArena::ForThisThread().Alloc();
+    ASSERT_GE(len, ReadArena::kMinTail);
+    mem[0] = 'x';
+    Slice s = ReadArena::ForThisThread().Commit(1);
+    EXPECT_EQ(SlabPool::ForThisThread().slabs_outstanding(), 1u);
+  });
+  t.join();
+}
+
 }  // namespace remora::buffer
