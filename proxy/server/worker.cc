@@ -11,7 +11,7 @@
 namespace remora::server {
 
 Worker::Worker(int index, stats::Store& stats)
-    : store_(stats), ctx_{dispatcher_, stats.worker(index), connections_, index} {}
+    : ctx_{dispatcher_, stats.worker(index), connections_, index} {}
 
 Worker::~Worker() { Stop(); }
 

@@ -56,7 +56,6 @@ class Worker {
   void OnAccept(ListenerSlot* slot, int fd);
 
   event::UvDispatcher dispatcher_;
-  stats::Store& store_;
   ConnectionList connections_;
   WorkerContext ctx_;
   std::shared_ptr<const Snapshot> snapshot_;
