@@ -192,8 +192,8 @@ void Server::StartDrain(const char* why) {
     worker->StartDrain();
     open += worker->active_connections();
   }
-  LOG_INFO("drain started (%s): listeners closed, %d connections open, deadline %s", why, open,
-           absl::FormatDuration(snapshot_->config.drain_timeout));
+  LOG_INFO("drain started (%s): workers closing their listeners, %d connections open, deadline %s",
+           why, open, absl::FormatDuration(snapshot_->config.drain_timeout));
   drain_timer_ = main_.CreateTimer([this] { PollDrain(); });
   drain_timer_->Enable(absl::Milliseconds(20));
 }

@@ -1,5 +1,6 @@
 #include "proxy/tcp/tcp_proxy.h"
 
+#include "absl/time/time.h"
 #include "proxy/common/log.h"
 
 namespace remora::tcp {
@@ -109,8 +110,13 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
       return;
     case TcpConnection::Event::kRemoteReset:
       failed = true;
-      // The other side may still have bytes for its peer; stop reading it and let it flush.
-      if (other->conn != nullptr && !other->failed) other->conn->ReadEnable(false);
+      if (other->conn != nullptr && !other->failed) {
+        // The survivor may still have bytes queued for its peer. Keep reading it (the bytes are
+        // dropped): a peer blocked writing to us would otherwise never read what we queue for it,
+        // and the flush would never end. The flush is bounded all the same.
+        if (!other->eof) other->conn->ReadEnable(true);
+        s.ArmFlushTimer();
+      }
       s.MaybeFinish();
       return;
   }
@@ -135,11 +141,23 @@ void TcpProxySession::MaybeFinish() {
   if (done && flushed(down_) && flushed(up_)) Finish();
 }
 
+void TcpProxySession::ArmFlushTimer() {
+  if (flush_timer_ != nullptr) return;
+  flush_timer_ = ctx_.dispatcher.CreateTimer([this] {
+    LOG_DEBUG("listener %s: %s did not take its last bytes within %s; closing",
+              listener_.config->name, down_.failed ? "upstream" : "client",
+              absl::FormatDuration(kFailureFlushTimeout));
+    Finish();
+  });
+  flush_timer_->Enable(kFailureFlushTimeout);
+}
+
 void TcpProxySession::CloseNow() { Finish(); }
 
 void TcpProxySession::Finish() {
   if (finished_) return;
   finished_ = true;
+  if (flush_timer_ != nullptr) flush_timer_->Disable();
   if (down_.conn != nullptr) down_.conn->Close(TcpConnection::CloseMode::kNow);
   if (up_.conn != nullptr) up_.conn->Close(TcpConnection::CloseMode::kNow);
   ctx_.stats.AddSigned(listener_.stats.cx_active, -1);

@@ -6,12 +6,13 @@
 // directions, and the cluster's max_connections enforced before connecting.
 //
 // Life: accepted -> connecting (downstream bytes queue behind the connect, bounded by the
-// watermark)
-// -> relaying -> both sides sent FIN and everything is flushed, or one side failed and the other
-// has flushed -> closed. A connect failure or timeout closes the downstream without data.
+// watermark) -> relaying -> closed, once both sides sent FIN and everything is flushed, or once one
+// side failed and the other has flushed (within kFailureFlushTimeout). A connect failure or
+// timeout closes the downstream without data.
 
 #include <memory>
 
+#include "absl/time/time.h"
 #include "proxy/event/tcp_connection.h"
 #include "proxy/server/active_connection.h"
 #include "proxy/server/snapshot.h"
@@ -29,6 +30,9 @@ class TcpProxySession final : public server::ActiveConnection {
 
   void CloseNow() override;
   ~TcpProxySession() override;
+
+  // After one side resets, how long the other side gets to take the bytes still queued for it.
+  static constexpr absl::Duration kFailureFlushTimeout = absl::Seconds(1);
 
  private:
   struct Side final : event::TcpConnection::Callbacks {
@@ -51,6 +55,7 @@ class TcpProxySession final : public server::ActiveConnection {
                   const server::ListenerRuntime& listener);
   void Connect();
   void MaybeFinish();
+  void ArmFlushTimer();
   void Finish();
 
   server::WorkerContext& ctx_;
@@ -60,6 +65,7 @@ class TcpProxySession final : public server::ActiveConnection {
   const server::EndpointRuntime* endpoint_ = nullptr;
   Side down_;
   Side up_;
+  std::unique_ptr<event::Timer> flush_timer_;
   bool holds_cluster_slot_ = false;
   bool upstream_connected_ = false;
   bool finished_ = false;
