@@ -694,9 +694,8 @@ class TcpProxyTest(unittest.TestCase):
         buffer on the path is full and the proxy has stopped reading both sides), then resets
         (SO_LINGER 0). The proxy must drop the session: upstream closed, fds and gauges back to
         baseline within 1 s, and a fresh connection still echoes."""
-        # Fails as of f49e69e: after the downstream reset the session stops reading the upstream
-        # (proxy/tcp/tcp_proxy.cc:113) yet waits for its upstream backlog to flush
-        # (tcp_proxy.cc:131-135), which the blocked echo server never takes: it stays open forever.
+        # Regression: the session used to stop reading the upstream after the client's reset and
+        # then wait forever for an upstream backlog that the blocked echo server never took.
         with EchoServer() as echo, Remora(render_config([("a", "c")],
                                                         {"c": [echo.address]})) as r:
             baseline_fds = start_fds(r)
@@ -719,6 +718,49 @@ class TcpProxyTest(unittest.TestCase):
             set_linger_reset(c)
             c.close()
             assert_back_to_baseline(r, baseline_fds, listener="a")
+
+    def test_upstream_reset_toward_a_client_that_never_reads(self):
+        """The upstream floods a client that never reads, then resets while the client is still
+        sending. The bytes queued for the client can never be delivered, so the proxy gives up
+        after its failure flush timeout (1 s): the session is gone 1 s after the proxy saw the
+        reset (measured from the upstream's reset: between 0.8 s and 1.8 s), and the proxy is
+        back to baseline."""
+        sink = socket.socket()
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(4)
+        self.addCleanup(sink.close)
+        address = f"127.0.0.1:{sink.getsockname()[1]}"
+        with Remora(render_config([("a", "c")], {"c": [address]})) as r:
+            baseline_fds = start_fds(r)
+            c = harness.connect(r.port("a"))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
+            self.addCleanup(c.close)
+            sink.settimeout(5)
+            up, _ = sink.accept()
+            up.settimeout(0.5)
+            chunk = os.urandom(256 * KiB)
+            flooded = 0
+            try:
+                while flooded < 256 * MiB:  # until the client side stops taking bytes
+                    flooded += up.send(chunk)
+            except socket.timeout:
+                pass
+            self.assertLess(flooded, 256 * MiB, "the path to the client never filled")
+            set_linger_reset(up)
+            up.close()
+            reset_at = time.monotonic()
+            # The proxy learns of the reset when it next writes upstream: the client sends.
+            c.sendall(b"x" * 1024)
+
+            def session_gone():
+                m = r.metrics()
+                return value(m, "remora_listener_connections_active", listener="a") == 0
+            harness.wait_until(session_gone, timeout=3, what="the session to close")
+            gone_after = time.monotonic() - reset_at
+            print(f"\n  session closed {gone_after:.2f}s after the upstream reset", file=sys.stderr)
+            self.assertGreater(gone_after, 0.8, "closed before the flush timeout")
+            self.assertLess(gone_after, 1.8)
+            assert_back_to_baseline(r, baseline_fds)  # the sink is no echo server
 
     def test_upstream_reset_mid_transfer(self):
         """An upstream that resets (RST) the connection after reading 1 MiB while the client is
@@ -747,10 +789,8 @@ class TcpProxyTest(unittest.TestCase):
         the upstream has reset, the proxy must not keep the client hanging: the client's
         sendall() (or its read after it) ends with a reset or EOF within 2 s of the upstream's
         reset, and the proxy is back to baseline (fds, gauges) within 1 s."""
-        # Fails as of f49e69e: the mirror image of test_client_reset_with_stalled_pipeline. After
-        # the upstream reset the session stops reading the client (proxy/tcp/tcp_proxy.cc:113) and
-        # waits for the client to take the queued echo (tcp_proxy.cc:131-135), which a client
-        # blocked in sendall() never does.
+        # Regression: the mirror image of test_client_reset_with_stalled_pipeline (the session
+        # stopped reading the client and waited for it to take the queued echo).
         upstream = EchoThenResetOnStall(stall=0.5)
         self.addCleanup(upstream.close)
         with EchoServer() as echo, Remora(render_config(
