@@ -575,7 +575,7 @@ class DrainTest(unittest.TestCase):
                            what="'drain started' in the log")
                 t_drain_seen = time.monotonic()
                 log = r.log()
-                self.assertIn(f"listeners closed, {count} connections open", log)
+                self.assertIn(f"workers closing their listeners, {count} connections open", log)
                 self.assertEqual(metric(r, DRAINING), 1)
                 self.assertEqual(r.http("GET", "/ready")[0], 503)
 
