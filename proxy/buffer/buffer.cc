@@ -1,5 +1,6 @@
 #include "proxy/buffer/buffer.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdlib>
 #include <cstring>
@@ -56,7 +57,7 @@ SlabPool::~SlabPool() {
 }
 
 Slab* SlabPool::Acquire() {
-  ++outstanding_;
+  peak_ = std::max(peak_, ++outstanding_);
   if (!free_.empty()) {
     Slab* s = free_.back();
     free_.pop_back();
@@ -69,11 +70,21 @@ Slab* SlabPool::Acquire() {
 
 void SlabPool::Release(Slab* slab) {
   --outstanding_;
-  if (free_.size() < kMaxFree) {
+  // Keep enough for the recent peak: in use + free never exceeds it (or kMinFree).
+  if (free_.size() < std::max(kMinFree, peak_ - outstanding_)) {
     free_.push_back(slab);
   } else {
     std::free(slab);
   }
+}
+
+void SlabPool::Trim() {
+  if (free_.size() > kMinFree) {
+    size_t keep = kMinFree + (free_.size() - kMinFree) / 2;
+    for (size_t i = keep; i < free_.size(); ++i) std::free(free_[i]);
+    free_.resize(keep);
+  }
+  peak_ = outstanding_ + free_.size();
 }
 
 ReadArena& ReadArena::ForThisThread() {

@@ -62,19 +62,26 @@ class Slice {
   uint32_t len_ = 0;
 };
 
-// Per-thread pool of equally sized slabs with a bounded free list, so a burst does not pin memory
-// after it ends.
+// Per-thread pool of equally sized slabs. The free list keeps up to the recent peak of slabs in
+// use: freeing them at once under steady load lets malloc return the pages to the kernel, and
+// every later read then faults them in again. Trim(), called periodically by the owning thread,
+// lets the free list shrink by half towards kMinFree, so a burst does not pin memory for long.
 class SlabPool {
  public:
   static constexpr uint32_t kSlabBytes = 64 * 1024 - sizeof(Slab);
-  static constexpr size_t kMaxFree = 16;
+  static constexpr size_t kMinFree = 16;
 
   // The pool of the calling thread.
   static SlabPool& ForThisThread();
 
+  SlabPool() = default;
+  SlabPool(const SlabPool&) = delete;
+  SlabPool& operator=(const SlabPool&) = delete;
   ~SlabPool();
   Slab* Acquire();  // refs == 0
   void Release(Slab* slab);
+  // Frees half of the free slabs above kMinFree and lowers the peak to what is in use now.
+  void Trim();
 
   size_t slabs_outstanding() const { return outstanding_; }
   size_t slabs_free() const { return free_.size(); }
@@ -82,6 +89,7 @@ class SlabPool {
  private:
   std::vector<Slab*> free_;
   size_t outstanding_ = 0;
+  size_t peak_ = 0;  // most slabs in use at once since the last Trim()
 };
 
 // Hands out read memory from the tail of the calling thread's current slab (libuv alloc_cb) and

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "proxy/buffer/buffer.h"
 #include "proxy/common/log.h"
 #include "proxy/event/tcp_connection.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -17,8 +18,15 @@ Worker::~Worker() { Stop(); }
 
 void Worker::Start() {
   thread_ = std::thread([this] {
+    // Let the slab pool give back what a past burst left behind, a bit at a time.
+    trim_timer_ = dispatcher_.CreateTimer([this] {
+      buffer::SlabPool::ForThisThread().Trim();
+      trim_timer_->Enable(kSlabTrimInterval);
+    });
+    trim_timer_->Enable(kSlabTrimInterval);
     dispatcher_.Run();
     // The loop has stopped: tear down on this thread, which owns every handle.
+    trim_timer_.reset();
     listeners_.clear();
     connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); });
     snapshot_.reset();

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "proxy/event/tcp_listener.h"
 #include "proxy/event/uv_dispatcher.h"
 #include "proxy/server/active_connection.h"
@@ -55,7 +56,10 @@ class Worker {
   };
   void OnAccept(ListenerSlot* slot, int fd);
 
+  static constexpr absl::Duration kSlabTrimInterval = absl::Seconds(5);
+
   event::UvDispatcher dispatcher_;
+  std::unique_ptr<event::Timer> trim_timer_;
   ConnectionList connections_;
   WorkerContext ctx_;
   std::shared_ptr<const Snapshot> snapshot_;
