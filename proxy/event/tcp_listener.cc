@@ -11,8 +11,12 @@
 
 namespace remora::event {
 
-TcpListener::TcpListener(UvDispatcher& dispatcher, int fd, AcceptCallback on_accept)
-    : dispatcher_(dispatcher), fd_(fd), on_accept_(std::move(on_accept)) {
+TcpListener::TcpListener(UvDispatcher& dispatcher, int fd, AcceptCallback on_accept,
+                         ErrorCallback on_error)
+    : dispatcher_(dispatcher),
+      fd_(fd),
+      on_accept_(std::move(on_accept)),
+      on_error_(std::move(on_error)) {
   backoff_timer_ = dispatcher_.CreateTimer([this] { StartPolling(); });
   StartPolling();
 }
@@ -43,9 +47,11 @@ void TcpListener::AcceptBatch() {
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
     if (errno == EINTR || errno == ECONNABORTED) continue;
+    const int err = errno;
     ++accept_errors_;
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-      LOG_WARN("accept: %s; pausing accepts for %s", std::strerror(errno),
+    if (on_error_) on_error_(err);
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      LOG_WARN("accept: %s; pausing accepts for %s", std::strerror(err),
                absl::FormatDuration(backoff_));
       uv_poll_stop(poll_);
       poll_->data = nullptr;
@@ -56,7 +62,7 @@ void TcpListener::AcceptBatch() {
       backoff_ = std::min(backoff_ * 2, absl::Seconds(1));
       return;
     }
-    LOG_WARN("accept: %s", std::strerror(errno));
+    LOG_WARN("accept: %s", std::strerror(err));
     return;
   }
 }

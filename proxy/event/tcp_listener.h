@@ -23,9 +23,12 @@ class TcpListener {
  public:
   // Called once per accepted connection with a non-blocking, close-on-exec fd the callee owns.
   using AcceptCallback = absl::AnyInvocable<void(int fd)>;
+  // Called with errno for each accept() failure other than EAGAIN/EINTR/ECONNABORTED.
+  using ErrorCallback = absl::AnyInvocable<void(int err)>;
 
   // Takes ownership of `fd` (closes it on destruction).
-  TcpListener(UvDispatcher& dispatcher, int fd, AcceptCallback on_accept);
+  TcpListener(UvDispatcher& dispatcher, int fd, AcceptCallback on_accept,
+              ErrorCallback on_error = nullptr);
   ~TcpListener();
 
   // Stops accepting; the socket closes, so new connects to a port no other socket serves are
@@ -42,6 +45,7 @@ class TcpListener {
   int fd_;
   uv_poll_t* poll_ = nullptr;
   AcceptCallback on_accept_;
+  ErrorCallback on_error_;
   std::unique_ptr<Timer> backoff_timer_;
   absl::Duration backoff_ = absl::Milliseconds(10);
   uint64_t accept_errors_ = 0;

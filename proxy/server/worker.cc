@@ -56,7 +56,10 @@ void Worker::ApplySnapshot(std::shared_ptr<const Snapshot> snapshot,
       slot->name = s.listener;
       ListenerSlot* raw = slot.get();
       slot->listener = std::make_unique<event::TcpListener>(
-          dispatcher_, s.fd, [this, raw](int fd) { OnAccept(raw, fd); });
+          dispatcher_, s.fd, [this, raw](int fd) { OnAccept(raw, fd); },
+          [this, raw](int) {
+            if (raw->runtime != nullptr) ctx_.stats.Add(raw->runtime->stats.accept_errors);
+          });
       listeners_.push_back(std::move(slot));
     }
     for (auto& slot : listeners_) slot->runtime = snapshot_->FindListener(slot->name);

@@ -842,6 +842,81 @@ class TcpProxyTest(unittest.TestCase):
             assert_back_to_baseline(r, baseline_fds, listener="echo")
 
     # 6 ---------------------------------------------------------------------------------------
+    def test_descriptor_exhaustion_backs_off_and_recovers(self):
+        """With RLIMIT_NOFILE capped, more clients than the proxy has descriptors for: accepts
+        fail with EMFILE, the listener backs off instead of spinning (the proxy uses well under
+        half a core while saturated), the clients it did accept keep working, and once they
+        close, the clients waiting in the kernel backlog are served and the failures show in
+        remora_listener_accept_errors_total."""
+        with EchoServer() as echo:
+            # Probe the idle descriptor count under this build, then allow ~12 sessions more.
+            with Remora(render_config([("a", "c")], {"c": [echo.address]})) as probe:
+                idle = start_fds(probe)
+            cap = idle + 24
+            with Remora(render_config([("a", "c")], {"c": [echo.address]}), nofile=cap) as r:
+                r.http("GET", "/live")  # main loop's reserve fd, before the table fills
+                clients = []
+                for _ in range(30):
+                    c = harness.connect(r.port("a"))  # completes in the kernel backlog
+                    c.settimeout(5)
+                    clients.append(c)
+                # Sessions that got both descriptors echo; find them.
+                served = []
+                for c in clients:
+                    c.sendall(b"ping")
+                time.sleep(0.5)  # let the proxy accept what it can (workload, not an assertion)
+                for c in clients:
+                    c.setblocking(False)
+                    try:
+                        if c.recv(4) == b"ping":
+                            served.append(c)
+                    except BlockingIOError:
+                        pass
+                    c.setblocking(True)
+                    c.settimeout(5)
+                print(f"\n  nofile {cap}: {len(served)} of {len(clients)} served at once",
+                      file=sys.stderr)
+                self.assertGreater(len(served), 0)
+                self.assertLess(len(served), len(clients), "the cap never bit")
+                ticks = os.sysconf("SC_CLK_TCK")
+
+                def cpu():
+                    with open(f"/proc/{r.proc.pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    return (int(fields[11]) + int(fields[12])) / ticks
+                before = cpu()
+                time.sleep(1.0)
+                busy = cpu() - before
+                print(f"  CPU while saturated: {busy:.2f}s per 1s", file=sys.stderr)
+                self.assertLess(busy, 0.5, "accept loop spins on EMFILE")
+                for c in served:
+                    c.sendall(b"more")
+                    self.assertEqual(c.recv(4), b"more")
+                    c.close()
+                waiting = [c for c in clients if c not in served]
+                # A waiting client gets its echo once the proxy can accept it. The one accepted
+                # into the last free descriptor has none left for its upstream socket: it is
+                # closed (a counted connect failure), never left hanging.
+                echoed, closed = 0, 0
+                for c in waiting:
+                    try:
+                        got = c.recv(4)
+                    except ConnectionResetError:
+                        got = b""
+                    if got == b"ping":
+                        echoed += 1
+                    else:
+                        self.assertEqual(got, b"", "a waiting client got garbage")
+                        closed += 1
+                    c.close()
+                print(f"  waiting clients: {echoed} echoed, {closed} closed", file=sys.stderr)
+                self.assertGreaterEqual(echoed, len(waiting) - 2)
+                m = r.metrics()
+                self.assertGreater(value(m, "remora_listener_accept_errors_total", listener="a"), 0)
+                self.assertEqual(value(m, "remora_listener_connections_total", listener="a"), 30)
+                self.assertIn("pausing accepts", r.log())
+                echo_check(r.port("a"))
+
     def test_ipv6_listener_and_endpoint(self):
         """A listener on [::1]:0 relaying to an IPv6 echo endpoint: the bound address is logged
         as [::1], 1 MiB echoes intact, and the counters see it."""
