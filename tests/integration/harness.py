@@ -165,10 +165,11 @@ class Remora:
         try:
             if exc_type is None:
                 self.stop()
-            elif self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-                print(f"--- remora log ---\n{self.log()[-4000:]}")
+            else:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+                print(f"--- remora log (exit {self.proc.returncode}) ---\n{self.log()[-4000:]}")
         finally:
             self._log.close()
             self.dir.cleanup()

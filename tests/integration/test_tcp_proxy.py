@@ -854,6 +854,12 @@ class TcpProxyTest(unittest.TestCase):
                 idle = start_fds(probe)
             cap = idle + 24
             with Remora(render_config([("a", "c")], {"c": [echo.address]}), nofile=cap) as r:
+                # One full echo first. Besides the loops' reserve fds, this fills UBSan's
+                # dynamic-type cache: its vptr check probes memory with pipe(), which fails under
+                # EMFILE, so a first-ever check made while the table is full reports a valid
+                # object as "invalid vptr" (confirmed in gdb). Production processes have long
+                # since made those checks; so does this one, before it runs out.
+                echo_check(r.port("a"))
                 r.http("GET", "/live")  # main loop's reserve fd, before the table fills
                 clients = []
                 for _ in range(30):
@@ -861,19 +867,25 @@ class TcpProxyTest(unittest.TestCase):
                     c.settimeout(5)
                     clients.append(c)
                 # Sessions that got both descriptors echo; find them.
-                served = []
+                # A client accepted into the last free descriptor has none left for its
+                # upstream socket: it is closed (a counted connect failure), never left hanging.
+                served, closed_early = [], []
                 for c in clients:
                     c.sendall(b"ping")
                 time.sleep(0.5)  # let the proxy accept what it can (workload, not an assertion)
                 for c in clients:
                     c.setblocking(False)
                     try:
-                        if c.recv(4) == b"ping":
-                            served.append(c)
+                        got = c.recv(4)
+                        (served if got == b"ping" else closed_early).append(c)
+                        self.assertIn(got, (b"ping", b""))
                     except BlockingIOError:
                         pass
+                    except ConnectionResetError:
+                        closed_early.append(c)
                     c.setblocking(True)
                     c.settimeout(5)
+                self.assertLessEqual(len(closed_early), 2)
                 print(f"\n  nofile {cap}: {len(served)} of {len(clients)} served at once",
                       file=sys.stderr)
                 self.assertGreater(len(served), 0)
@@ -893,10 +905,9 @@ class TcpProxyTest(unittest.TestCase):
                     c.sendall(b"more")
                     self.assertEqual(c.recv(4), b"more")
                     c.close()
-                waiting = [c for c in clients if c not in served]
-                # A waiting client gets its echo once the proxy can accept it. The one accepted
-                # into the last free descriptor has none left for its upstream socket: it is
-                # closed (a counted connect failure), never left hanging.
+                waiting = [c for c in clients if c not in served and c not in closed_early]
+                # A waiting client gets its echo once the proxy can accept it (or, as above, is
+                # closed if it lands in the last free descriptor).
                 echoed, closed = 0, 0
                 for c in waiting:
                     try:
@@ -909,11 +920,13 @@ class TcpProxyTest(unittest.TestCase):
                         self.assertEqual(got, b"", "a waiting client got garbage")
                         closed += 1
                     c.close()
-                print(f"  waiting clients: {echoed} echoed, {closed} closed", file=sys.stderr)
+                print(f"  waiting clients: {echoed} echoed, {closed} closed "
+                      f"({len(closed_early)} closed early)", file=sys.stderr)
                 self.assertGreaterEqual(echoed, len(waiting) - 2)
                 m = r.metrics()
                 self.assertGreater(value(m, "remora_listener_accept_errors_total", listener="a"), 0)
-                self.assertEqual(value(m, "remora_listener_connections_total", listener="a"), 30)
+                # 30 clients and the warm-up echo.
+                self.assertEqual(value(m, "remora_listener_connections_total", listener="a"), 31)
                 self.assertIn("pausing accepts", r.log())
                 echo_check(r.port("a"))
 
