@@ -1,6 +1,7 @@
 #include "proxy/admin/admin_server.h"
 
 #include <openssl/crypto.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -43,7 +44,10 @@ const char* Reason(int status) {
   }
 }
 
+// A client gets this long to send its request, and then as long again to take the answer: a
+// client that never reads a large /metrics must not hold its connection and buffers forever.
 constexpr absl::Duration kReadTimeout = absl::Seconds(10);
+constexpr absl::Duration kWriteTimeout = absl::Seconds(10);
 
 }  // namespace
 
@@ -69,7 +73,13 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
       : server_(server), conn_(std::move(conn)) {
     parser_.request().trusted = conn_->is_unix();
     conn_->SetCallbacks(this);
-    timer_ = server_.dispatcher_.CreateTimer([this] { Respond(Response::Text(408, "timeout\n")); });
+    timer_ = server_.dispatcher_.CreateTimer([this] {
+      if (responded_) {
+        Close();  // destroys this
+      } else {
+        Respond(Response::Text(408, "timeout\n"));
+      }
+    });
     timer_->Enable(kReadTimeout);
     conn_->ReadEnable(true);
   }
@@ -107,7 +117,7 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
   void Respond(Response r) {
     if (responded_) return;
     responded_ = true;
-    timer_->Disable();
+    timer_->Enable(kWriteTimeout);
     conn_->ReadEnable(false);
     std::string head = absl::StrCat(
         "HTTP/1.1 ", r.status, " ", Reason(r.status), "\r\nContent-Type: ", r.content_type,
@@ -148,6 +158,12 @@ void AdminServer::Serve(int fd) {
 }
 
 void AdminServer::Accept(int fd) {
+  if (connections_.size() >= kMaxConnections) {
+    // The admin API shares the process's descriptors with the data path: never let it take many.
+    LOG_DEBUG("admin: %d connections open; refusing another", connections_.size());
+    ::close(fd);
+    return;
+  }
   auto conn = event::TcpConnection::Adopt(dispatcher_, fd);
   if (conn == nullptr) return;
   connections_.push_back(std::make_unique<Connection>(*this, std::move(conn)));

@@ -50,6 +50,9 @@ class AdminServer {
   // Routing and auth, separated from the socket for unit tests.
   Response Handle(const Request& request);
 
+  // Connections over this are closed on accept, so admin clients cannot exhaust descriptors.
+  static constexpr size_t kMaxConnections = 64;
+
  private:
   class Connection;
   struct Route {

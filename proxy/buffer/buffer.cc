@@ -37,6 +37,7 @@ Slice& Slice::operator=(Slice&& o) noexcept {
     offset_ = o.offset_;
     len_ = o.len_;
     o.slab_ = nullptr;
+    o.offset_ = o.len_ = 0;
   }
   return *this;
 }
@@ -132,9 +133,12 @@ void Buffer::Append(absl::string_view bytes) {
       std::memcpy(mem, bytes.data(), n);
       s = ReadArena::ForThisThread().Commit(n);
     } else {
-      Slab* slab = NewHeapSlab(static_cast<uint32_t>(bytes.size()));
-      std::memcpy(slab->data(), bytes.data(), bytes.size());
-      s = Slice(slab, 0, static_cast<uint32_t>(bytes.size()));
+      // Slice lengths are 32-bit: larger inputs take several blocks.
+      constexpr size_t kMaxBlock = size_t{1} << 30;
+      const auto n = static_cast<uint32_t>(std::min(bytes.size(), kMaxBlock));
+      Slab* slab = NewHeapSlab(n);
+      std::memcpy(slab->data(), bytes.data(), n);
+      s = Slice(slab, 0, n);
     }
     bytes.remove_prefix(s.size());
     Append(std::move(s));

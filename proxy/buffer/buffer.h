@@ -37,8 +37,10 @@ class Slice {
  public:
   Slice() = default;
   Slice(Slab* slab, uint32_t offset, uint32_t len);  // takes a new reference
+  // A moved-from slice is empty (size 0), never a dangling length over a null slab.
   Slice(Slice&& o) noexcept : slab_(o.slab_), offset_(o.offset_), len_(o.len_) {
     o.slab_ = nullptr;
+    o.offset_ = o.len_ = 0;
   }
   Slice& operator=(Slice&& o) noexcept;
   Slice(const Slice&) = delete;

@@ -26,7 +26,17 @@ TcpListener::~TcpListener() { Close(); }
 void TcpListener::StartPolling() {
   if (fd_ < 0 || poll_ != nullptr) return;
   poll_ = new uv_poll_t;
-  uv_poll_init_socket(dispatcher_.loop(), poll_, fd_);
+  int rc = uv_poll_init_socket(dispatcher_.loop(), poll_, fd_);
+  if (rc != 0) {
+    // Never initialised, so not a handle libuv knows: free it directly and retry later.
+    delete poll_;
+    poll_ = nullptr;
+    LOG_WARN("listener poll setup failed: %s; retrying in %s", uv_strerror(rc),
+             absl::FormatDuration(backoff_));
+    backoff_timer_->Enable(backoff_);
+    backoff_ = std::min(backoff_ * 2, absl::Seconds(1));
+    return;
+  }
   poll_->data = this;
   uv_poll_start(poll_, UV_READABLE, &TcpListener::OnPoll);
 }

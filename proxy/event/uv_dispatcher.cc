@@ -53,6 +53,17 @@ UvDispatcher::UvDispatcher() {
 }
 
 UvDispatcher::~UvDispatcher() {
+  Quiesce();
+  uv_loop_close(&loop_);
+}
+
+void UvDispatcher::Quiesce() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (quiesced_) return;
+    quiesced_ = true;
+  }
+  RunPosted();
   RunDeferredDeletes();
   uv_walk(
       &loop_,
@@ -65,7 +76,6 @@ UvDispatcher::~UvDispatcher() {
   while (uv_run(&loop_, UV_RUN_NOWAIT) != 0) {
   }
   RunDeferredDeletes();
-  uv_loop_close(&loop_);
 }
 
 void UvDispatcher::Run() {
@@ -88,6 +98,7 @@ void UvDispatcher::Post(absl::AnyInvocable<void()> cb) {
   bool wake;
   {
     absl::MutexLock lock(&mu_);
+    if (quiesced_) return;  // the loop is gone; nothing would run it
     wake = posted_.empty();
     posted_.push_back(std::move(cb));
   }

@@ -26,6 +26,11 @@ class UvDispatcher final : public Dispatcher {
   void Run();
   // Thread-safe: makes Run() return after the current turn.
   void Exit();
+  // Owner thread, after Run() returned: closes every handle still open and runs the loop until
+  // all close callbacks and deferred deletions are done, so nothing of this loop runs later on
+  // another thread (where, say, this thread's slab pool no longer exists). Posts made afterwards
+  // are dropped. The destructor does this if it was not done.
+  void Quiesce();
 
   void Post(absl::AnyInvocable<void()> cb) override;
   std::unique_ptr<Timer> CreateTimer(absl::AnyInvocable<void()> cb) override;
@@ -49,6 +54,7 @@ class UvDispatcher final : public Dispatcher {
 
   absl::Mutex mu_;
   std::vector<absl::AnyInvocable<void()>> posted_ ABSL_GUARDED_BY(mu_);
+  bool quiesced_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<absl::AnyInvocable<void()>> running_;  // swapped out of posted_; owner thread only
 
   std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;

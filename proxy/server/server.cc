@@ -200,8 +200,13 @@ void Server::StartDrain(const char* why) {
 
 void Server::PollDrain() {
   size_t open = 0;
-  for (auto& worker : workers_) open += worker->active_connections();
-  if (open == 0) {
+  bool all_closed = true;
+  for (auto& worker : workers_) {
+    // Read the flag first: once it is set, the count can only fall.
+    all_closed = all_closed && worker->listeners_closed();
+    open += worker->active_connections();
+  }
+  if (open == 0 && all_closed) {
     LOG_INFO("drain complete");
     Shutdown();
     return;

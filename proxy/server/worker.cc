@@ -30,6 +30,8 @@ void Worker::Start() {
     listeners_.clear();
     connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); });
     snapshot_.reset();
+    // Finish every close here, while this thread's slab pool still exists.
+    dispatcher_.Quiesce();
   });
 }
 
@@ -84,6 +86,7 @@ void Worker::StartDrain() {
   dispatcher_.Post([this] {
     draining_ = true;
     listeners_.clear();
+    listeners_closed_.store(true, std::memory_order_release);
     connections_.ForEach([](ActiveConnection* c) { c->StartDrain(); });
   });
 }

@@ -47,6 +47,9 @@ class Worker {
 
   // Any thread: connections open on this worker (for drain).
   size_t active_connections() const { return connections_.size(); }
+  // Any thread: the worker has closed its listening sockets for the drain (it does so on its own
+  // loop, shortly after StartDrain), so no connection can arrive any more.
+  bool listeners_closed() const { return listeners_closed_.load(std::memory_order_acquire); }
 
  private:
   struct ListenerSlot {
@@ -60,6 +63,7 @@ class Worker {
 
   event::UvDispatcher dispatcher_;
   std::unique_ptr<event::Timer> trim_timer_;
+  std::atomic<bool> listeners_closed_{false};
   ConnectionList connections_;
   WorkerContext ctx_;
   std::shared_ptr<const Snapshot> snapshot_;

@@ -133,5 +133,34 @@ class AdminTest(unittest.TestCase):
         self.assertEqual(self.r.http("GET", "/ready")[0], 200)
 
 
+    def test_idle_admin_connections_are_capped(self):
+        """The admin API shares descriptors with the data path, so idle admin connections are
+        capped at 64: the 65th is closed at once, the proxy keeps serving, and the admin API
+        answers again as soon as the idle ones go."""
+        idle = []
+        try:
+            for _ in range(64):
+                idle.append(socket.create_connection(self.r.admin, timeout=5))
+            # Each is accepted by the main loop; give it a moment to take them all.
+            harness.wait_until(lambda: self.r.fd_count() >= 64, timeout=2,
+                               what="the admin connections to be accepted")
+            extra = socket.create_connection(self.r.admin, timeout=5)
+            self.assertEqual(extra.recv(100), b"", "the 65th admin connection was served")
+            extra.close()
+            with harness.connect(self.r.port("a")) as s:
+                s.sendall(b"still")
+                self.assertEqual(s.recv(5), b"still")
+        finally:
+            for c in idle:
+                c.close()
+
+        def live():
+            try:
+                return self.r.http("GET", "/live")[0] == 200
+            except OSError:  # still at the cap: closed on accept
+                return False
+        harness.wait_until(live, timeout=2, what="the admin API to answer again")
+
+
 if __name__ == "__main__":
     unittest.main()
