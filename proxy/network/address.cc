@@ -47,8 +47,10 @@ std::string FormatSockaddr(const sockaddr* sa) {
   return "unknown";
 }
 
-absl::StatusOr<int> CreateListenSocket(const config::SocketAddress& address, bool reuse_port,
-                                       int backlog) {
+namespace {
+
+// A bound (not listening) TCP socket, or an error naming the step that failed.
+absl::StatusOr<int> BindSocket(const config::SocketAddress& address, bool reuse_port) {
   sockaddr_storage ss;
   socklen_t len;
   if (!ToSockaddr(address, &ss, &len)) {
@@ -72,8 +74,32 @@ absl::StatusOr<int> CreateListenSocket(const config::SocketAddress& address, boo
     return fail("IPV6_V6ONLY");
   }
   if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind");
-  if (::listen(fd, backlog) != 0) return fail("listen");
   return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<int> CreateListenSocket(const config::SocketAddress& address, bool reuse_port,
+                                       int backlog) {
+  absl::StatusOr<int> fd = BindSocket(address, reuse_port);
+  if (!fd.ok()) return fd;
+  if (::listen(*fd, backlog) != 0) {
+    int err = errno;
+    ::close(*fd);
+    return absl::ErrnoToStatus(err, absl::StrCat("listen ", address.ToString()));
+  }
+  return fd;
+}
+
+absl::Status CheckAddressFree(const config::SocketAddress& address) {
+  absl::StatusOr<int> fd = BindSocket(address, /*reuse_port=*/false);
+  if (fd.ok()) {
+    ::close(*fd);
+    return absl::OkStatus();
+  }
+  // Without SO_REUSEPORT, bind fails if anyone holds the address, even a SO_REUSEPORT group.
+  return absl::Status(fd.status().code(),
+                      absl::StrCat(fd.status().message(), " (another socket holds the address)"));
 }
 
 absl::StatusOr<int> CreateUnixListenSocket(const std::string& path, int backlog) {

@@ -25,6 +25,10 @@ absl::StatusOr<int> CreateListenSocket(const config::SocketAddress& address, boo
 // A listening Unix-domain socket at `path` (a stale socket file there is replaced), mode 0600: only
 // the proxy's own user can connect, which is what makes the admin socket trusted.
 absl::StatusOr<int> CreateUnixListenSocket(const std::string& path, int backlog);
+// Fails if any socket is bound to `address`. SO_REUSEPORT would let our listeners silently join
+// another process's group on the same port (a second remora, or another server run by the same
+// user) and share its traffic; a bind without it detects that first.
+absl::Status CheckAddressFree(const config::SocketAddress& address);
 // The port a bound socket got (for port 0).
 absl::StatusOr<uint16_t> BoundPort(int fd);
 

@@ -101,6 +101,14 @@ absl::Status Server::ApplyConfig(config::Config cfg) {
     // 2. Bind one SO_REUSEPORT socket per worker. With port 0, worker 0's socket picks the port and
     //    the others bind to the same one.
     config::SocketAddress addr = l.address;
+    bool ours = false;  // held by one of our listeners now (renamed, or re-kinded)
+    for (const auto& [other, held] : bound_) ours = ours || held.declared == l.address;
+    if (addr.port != 0 && !ours) {
+      if (absl::Status free = network::CheckAddressFree(addr); !free.ok()) {
+        CloseAll(added);
+        return absl::Status(free.code(), absl::StrCat("listener ", l.name, ": ", free.message()));
+      }
+    }
     for (size_t i = 0; i < workers_.size(); ++i) {
       absl::StatusOr<int> fd = network::CreateListenSocket(addr, /*reuse_port=*/true, kBacklog);
       if (!fd.ok()) {

@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 from harness import EchoServer, Remora, connect, render_config, wait_until  # noqa: E402
 
 TOKEN = "lifecycle-s3cret"
@@ -528,6 +530,48 @@ class ReloadTest(unittest.TestCase):
 # ------------------------------------------------------------------------------------------------
 # Drain
 # ------------------------------------------------------------------------------------------------
+
+class AddressInUseTest(unittest.TestCase):
+    def test_port_held_by_another_reuseport_socket_is_refused(self):
+        """SO_REUSEPORT would let remora join another process's listener group on the same port
+        and silently split its traffic. A port some other socket holds (here one with
+        SO_REUSEPORT itself) is refused: at start, remora exits non-zero naming the listener and
+        the address; on reload, the new config is rejected and the old one keeps serving."""
+        other = socket.socket()
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen(8)
+        self.addCleanup(other.close)
+        port = other.getsockname()[1]
+        with EchoServer() as echo:
+            config = render_config([("taken", "c")], {"c": [echo.address]}).replace(
+                "127.0.0.1:0\n    kind: tcp", f"127.0.0.1:{port}\n    kind: tcp", 1)
+            r = subprocess.run([harness.REMORA_BIN, "validate", "-c", "/dev/stdin"],
+                               input=config.encode(), capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)  # valid config; only binding fails
+            with harness.tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+                f.write(config)
+                f.flush()
+                # A remora that joined the other group would serve, not exit: bounded wait.
+                r = subprocess.run([harness.REMORA_BIN, "proxy", "-c", f.name],
+                                   capture_output=True, timeout=10)
+            self.assertNotEqual(r.returncode, 0)
+            err = r.stderr.decode()
+            self.assertIn("listener taken", err)
+            self.assertIn(f"127.0.0.1:{port}", err)
+            self.assertIn("in use", err.lower())
+
+            with Remora(render_config([("a", "c")], {"c": [echo.address]})) as px:
+                px.write_config(render_config([("a", "c")], {"c": [echo.address]}).replace(
+                    "listeners:\n", f"listeners:\n  - name: taken\n    address: 127.0.0.1:{port}\n"
+                    "    kind: tcp\n    cluster: c\n", 1))
+                px.signal(signal.SIGHUP)
+                wait_until(lambda: metric(px, 'remora_config_reloads_total{result="failure"}')
+                           == 1, timeout=5, what="the reload to be rejected")
+                self.assertEqual(metric(px, "remora_config_version"), 1)
+                self.assertIn("in use", px.log().lower())
+                echo_once(px.port("a"))
+
 
 class DrainTest(unittest.TestCase):
 
