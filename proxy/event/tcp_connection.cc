@@ -118,7 +118,9 @@ std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
                           &TcpHandleBlock::OnConnect);
   if (rc != 0) {
     LOG_DEBUG("connect to %s failed: %s", self->peer_, uv_strerror(rc));
-    self->DeferEvent(Event::kConnectFailed);
+    const bool local = rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM ||
+                       rc == UV_EADDRNOTAVAIL;
+    self->DeferEvent(local ? Event::kConnectLocalError : Event::kConnectFailed);
     return conn;
   }
   self->deferred_event_ = Event::kConnectTimeout;

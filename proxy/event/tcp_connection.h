@@ -30,10 +30,12 @@ struct TcpHandleBlock;
 class TcpConnection {
  public:
   enum class Event {
-    kConnected,       // client connections: the connect succeeded
-    kConnectFailed,   // refused, unreachable, ...
-    kConnectTimeout,  // no answer within the connect timeout
-    kRemoteReset,     // read or write error (ECONNRESET, EPIPE, ...); the connection is now closed
+    kConnected,          // client connections: the connect succeeded
+    kConnectFailed,      // refused, unreachable, ...
+    kConnectTimeout,     // no answer within the connect timeout
+    kConnectLocalError,  // this process could not start the connect (EMFILE, no ephemeral port,
+                         // ...): not the endpoint's fault
+    kRemoteReset,  // read or write error (ECONNRESET, EPIPE, ...); the connection is now closed
   };
 
   class Callbacks {
@@ -62,7 +64,8 @@ class TcpConnection {
   // Adopts an accepted socket fd (non-blocking; TCP or Unix-domain). Null if libuv refuses it (fd
   // is then closed).
   static std::unique_ptr<TcpConnection> Adopt(UvDispatcher& dispatcher, int fd);
-  // Starts a connect; the outcome arrives as Event::kConnected / kConnectFailed / kConnectTimeout.
+  // Starts a connect; the outcome arrives as Event::kConnected / kConnectFailed / kConnectTimeout /
+  // kConnectLocalError, always on a later loop turn.
   static std::unique_ptr<TcpConnection> Connect(UvDispatcher& dispatcher, const sockaddr* address,
                                                 absl::Duration timeout);
 

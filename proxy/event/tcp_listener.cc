@@ -33,8 +33,7 @@ void TcpListener::StartPolling() {
     poll_ = nullptr;
     LOG_WARN("listener poll setup failed: %s; retrying in %s", uv_strerror(rc),
              absl::FormatDuration(backoff_));
-    backoff_timer_->Enable(backoff_);
-    backoff_ = std::min(backoff_ * 2, absl::Seconds(1));
+    Pause(absl::ZeroDuration());
     return;
   }
   poll_->data = this;
@@ -51,7 +50,9 @@ void TcpListener::AcceptBatch() {
   for (int i = 0; i < 64 && fd_ >= 0; ++i) {
     int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      backoff_ = absl::Milliseconds(10);
+      // One accept is no sign the shortage is over (a single freed descriptor gets it): the
+      // back-off only resets after a quiet second.
+      if (dispatcher_.Now() - last_pause_ > absl::Seconds(1)) backoff_ = absl::Milliseconds(10);
       on_accept_(fd);
       continue;
     }
@@ -63,18 +64,34 @@ void TcpListener::AcceptBatch() {
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
       LOG_WARN("accept: %s; pausing accepts for %s", std::strerror(err),
                absl::FormatDuration(backoff_));
-      uv_poll_stop(poll_);
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-      backoff_timer_->Enable(backoff_);
-      backoff_ = std::min(backoff_ * 2, absl::Seconds(1));
+      Pause(absl::ZeroDuration());
       return;
     }
     LOG_WARN("accept: %s", std::strerror(err));
     return;
   }
+}
+
+void TcpListener::PauseForPressure() {
+  if (fd_ < 0) return;
+  // Also when already paused by an accept EMFILE: the longer pause wins.
+  LOG_WARN("out of descriptors for upstream connections; pausing accepts for %s",
+           absl::FormatDuration(std::max(backoff_, kPressurePause)));
+  Pause(kPressurePause);
+}
+
+void TcpListener::Pause(absl::Duration at_least) {
+  if (poll_ != nullptr) {
+    uv_poll_stop(poll_);
+    poll_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  absl::Duration wait = std::max(backoff_, at_least);
+  backoff_timer_->Enable(wait);
+  backoff_ = std::min(wait * 2, absl::Seconds(1));
+  last_pause_ = dispatcher_.Now();
 }
 
 void TcpListener::Close() {

@@ -34,12 +34,17 @@ class TcpListener {
   // Stops accepting; the socket closes, so new connects to a port no other socket serves are
   // refused.
   void Close();
+  // The process is short of descriptors (seen elsewhere): stop accepting for the current back-off,
+  // at least kPressurePause, as if accept() itself had failed with EMFILE.
+  void PauseForPressure();
+  static constexpr absl::Duration kPressurePause = absl::Milliseconds(100);
   uint64_t accept_errors() const { return accept_errors_; }
 
  private:
   static void OnPoll(uv_poll_t* handle, int status, int events);
   void AcceptBatch();
   void StartPolling();
+  void Pause(absl::Duration at_least);
 
   UvDispatcher& dispatcher_;
   int fd_;
@@ -48,6 +53,7 @@ class TcpListener {
   ErrorCallback on_error_;
   std::unique_ptr<Timer> backoff_timer_;
   absl::Duration backoff_ = absl::Milliseconds(10);
+  absl::Time last_pause_ = absl::InfinitePast();
   uint64_t accept_errors_ = 0;
 };
 

@@ -12,7 +12,11 @@
 namespace remora::server {
 
 Worker::Worker(int index, stats::Store& stats)
-    : ctx_{dispatcher_, stats.worker(index), connections_, index} {}
+    : ctx_{dispatcher_, stats.worker(index), connections_, index} {
+  ctx_.local_resource_pressure = [this] {
+    for (auto& slot : listeners_) slot->listener->PauseForPressure();
+  };
+}
 
 Worker::~Worker() { Stop(); }
 

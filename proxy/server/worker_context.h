@@ -3,6 +3,7 @@
 // What a connection handler needs from the worker it lives on. Passed by reference; outlives every
 // connection of the worker.
 
+#include "absl/functional/any_invocable.h"
 #include "proxy/event/uv_dispatcher.h"
 #include "proxy/server/active_connection.h"
 #include "proxy/stats/stats.h"
@@ -14,6 +15,9 @@ struct WorkerContext {
   stats::Writer& stats;
   ConnectionList& connections;
   int index;  // 0..workers-1, for per-worker slots in shared runtime objects
+  // A handler could not open a socket (out of descriptors or ports): the worker pauses accepting,
+  // so connections wait in the kernel's backlog rather than being accepted only to be closed.
+  absl::AnyInvocable<void()> local_resource_pressure = [] {};
 };
 
 }  // namespace remora::server

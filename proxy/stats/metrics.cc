@@ -33,6 +33,8 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
                  {{"cluster", cluster}, {"reason", "refused"}}),
       s.Register(Type::kCounter, "remora_cluster_upstream_connect_failures_total", failures_help,
                  {{"cluster", cluster}, {"reason", "timeout"}}),
+      s.Register(Type::kCounter, "remora_cluster_upstream_connect_failures_total", failures_help,
+                 {{"cluster", cluster}, {"reason", "local"}}),
       s.Register(Type::kCounter, "remora_cluster_overflow_total",
                  "Connections refused locally because the cluster was at max_connections; never "
                  "counted as endpoint failures.",

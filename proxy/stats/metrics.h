@@ -25,6 +25,7 @@ struct ClusterStats {
   uint32_t cx_active;        // remora_cluster_upstream_connections_active
   uint32_t connect_refused;  // remora_cluster_upstream_connect_failures_total{reason="refused"}
   uint32_t connect_timeout;  // ...{reason="timeout"}
+  uint32_t connect_local;    // ...{reason="local"}: this process could not open the socket
   uint32_t overflow;         // remora_cluster_overflow_total
   uint32_t rx_bytes;         // remora_cluster_upstream_received_bytes_total
   uint32_t tx_bytes;         // remora_cluster_upstream_sent_bytes_total

@@ -15,6 +15,7 @@ void TcpProxySession::Start(server::WorkerContext& ctx,
   ctx.connections.Add(s);
   ctx.stats.Add(listener.stats.cx_total);
   ctx.stats.AddSigned(listener.stats.cx_active, 1);
+  s->accepted_at_ = ctx.dispatcher.Now();
   s->down_.conn = std::move(downstream);
   s->down_.conn->SetCallbacks(&s->down_);
   uint32_t limit = listener.config->buffer_limit_bytes;
@@ -60,8 +61,8 @@ void TcpProxySession::Connect() {
   up_.conn->SetCallbacks(&up_);
   uint32_t limit = listener_.config->buffer_limit_bytes;
   up_.conn->SetWriteWatermarks(limit / 2, limit);
-  // Reading downstream while connecting lets early bytes queue (bounded by the watermark).
-  down_.conn->ReadEnable(true);
+  // The client is read only once the upstream is connected: until then its bytes wait in the
+  // kernel, so a connect that fails locally and is retried loses none of them.
   up_.conn->ReadEnable(true);  // applied once connected
 }
 
@@ -92,8 +93,25 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
   switch (event) {
     case TcpConnection::Event::kConnected:
       s.upstream_connected_ = true;
+      s.down_.conn->ReadEnable(true);
       s.ctx_.stats.Add(s.cluster_->stats.cx_total);
       s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case TcpConnection::Event::kConnectLocalError:
+      // Out of descriptors or ports here: counted, never held against the endpoint. The client
+      // is already accepted; rather than drop it, try again shortly (other connections closing
+      // free descriptors) until its connect timeout would have passed.
+      s.ctx_.stats.Add(s.cluster_->stats.connect_local);
+      s.ctx_.local_resource_pressure();
+      LOG_DEBUG("listener %s: cannot open a connection to %s (local resources)",
+                s.listener_.config->name, s.endpoint_->address_text);
+      if (s.ctx_.dispatcher.Now() + kLocalRetryDelay - s.accepted_at_ <
+          s.cluster_->config->connect_timeout) {
+        s.ScheduleLocalRetry();
+        return;
+      }
+      failed = true;
+      s.Finish();
       return;
     case TcpConnection::Event::kConnectFailed:
     case TcpConnection::Event::kConnectTimeout:
@@ -152,20 +170,37 @@ void TcpProxySession::ArmFlushTimer() {
   flush_timer_->Enable(kFailureFlushTimeout);
 }
 
+void TcpProxySession::ScheduleLocalRetry() {
+  // The failed connection is closed; give back what Connect() took so it can take it again.
+  ReleaseUpstreamSlot();
+  if (retry_timer_ == nullptr) {
+    retry_timer_ = ctx_.dispatcher.CreateTimer([this] {
+      up_.conn.reset();
+      Connect();
+    });
+  }
+  retry_timer_->Enable(kLocalRetryDelay);
+}
+
+void TcpProxySession::ReleaseUpstreamSlot() {
+  if (!holds_cluster_slot_) return;
+  holds_cluster_slot_ = false;
+  cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  ctx_.stats.AddSigned(cluster_->stats.cx_active, -1);
+  endpoint_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void TcpProxySession::CloseNow() { Finish(); }
 
 void TcpProxySession::Finish() {
   if (finished_) return;
   finished_ = true;
   if (flush_timer_ != nullptr) flush_timer_->Disable();
+  if (retry_timer_ != nullptr) retry_timer_->Disable();
   if (down_.conn != nullptr) down_.conn->Close(TcpConnection::CloseMode::kNow);
   if (up_.conn != nullptr) up_.conn->Close(TcpConnection::CloseMode::kNow);
   ctx_.stats.AddSigned(listener_.stats.cx_active, -1);
-  if (holds_cluster_slot_) {
-    cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
-    ctx_.stats.AddSigned(cluster_->stats.cx_active, -1);
-    endpoint_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
-  }
+  ReleaseUpstreamSlot();
   ctx_.connections.Remove(this);
   ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
 }

@@ -33,6 +33,9 @@ class TcpProxySession final : public server::ActiveConnection {
 
   // After one side resets, how long the other side gets to take the bytes still queued for it.
   static constexpr absl::Duration kFailureFlushTimeout = absl::Seconds(1);
+  // When this process cannot open the upstream socket (EMFILE, ...), the client waits and the
+  // connect is retried this often, within the cluster's connect_timeout.
+  static constexpr absl::Duration kLocalRetryDelay = absl::Milliseconds(100);
 
  private:
   struct Side final : event::TcpConnection::Callbacks {
@@ -56,6 +59,8 @@ class TcpProxySession final : public server::ActiveConnection {
   void Connect();
   void MaybeFinish();
   void ArmFlushTimer();
+  void ScheduleLocalRetry();
+  void ReleaseUpstreamSlot();
   void Finish();
 
   server::WorkerContext& ctx_;
@@ -66,6 +71,8 @@ class TcpProxySession final : public server::ActiveConnection {
   Side down_;
   Side up_;
   std::unique_ptr<event::Timer> flush_timer_;
+  std::unique_ptr<event::Timer> retry_timer_;
+  absl::Time accepted_at_;
   bool holds_cluster_slot_ = false;
   bool upstream_connected_ = false;
   bool finished_ = false;

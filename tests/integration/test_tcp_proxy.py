@@ -845,15 +845,20 @@ class TcpProxyTest(unittest.TestCase):
     def test_descriptor_exhaustion_backs_off_and_recovers(self):
         """With RLIMIT_NOFILE capped, more clients than the proxy has descriptors for: accepts
         fail with EMFILE, the listener backs off instead of spinning (the proxy uses well under
-        half a core while saturated), the clients it did accept keep working, and once they
-        close, the clients waiting in the kernel backlog are served and the failures show in
-        remora_listener_accept_errors_total."""
+        half a core while saturated), the clients it did accept keep working, a client accepted
+        with no descriptor left for its upstream waits and is retried rather than dropped, and
+        once the first clients close, every waiting one is served. Nothing is lost; the
+        failures show in remora_listener_accept_errors_total and reason="local"."""
         with EchoServer() as echo:
             # Probe the idle descriptor count under this build, then allow ~12 sessions more.
             with Remora(render_config([("a", "c")], {"c": [echo.address]})) as probe:
                 idle = start_fds(probe)
-            cap = idle + 24
-            with Remora(render_config([("a", "c")], {"c": [echo.address]}), nofile=cap) as r:
+            cap = idle + 25  # 12 sessions, then one accept with no descriptor for its upstream
+            # connect_timeout bounds how long a client waits for a descriptor for its upstream:
+            # longer than the saturated phase below, so no client has to be given up.
+            config = render_config([("a", "c")], {"c": [echo.address]}).replace(
+                "connect_timeout: 1s", "connect_timeout: 5s")
+            with Remora(config, nofile=cap) as r:
                 # One full echo first. Besides the loops' reserve fds, this fills UBSan's
                 # dynamic-type cache: its vptr check probes memory with pipe(), which fails under
                 # EMFILE, so a first-ever check made while the table is full reports a valid
@@ -866,9 +871,8 @@ class TcpProxyTest(unittest.TestCase):
                     c = harness.connect(r.port("a"))  # completes in the kernel backlog
                     c.settimeout(5)
                     clients.append(c)
-                # Sessions that got both descriptors echo; find them.
-                # A client accepted into the last free descriptor has none left for its
-                # upstream socket: it is closed (a counted connect failure), never left hanging.
+                # Sessions that got both descriptors echo; find them. Any client closed here
+                # would be a lost one (asserted below).
                 served, closed_early = [], []
                 for c in clients:
                     c.sendall(b"ping")
@@ -885,7 +889,6 @@ class TcpProxyTest(unittest.TestCase):
                         closed_early.append(c)
                     c.setblocking(True)
                     c.settimeout(5)
-                self.assertLessEqual(len(closed_early), 2)
                 print(f"\n  nofile {cap}: {len(served)} of {len(clients)} served at once",
                       file=sys.stderr)
                 self.assertGreater(len(served), 0)
@@ -906,8 +909,7 @@ class TcpProxyTest(unittest.TestCase):
                     self.assertEqual(c.recv(4), b"more")
                     c.close()
                 waiting = [c for c in clients if c not in served and c not in closed_early]
-                # A waiting client gets its echo once the proxy can accept it (or, as above, is
-                # closed if it lands in the last free descriptor).
+                # A waiting client gets its echo once the proxy can accept and connect it.
                 echoed, closed = 0, 0
                 for c in waiting:
                     try:
@@ -922,11 +924,18 @@ class TcpProxyTest(unittest.TestCase):
                     c.close()
                 print(f"  waiting clients: {echoed} echoed, {closed} closed "
                       f"({len(closed_early)} closed early)", file=sys.stderr)
-                self.assertGreaterEqual(echoed, len(waiting) - 2)
+                self.assertEqual(len(closed_early) + closed, 0, "a client was given up")
                 m = r.metrics()
                 self.assertGreater(value(m, "remora_listener_accept_errors_total", listener="a"), 0)
                 # 30 clients and the warm-up echo.
                 self.assertEqual(value(m, "remora_listener_connections_total", listener="a"), 31)
+                self.assertIn("pausing accepts", r.log())
+                # The client accepted into the last free descriptor had none for its upstream
+                # socket: that is the proxy's shortage, not the upstream's, so each attempt counts
+                # as reason="local", never "refused"; the client waited and was retried.
+                failures = "remora_cluster_upstream_connect_failures_total"
+                self.assertEqual(value(m, failures, cluster="c", reason="refused"), 0)
+                self.assertGreater(value(m, failures, cluster="c", reason="local"), 0)
                 self.assertIn("pausing accepts", r.log())
                 echo_check(r.port("a"))
 
