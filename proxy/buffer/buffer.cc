@@ -160,6 +160,34 @@ void Buffer::Move(Buffer& other) {
   other.length_ = 0;
 }
 
+bool Slice::TryExtend(absl::string_view bytes) {
+  if (slab_ == nullptr || slab_->pool != nullptr || slab_->refs != 1) return false;
+  if (bytes.size() > slab_->capacity - offset_ - len_) return false;
+  std::memcpy(slab_->data() + offset_ + len_, bytes.data(), bytes.size());
+  len_ += static_cast<uint32_t>(bytes.size());
+  return true;
+}
+
+void Buffer::MoveCompacting(Buffer& other) {
+  for (size_t i = other.head_; i < other.slices_.size(); ++i) {
+    Slice& s = other.slices_[i];
+    if (s.size() >= kCompactBelow) {
+      Append(std::move(s));
+      continue;
+    }
+    if (slices_.size() > head_ && slices_.back().TryExtend(s.view())) {
+      length_ += s.size();
+      continue;
+    }
+    Slab* slab = NewHeapSlab(kCompactSlabBytes);
+    std::memcpy(slab->data(), s.data(), s.size());
+    Append(Slice(slab, 0, static_cast<uint32_t>(s.size())));
+  }
+  other.slices_.clear();
+  other.head_ = 0;
+  other.length_ = 0;
+}
+
 size_t Buffer::MoveSlices(Buffer& dst, size_t max_slices) {
   if (slices_.size() - head_ <= max_slices) {
     size_t n = slices_.size() - head_;

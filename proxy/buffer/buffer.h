@@ -56,6 +56,8 @@ class Slice {
   }
   // Another reference to the same bytes (refcount +1; no copy).
   Slice Share() const { return Slice(slab_, offset_, len_); }
+  // Appends `bytes` in place when this slice alone owns a private slab with room after its end.
+  bool TryExtend(absl::string_view bytes);
   void Reset();
 
  private:
@@ -132,6 +134,12 @@ class Buffer {
   void Append(absl::string_view bytes);
   // Moves every slice of `other` to the end of this buffer; `other` becomes empty.
   void Move(Buffer& other);
+  // Like Move, but slices under kCompactBelow bytes are copied into private slabs. For bytes that
+  // will wait in a backlog: a small slice of a shared read slab pins the whole 64 KiB slab, so a
+  // stalled peer fed small reads would hold far more memory than its watermark counts.
+  void MoveCompacting(Buffer& other);
+  static constexpr size_t kCompactBelow = 8 * 1024;
+  static constexpr uint32_t kCompactSlabBytes = 16 * 1024;
   // Moves up to `max_slices` whole slices from the front of this buffer to the end of `dst`.
   // Returns how many moved.
   size_t MoveSlices(Buffer& dst, size_t max_slices);

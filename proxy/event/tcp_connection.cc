@@ -176,7 +176,13 @@ void TcpConnection::Write(buffer::Buffer& data) {
     data.Clear();
     return;
   }
-  pending_.Move(data);
+  // Bytes joining a backlog will wait: keep them compact (see Buffer::MoveCompacting). An empty
+  // backlog, the usual case, takes the slices as they are.
+  if (pending_.empty()) {
+    pending_.Move(data);
+  } else {
+    pending_.MoveCompacting(data);
+  }
   if (!connecting_) Flush();
   if (!above_high_ && write_backlog() > high_watermark_) {
     above_high_ = true;

@@ -1,6 +1,7 @@
 #include "proxy/buffer/buffer.h"
 
 #include <gtest/gtest.h>
+#include <sys/uio.h>
 
 #include <string>
 #include <thread>
@@ -101,6 +102,45 @@ TEST(SlabPoolTest, TrimReleasesIdleSlabsDownToTheFloor) {
   EXPECT_EQ(pool.slabs_outstanding(), 40u);
   for (Slab* s : held) pool.Release(s);
   EXPECT_EQ(pool.slabs_free(), 40u);
+}
+
+// A stalled peer fed many small reads must not pin a 64 KiB read slab per read: small slices
+// joining a backlog are copied together into private slabs, large ones are moved as they are.
+TEST(BufferTest, MoveCompactingPacksSmallSlicesAndMovesLargeOnes) {
+  Buffer backlog;
+  backlog.Append(std::string(100, 'x'));
+  std::string expected(100, 'x');
+  for (int i = 0; i < 300; ++i) {
+    Buffer read;
+    std::string chunk(100, static_cast<char>('a' + i % 26));
+    read.Append(chunk);
+    expected += chunk;
+    backlog.MoveCompacting(read);
+    EXPECT_TRUE(read.empty());
+  }
+  Buffer big;
+  std::string large(Buffer::kCompactBelow, 'L');
+  big.Append(large);
+  expected += large;
+  backlog.MoveCompacting(big);
+  EXPECT_EQ(backlog.length(), expected.size());
+  EXPECT_EQ(backlog.ToString(), expected);
+  iovec iov[64];
+  // 30 KB of small reads fit two 16 KiB private slabs (after the first arena slice), then the
+  // large slice as it was.
+  EXPECT_LE(backlog.FillIovecs(iov, 64), 4u);
+}
+
+// Read-arena slabs are shared by every connection's reads: never written past a slice's end.
+TEST(BufferTest, ArenaSlicesAreNeverExtended) {
+  auto [mem, cap] = ReadArena::ForThisThread().Alloc();
+  ASSERT_GE(cap, 2u);
+  mem[0] = 'a';
+  Slice s = ReadArena::ForThisThread().Commit(1);
+  EXPECT_FALSE(s.TryExtend("b"));
+  EXPECT_EQ(s.view(), "a");
+  Slice empty;
+  EXPECT_FALSE(empty.TryExtend("b"));
 }
 
 TEST(ReadArenaTest, ConsecutiveReadsShareASlab) {
