@@ -80,14 +80,17 @@ void TcpListener::PauseForPressure() {
   Pause(kPressurePause);
 }
 
+void TcpListener::StopPolling() {
+  if (poll_ == nullptr) return;
+  uv_poll_stop(poll_);
+  poll_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+}
+
 void TcpListener::Pause(absl::Duration at_least) {
-  if (poll_ != nullptr) {
-    uv_poll_stop(poll_);
-    poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-  }
+  StopPolling();
   absl::Duration wait = std::max(backoff_, at_least);
   backoff_timer_->Enable(wait);
   backoff_ = std::min(wait * 2, absl::Seconds(1));
@@ -96,13 +99,7 @@ void TcpListener::Pause(absl::Duration at_least) {
 
 void TcpListener::Close() {
   backoff_timer_->Disable();
-  if (poll_ != nullptr) {
-    uv_poll_stop(poll_);
-    poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-  }
+  StopPolling();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;

@@ -44,6 +44,7 @@ class TcpListener {
   static void OnPoll(uv_poll_t* handle, int status, int events);
   void AcceptBatch();
   void StartPolling();
+  void StopPolling();
   void Pause(absl::Duration at_least);
 
   UvDispatcher& dispatcher_;

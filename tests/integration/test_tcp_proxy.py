@@ -248,24 +248,68 @@ def drive(streams, timeout, until=None):
 # Upstreams with deliberately bad manners
 # --------------------------------------------------------------------------------------------
 
-class SlowSink:
+def push_in_background(client, payload, result, then=None, chunk=256 * KiB):
+    """Sends `payload` in chunks from a thread, half-closes, then runs `then`. Returns the
+    thread and a one-element list with the bytes pushed so far; an OSError lands in
+    result["error"]."""
+    pushed = [0]
+
+    def push():
+        try:
+            view = memoryview(payload)
+            for off in range(0, len(payload), chunk):
+                client.sendall(view[off:off + chunk])
+                pushed[0] = min(off + chunk, len(payload))
+            client.shutdown(socket.SHUT_WR)
+            if then is not None:
+                then()
+        except OSError as e:
+            result["error"] = e
+
+    sender = threading.Thread(target=push, daemon=True)
+    sender.start()
+    return sender, pushed
+
+
+class LoopbackUpstream:
+    """A listening socket on 127.0.0.1 served by `_run` on a daemon thread; subclasses set their
+    own fields, then call _start()."""
+
+    def __init__(self, backlog=8, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # inherited on accept
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = False
+
+    def _start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        raise NotImplementedError
+
+    def close(self, timeout=5):
+        self._stop = True
+        self._thread.join(timeout=timeout)
+        self.sock.close()
+
+
+class SlowSink(LoopbackUpstream):
     """An upstream that accepts one connection and reads it at a trickle (4 KiB per 5 ms, about
     0.8 MiB/s, with a 64 KiB receive buffer) until `fast` is set, then at full speed until EOF.
     It hashes everything it reads, and half-closes back when it sees EOF."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)  # inherited on accept
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        super().__init__(rcvbuf=64 * KiB)
         self.fast = threading.Event()
         self.done = threading.Event()
         self.read = 0
         self.hasher = hashlib.sha256()
         self.error = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._start()
 
     def _run(self):
         try:
@@ -291,26 +335,20 @@ class SlowSink:
 
     def close(self):
         self.fast.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
+        super().close()
 
 
-class AbruptUpstream:
+class AbruptUpstream(LoopbackUpstream):
     """An upstream that reads `after` bytes of each connection without answering, then resets
     it (SO_LINGER 0 + close: RST, not FIN)."""
 
     def __init__(self, after):
-        self.after = after
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        super().__init__(backlog=64)
         self.sock.settimeout(0.1)
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.after = after
         self.accepted = 0
         self.resets = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._start()
 
     def _run(self):
         while not self._stop:
@@ -336,27 +374,18 @@ class AbruptUpstream:
             finally:
                 conn.close()
 
-    def close(self):
-        self._stop = True
-        self._thread.join(timeout=2)
-        self.sock.close()
 
-
-class EchoThenResetOnStall:
+class EchoThenResetOnStall(LoopbackUpstream):
     """An upstream that echoes one connection, but gives up on a stuck peer: when a read or the
     send of one echo chunk (up to 64 KiB) makes no progress for `stall` seconds, it resets the
     connection (SO_LINGER 0 + close), like a server with an I/O timeout."""
 
     def __init__(self, stall=0.5):
+        super().__init__()
         self.stall = stall
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.echoed = 0
         self.reset_at = None  # time.monotonic() of the reset
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._start()
 
     def _run(self):
         try:
@@ -378,10 +407,6 @@ class EchoThenResetOnStall:
                 self.reset_at = time.monotonic()
             except OSError:
                 pass
-
-    def close(self):
-        self._thread.join(timeout=5)
-        self.sock.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,22 +503,10 @@ class TcpProxyTest(unittest.TestCase):
 
             client = harness.connect(r.port("slow"), timeout=60)
             client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KiB)
-            pushed = [0]
             client_result = {}
-
-            def push():
-                try:
-                    view = memoryview(payload)
-                    for off in range(0, total, 256 * KiB):
-                        client.sendall(view[off:off + 256 * KiB])
-                        pushed[0] = off + 256 * KiB
-                    client.shutdown(socket.SHUT_WR)
-                    client_result["eof"] = client.recv(1) == b""
-                except OSError as e:
-                    client_result["error"] = e
-
-            sender = threading.Thread(target=push, daemon=True)
-            sender.start()
+            sender, pushed = push_in_background(
+                client, payload, client_result,
+                then=lambda: client_result.update(eof=client.recv(1) == b""))
             try:
                 time.sleep(2.0)  # phase 1: the upstream trickles (workload shape)
                 pushed_slow, read_slow = pushed[0], sink.read
@@ -537,21 +550,8 @@ class TcpProxyTest(unittest.TestCase):
 
             client = harness.connect(r.port("a"), timeout=60)
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
-            pushed = [0]
-            sender_error = []
-
-            def push():
-                try:
-                    view = memoryview(payload)
-                    for off in range(0, total, 256 * KiB):
-                        client.sendall(view[off:off + 256 * KiB])
-                        pushed[0] = off + 256 * KiB
-                    client.shutdown(socket.SHUT_WR)
-                except OSError as e:
-                    sender_error.append(e)
-
-            sender = threading.Thread(target=push, daemon=True)
-            sender.start()
+            sender_result = {}
+            sender, pushed = push_in_background(client, payload, sender_result)
             hasher, received, eof = hashlib.sha256(), 0, False
             try:
                 slow_until = time.monotonic() + 2.0
@@ -580,7 +580,7 @@ class TcpProxyTest(unittest.TestCase):
                   f"{hwm_after - hwm_before} KiB); client pushed {pushed_slow // KiB} KiB "
                   f"while reading {received_slow // KiB} KiB", file=sys.stderr)
 
-            self.assertEqual(sender_error, [])
+            self.assertEqual(sender_result, {})
             self.assertTrue(eof)
             self.assertEqual(received, total)
             self.assertEqual(hasher.hexdigest(), sha(payload), "echo differs from bytes sent")
