@@ -5,10 +5,11 @@
 // backlog passes the listener's buffer limit stops the other side's reads), half-close in both
 // directions, and the cluster's max_connections enforced before connecting.
 //
-// Life: accepted -> connecting (downstream bytes queue behind the connect, bounded by the
-// watermark) -> relaying -> closed, once both sides sent FIN and everything is flushed, or once one
-// side failed and the other has flushed (within kFailureFlushTimeout). A connect failure or
-// timeout closes the downstream without data.
+// Life: accepted -> connecting (the client is not read yet; its bytes wait in the kernel) ->
+// relaying -> closed, once both sides sent FIN and everything is flushed, or once one side failed
+// and the other has flushed (within kFailureFlushTimeout). A connect refused or timed out closes
+// the downstream without data; a connect this process could not start (out of descriptors) is
+// retried every kLocalRetryDelay until connect_timeout has passed since the accept.
 
 #include <memory>
 
