@@ -6,7 +6,6 @@ Every helper is bounded in time; a test that hangs fails instead of stalling CI.
 
 import os
 import re
-import resource
 import select
 import signal
 import socket
@@ -62,19 +61,15 @@ def render_config(listeners, clusters, admin_token=None, workers=1, drain_timeou
 class Remora:
     """A running `remora proxy -c FILE`. Use as a context manager; stop() asserts a clean exit."""
 
-    def __init__(self, config_text, args=None, env=None, nofile=None):
-        """nofile: cap RLIMIT_NOFILE (soft and hard) for descriptor-exhaustion tests."""
+    def __init__(self, config_text, args=None, env=None):
         self.dir = tempfile.TemporaryDirectory(prefix="remora-it-")
         self.config_path = os.path.join(self.dir.name, "remora.yaml")
         self.write_config(config_text)
         self.log_path = os.path.join(self.dir.name, "remora.log")
         self._log = open(self.log_path, "w+b")
         cmd = [REMORA_BIN, "proxy", "-c", self.config_path] + (args or [])
-        def limit():
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, preexec_fn=limit)
+                                     env={**os.environ, **(env or {})})
         self.listeners = {}
         self.admin = None
         self._wait_started()

@@ -23,6 +23,7 @@ Every wait is bounded; a proxy that hangs makes a test fail, not stall.
 
 import hashlib
 import os
+import resource
 import selectors
 import socket
 import struct
@@ -850,15 +851,11 @@ class TcpProxyTest(unittest.TestCase):
         once the first clients close, every waiting one is served. Nothing is lost; the
         failures show in remora_listener_accept_errors_total and reason="local"."""
         with EchoServer() as echo:
-            # Probe the idle descriptor count under this build, then allow ~12 sessions more.
-            with Remora(render_config([("a", "c")], {"c": [echo.address]})) as probe:
-                idle = start_fds(probe)
-            cap = idle + 25  # 12 sessions, then one accept with no descriptor for its upstream
             # connect_timeout bounds how long a client waits for a descriptor for its upstream:
             # longer than the saturated phase below, so no client has to be given up.
             config = render_config([("a", "c")], {"c": [echo.address]}).replace(
                 "connect_timeout: 1s", "connect_timeout: 5s")
-            with Remora(config, nofile=cap) as r:
+            with Remora(config) as r:
                 # One full echo first. Besides the loops' reserve fds, this fills UBSan's
                 # dynamic-type cache: its vptr check probes memory with pipe(), which fails under
                 # EMFILE, so a first-ever check made while the table is full reports a valid
@@ -866,6 +863,16 @@ class TcpProxyTest(unittest.TestCase):
                 # since made those checks; so does this one, before it runs out.
                 echo_check(r.port("a"))
                 r.http("GET", "/live")  # main loop's reserve fd, before the table fills
+                # Cap the running process's descriptors just above what it holds idle: room for
+                # 12 sessions, then one accept with no descriptor left for its upstream socket.
+                wait_until(lambda: all(v == 0 for v in active_gauges(r.metrics()).values()),
+                           what="the warm-up connections to close")
+                idle = []
+                for _ in range(5):  # the metrics scrape's own connection may still be closing
+                    idle.append(r.fd_count())
+                    time.sleep(0.05)
+                cap = min(idle) + 25
+                resource.prlimit(r.proc.pid, resource.RLIMIT_NOFILE, (cap, cap))
                 clients = []
                 for _ in range(30):
                     c = harness.connect(r.port("a"))  # completes in the kernel backlog
