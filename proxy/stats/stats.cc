@@ -1,6 +1,6 @@
 #include "proxy/stats/stats.h"
 
-#include <cstdlib>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
@@ -9,6 +9,11 @@ namespace remora::stats {
 
 Store::Store(int workers) {
   for (int i = 0; i < workers + 1; ++i) writers_.push_back(std::make_unique<Writer>());
+  // The sink belongs to no family, so it is never rendered.
+  EnsureBlock(kSinkSlot);
+  series_.push_back(Series{UINT32_MAX, ""});
+  dropped_slot_ = Register(Type::kCounter, "remora_stats_series_dropped_total",
+                           "Metric series not recorded because the store was full.");
 }
 
 Store::~Store() = default;
@@ -32,10 +37,6 @@ std::string EscapeLabelValue(absl::string_view v) {
 
 void Store::EnsureBlock(uint32_t slot) {
   uint32_t block = slot / Writer::kBlockSlots;
-  if (block >= Writer::kMaxBlocks) {
-    LOG_ERROR("too many metric series (%d)", slot);
-    std::abort();
-  }
   for (auto& w : writers_) {
     if (w->blocks_[block].load(std::memory_order_relaxed) != nullptr) continue;
     auto mem = std::make_unique<std::atomic<uint64_t>[]>(Writer::kBlockSlots);
@@ -59,6 +60,15 @@ uint32_t Store::Register(Type type, absl::string_view family, absl::string_view 
   std::string key = absl::StrCat(family, rendered);
   if (auto it = series_index_.find(key); it != series_index_.end()) return it->second;
 
+  if (series_.size() >= kMaxSeries) {
+    if (!warned_full_) {
+      warned_full_ = true;
+      LOG_ERROR("metrics: %u series stored, the most there can be; %s and later ones not recorded",
+                kMaxSeries, key);
+    }
+    main_writer().Add(dropped_slot_);
+    return kSinkSlot;
+  }
   uint32_t fam;
   if (auto it = family_index_.find(family); it != family_index_.end()) {
     fam = it->second;

@@ -11,6 +11,9 @@
 //
 // Series are never removed (a removed listener's counters stay, as Prometheus expects of counters);
 // the number of series is bounded by the config (labels are listener, cluster, result, reason).
+// Reloads that keep inventing names could still add up, so the store holds at most kMaxSeries:
+// past that, Register() hands out a sink slot that is never rendered, logs, and counts the refusal
+// in remora_stats_series_dropped_total rather than stop the process.
 
 #include <atomic>
 #include <cstdint>
@@ -57,6 +60,9 @@ class Writer {
 
 class Store {
  public:
+  // Slots in all, the store's own two (the sink and the dropped counter) included.
+  static constexpr uint32_t kMaxSeries = Writer::kBlockSlots * Writer::kMaxBlocks;
+
   // `workers` writers for the worker threads plus one for the main thread.
   explicit Store(int workers);
   ~Store();
@@ -86,6 +92,10 @@ class Store {
     std::vector<uint32_t> slots;
   };
   void EnsureBlock(uint32_t slot);
+
+  static constexpr uint32_t kSinkSlot = 0;
+  uint32_t dropped_slot_ = 0;
+  bool warned_full_ = false;
 
   std::vector<std::unique_ptr<Writer>> writers_;
   std::vector<Family> families_;

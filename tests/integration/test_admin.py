@@ -73,6 +73,17 @@ class AdminTest(unittest.TestCase):
         self.assertEqual(m["remora_workers"], 1)
         self.assertGreater(m["remora_process_open_fds"], 0)
         self.assertGreater(m["remora_process_resident_memory_bytes"], 0)
+        self.assertEqual(m["remora_stats_series_dropped_total"], 0)
+
+    def test_every_metric_family_is_documented(self):
+        status, text = self.r.http("GET", "/metrics")
+        self.assertEqual(status, 200)
+        families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+        docs_path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "metrics.md")
+        with open(docs_path, encoding="utf-8") as f:
+            docs = f.read()
+        missing = sorted(name for name in families if "`" + name not in docs)
+        self.assertEqual(missing, [], "families exposed by /metrics but not in docs/metrics.md")
 
     def test_config_is_redacted_and_versioned(self):
         status, body = self.r.http("GET", "/config")

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "proxy/stats/metrics.h"
 
@@ -38,6 +42,9 @@ TEST(StatsTest, RendersPrometheusTextWithEscapedLabels) {
   s.worker(0).Add(c, 7);
   s.worker(0).AddSigned(g, -2);
   EXPECT_EQ(s.RenderPrometheus(),
+            "# HELP remora_stats_series_dropped_total Metric series not recorded because the "
+            "store was full.\n# TYPE remora_stats_series_dropped_total counter\n"
+            "remora_stats_series_dropped_total 0\n"
             "# HELP remora_c_total Things.\n# TYPE remora_c_total counter\n"
             "remora_c_total{cluster=\"a\\\"b\"} 7\n"
             "# HELP remora_g Level.\n# TYPE remora_g gauge\nremora_g -2\n");
@@ -51,6 +58,36 @@ TEST(StatsTest, ManySeriesSpanBlocks) {
   }
   s.worker(0).Add(last, 9);
   EXPECT_EQ(s.Value(last), 9);
+}
+
+// Reloads that keep renaming listeners or clusters add series for the life of the process. Past
+// the store's capacity a new series is not an abort: it writes to a slot nobody renders, and a
+// counter says how many were dropped.
+TEST(StatsTest, SeriesPastCapacityAreDroppedAndCounted) {
+  Store s(1);
+  uint32_t kept = s.Register(Type::kCounter, "remora_kept_total", "K.");
+  std::vector<uint32_t> slots;
+  for (uint32_t i = 0; i < Store::kMaxSeries + 10; ++i) {
+    slots.push_back(
+        s.Register(Type::kCounter, "remora_many_total", "M.", {{"cluster", std::to_string(i)}}));
+  }
+  for (uint32_t slot : slots) s.worker(0).Add(slot);
+  s.worker(0).Add(kept, 3);
+  EXPECT_EQ(s.Value(kept), 3);
+  std::string text = s.RenderPrometheus();
+  EXPECT_NE(text.find("remora_kept_total 3\n"), std::string::npos);
+  // Every series the store could hold is rendered with its own count of 1; none of the dropped.
+  EXPECT_NE(text.find("remora_many_total{cluster=\"0\"} 1\n"), std::string::npos);
+  // The store keeps two slots for itself (the unrendered sink and the dropped counter), and one
+  // went to remora_kept_total: clusters 0 .. kMaxSeries - 4 fit.
+  EXPECT_NE(text.find(absl::StrCat("cluster=\"", Store::kMaxSeries - 4, "\"} 1\n")),
+            std::string::npos);
+  EXPECT_EQ(text.find(absl::StrCat("cluster=\"", Store::kMaxSeries - 3, "\"")), std::string::npos);
+  EXPECT_NE(text.find("\nremora_stats_series_dropped_total 13\n"), std::string::npos);
+  // Each refused registration counts, so a reload that re-registers a dropped series shows up.
+  s.Register(Type::kCounter, "remora_many_total", "M.", {{"cluster", "again"}});
+  EXPECT_NE(s.RenderPrometheus().find("\nremora_stats_series_dropped_total 14\n"),
+            std::string::npos);
 }
 
 TEST(StatsTest, ConcurrentWritersAndScrapes) {
