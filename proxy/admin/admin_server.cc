@@ -114,6 +114,7 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
   }
 
  private:
+  // May destroy this: callers return right after.
   void Respond(Response r) {
     if (responded_) return;
     responded_ = true;
@@ -128,6 +129,8 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
     out.Append(head);
     if (parser_.request().method != "HEAD") out.Append(r.body);
     conn_->Write(out);
+    // Taken whole by the kernel: done now. Otherwise OnFlushed closes once the rest is out.
+    if (conn_->write_backlog() == 0) Close();  // destroys this
   }
 
   void Close() {

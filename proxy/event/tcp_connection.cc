@@ -192,6 +192,26 @@ void TcpConnection::Write(buffer::Buffer& data) {
 
 void TcpConnection::Flush() {
   if (closed() || block_->write_in_flight) return;
+  constexpr size_t kMaxIovecs = 256;
+  static_assert(sizeof(uv_buf_t) == sizeof(iovec), "uv_buf_t is iovec-compatible on unix");
+  iovec iov[kMaxIovecs];
+  if (!pending_.empty()) {
+    // Hand the kernel what it takes right now. Bytes that leave while they are still in cache
+    // cost far less than a backlog gathered over a whole loop turn, and a write taken whole needs
+    // no request, no callback, and never stops the reader through the watermarks.
+    size_t n = pending_.FillIovecs(iov, kMaxIovecs);
+    int rc =
+        uv_try_write(block_->stream(), reinterpret_cast<uv_buf_t*>(iov), static_cast<unsigned>(n));
+    if (rc > 0) {
+      pending_.Drain(static_cast<size_t>(rc));
+      bytes_written_ += static_cast<uint64_t>(rc);
+    } else if (rc != UV_EAGAIN) {
+      pending_.Clear();
+      LOG_DEBUG("write to %s failed: %s", peer_, uv_strerror(rc));
+      DeferEvent(Event::kRemoteReset);
+      return;
+    }
+  }
   if (pending_.empty()) {
     if (shutdown_wanted_ && !shutdown_sent_) {
       shutdown_sent_ = true;
@@ -199,11 +219,9 @@ void TcpConnection::Flush() {
     }
     return;
   }
-  // One gathered write of everything queued (bounded by the iovec count); the rest follows when it
-  // completes. The slices move to the handle block so they outlive this object if it is destroyed.
-  constexpr size_t kMaxIovecs = 256;
-  static_assert(sizeof(uv_buf_t) == sizeof(iovec), "uv_buf_t is iovec-compatible on unix");
-  iovec iov[kMaxIovecs];
+  // The kernel is full: one gathered write request of what is left (bounded by the iovec count),
+  // the rest follows when it completes. The slices move to the handle block so they outlive this
+  // object if it is destroyed.
   pending_.MoveSlices(block_->inflight, kMaxIovecs);
   size_t n = block_->inflight.FillIovecs(iov, kMaxIovecs);
   block_->write_in_flight = true;

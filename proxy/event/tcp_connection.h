@@ -1,8 +1,9 @@
 #pragma once
 
-// A TCP connection on a UvDispatcher's loop: zero-copy reads into slab slices, gathered writes with
-// one write request in flight (everything queued behind it goes out in the next single writev),
-// write watermarks for backpressure, half-close, and a connect timeout for client connections.
+// A TCP connection on a UvDispatcher's loop: zero-copy reads into slab slices, writes handed to the
+// kernel at once when it takes them, else queued behind one write request in flight (everything
+// queued behind it goes out in the next single writev), write watermarks for backpressure,
+// half-close, and a connect timeout for client connections.
 //
 // Ownership: the creator owns the TcpConnection. libuv state that must outlive it (the handle, the
 // in-flight write and its bytes) lives in a separately allocated block freed in the handle's close
@@ -51,11 +52,13 @@ class TcpConnection {
     // The write backlog went above the high watermark / fell below the low one.
     virtual void OnWriteHighWatermark() {}
     virtual void OnWriteLowWatermark() {}
-    // Everything written so far has been handed to the kernel (the backlog is empty).
+    // A backlog that had to wait has been handed to the kernel whole (the backlog is empty). A
+    // Write() the kernel takes at once fires nothing: write_backlog() is 0 when it returns.
     virtual void OnFlushed() {}
   };
 
-  // How Close() treats unsent bytes. To close after sending everything, wait for OnFlushed().
+  // How Close() treats unsent bytes. To close after sending everything, close once
+  // write_backlog() is 0: right after Write() if it is, else on OnFlushed().
   enum class CloseMode {
     kNow,    // drop what is queued and close (FIN)
     kReset,  // drop what is queued and send RST
@@ -83,7 +86,7 @@ class TcpConnection {
   // Starts or stops reading. Reading starts disabled; a stop takes effect before the next read.
   void ReadEnable(bool enable);
   bool reading() const { return reading_; }
-  // Queues all of `data` (moved out) and starts sending.
+  // Sends all of `data` (moved out): what the kernel takes now goes at once, the rest is queued.
   void Write(buffer::Buffer& data);
   // Half-closes the write side once everything queued has been sent.
   void Shutdown();
