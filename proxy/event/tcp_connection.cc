@@ -137,7 +137,10 @@ void TcpConnection::OnConnectDone(int status) {
     return;
   }
   uv_tcp_nodelay(&block_->tcp, 1);
-  Flush();  // bytes written while connecting
+  // Bytes written while connecting go through a write request even if the kernel would take them
+  // whole: the caller may be past the high watermark or waiting for OnFlushed, and only the
+  // request's completion tells it.
+  Flush(/*try_now=*/false);
   if (want_read_) ReadEnable(true);
   if (callbacks_ != nullptr) callbacks_->OnEvent(Event::kConnected);
 }
@@ -172,7 +175,7 @@ void TcpConnection::OnReadEnd(int status) {
 }
 
 void TcpConnection::Write(buffer::Buffer& data) {
-  if (closed() || shutdown_wanted_) {
+  if (closed() || shutdown_wanted_ || write_failed_) {
     data.Clear();
     return;
   }
@@ -190,12 +193,12 @@ void TcpConnection::Write(buffer::Buffer& data) {
   }
 }
 
-void TcpConnection::Flush() {
-  if (closed() || block_->write_in_flight) return;
+void TcpConnection::Flush(bool try_now) {
+  if (closed() || block_->write_in_flight || write_failed_) return;
   constexpr size_t kMaxIovecs = 256;
   static_assert(sizeof(uv_buf_t) == sizeof(iovec), "uv_buf_t is iovec-compatible on unix");
   iovec iov[kMaxIovecs];
-  if (!pending_.empty()) {
+  if (try_now && !pending_.empty()) {
     // Hand the kernel what it takes right now. Bytes that leave while they are still in cache
     // cost far less than a backlog gathered over a whole loop turn, and a write taken whole needs
     // no request, no callback, and never stops the reader through the watermarks.
@@ -206,6 +209,7 @@ void TcpConnection::Flush() {
       pending_.Drain(static_cast<size_t>(rc));
       bytes_written_ += static_cast<uint64_t>(rc);
     } else if (rc != UV_EAGAIN) {
+      write_failed_ = true;
       pending_.Clear();
       LOG_DEBUG("write to %s failed: %s", peer_, uv_strerror(rc));
       DeferEvent(Event::kRemoteReset);
@@ -228,6 +232,7 @@ void TcpConnection::Flush() {
   int rc = uv_write(&block_->write_req, block_->stream(), reinterpret_cast<uv_buf_t*>(iov),
                     static_cast<unsigned>(n), &TcpHandleBlock::OnWrite);
   if (rc != 0) {
+    write_failed_ = true;
     block_->write_in_flight = false;
     block_->inflight.Clear();
     LOG_DEBUG("write to %s failed: %s", peer_, uv_strerror(rc));
@@ -249,6 +254,7 @@ void TcpConnection::OnWriteDone(int status, size_t bytes) {
   }
   bytes_written_ += bytes;
   Flush();
+  if (write_failed_) return;  // not drained: failed, and kRemoteReset follows
   // Each callback below may destroy this: check closed() through a flag the callback cannot free.
   if (above_high_ && write_backlog() < low_watermark_) {
     above_high_ = false;

@@ -103,7 +103,10 @@ class TcpConnection {
  private:
   friend struct TcpHandleBlock;
   TcpConnection(UvDispatcher& dispatcher, bool pipe);
-  void Flush();
+  // Sends what is pending. With `try_now` the kernel gets it at once if it takes it; otherwise (or
+  // for what it refuses) one write request is started, whose completion runs the watermark and
+  // OnFlushed notifications.
+  void Flush(bool try_now = true);
   void OnReadData(buffer::Slice slice);
   void OnReadEnd(int status);
   void OnWriteDone(int status, size_t bytes);
@@ -131,6 +134,7 @@ class TcpConnection {
   bool want_read_ = false;
   bool eof_ = false;
   bool above_high_ = false;
+  bool write_failed_ = false;  // a write failed; its kRemoteReset is on its way
   bool shutdown_wanted_ = false;
   bool shutdown_sent_ = false;
 };

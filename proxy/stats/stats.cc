@@ -86,6 +86,7 @@ uint32_t Store::Register(Type type, absl::string_view family, absl::string_view 
 }
 
 int64_t Store::Value(uint32_t slot) const {
+  if (slot == kSinkSlot) return 0;  // every dropped series at once: meaningless
   uint64_t sum = 0;
   for (const auto& w : writers_) sum += w->Get(slot);
   return static_cast<int64_t>(sum);

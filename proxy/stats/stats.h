@@ -75,7 +75,7 @@ class Store {
   Writer& main_writer() { return *writers_.back(); }
   int workers() const { return static_cast<int>(writers_.size()) - 1; }
 
-  // The sum over writers (counters) or the signed sum (gauges).
+  // The sum over writers (counters) or the signed sum (gauges); 0 for a dropped series.
   int64_t Value(uint32_t slot) const;
   // Prometheus text exposition format 0.0.4, families in registration order.
   std::string RenderPrometheus() const;

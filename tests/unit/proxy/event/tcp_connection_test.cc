@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,10 +42,15 @@ class TcpConnectionTest : public ::testing::Test {
     ASSERT_EQ(::listen(lfd, 1), 0);
     socklen_t len = sizeof(a);
     ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    // The proxy ignores SIGPIPE process-wide; so must a test writing to reset peers.
+    ::signal(SIGPIPE, SIG_IGN);
     peer_ = ::socket(AF_INET, SOCK_STREAM, 0);
     // Small kernel buffers on the peer's side so a few hundred KiB fill them.
     int small = 16 * 1024;
     ::setsockopt(peer_, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    // A missing byte or FIN fails the test in 5 s rather than hanging it.
+    timeval tv{5, 0};
+    ::setsockopt(peer_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     ASSERT_EQ(::connect(peer_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
     int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
     ::close(lfd);
@@ -147,7 +153,7 @@ TEST_F(TcpConnectionTest, APeerThatStopsReadingBuildsABacklogThatDrainsInOrder) 
   std::string got;
   std::thread reader([&] { got = PeerRead(data.size()); });
   // Keep writing as the watermarks allow, the way a relay resumes its reader on the low one.
-  ASSERT_TRUE(RunUntil([&] {
+  bool drained = RunUntil([&] {
     while (off < data.size() && conn_->write_backlog() < 256 * 1024) {
       buffer::Buffer out;
       out.Append(absl::string_view(data).substr(off, 32 * 1024));
@@ -155,14 +161,61 @@ TEST_F(TcpConnectionTest, APeerThatStopsReadingBuildsABacklogThatDrainsInOrder) 
       conn_->Write(out);
     }
     return off >= data.size() && conn_->write_backlog() == 0;
-  }));
-  reader.join();
+  });
+  reader.join();  // ends by itself: all bytes, EOF, or the 5 s receive timeout
+  ASSERT_TRUE(drained);
   EXPECT_EQ(got.size(), data.size());
   EXPECT_TRUE(got == data) << "bytes arrived out of order or corrupted";
   EXPECT_EQ(conn_->bytes_written(), data.size());
   EXPECT_GE(rec_.low, 1);
   EXPECT_GE(rec_.flushed, 1);
   EXPECT_TRUE(rec_.events.empty());
+}
+
+// Bytes written while connecting may pass the high watermark. The kernel may take them whole once
+// connected, and the writer must still hear the low watermark and OnFlushed, or its reader stays
+// stopped and a close-after-flush waits forever.
+TEST_F(TcpConnectionTest, ABacklogWrittenWhileConnectingIsReportedDrained) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(lfd, 1), 0);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+
+  Recorder rec;
+  auto client =
+      TcpConnection::Connect(dispatcher_, reinterpret_cast<sockaddr*>(&a), absl::Seconds(5));
+  client->SetCallbacks(&rec);
+  client->SetWriteWatermarks(512, 2048);
+  buffer::Buffer out;
+  out.Append(Pattern(8192));
+  client->Write(out);
+  EXPECT_EQ(rec.high, 1);
+  EXPECT_EQ(client->write_backlog(), 8192u);
+  ASSERT_TRUE(RunUntil([&] { return rec.flushed > 0; })) << "never reported drained";
+  ASSERT_FALSE(rec.events.empty());
+  EXPECT_EQ(rec.events[0], TcpConnection::Event::kConnected);
+  EXPECT_EQ(rec.low, 1);
+  EXPECT_EQ(rec.flushed, 1);
+  EXPECT_EQ(client->write_backlog(), 0u);
+
+  int fd = ::accept(lfd, nullptr, nullptr);
+  ::close(lfd);
+  ASSERT_GE(fd, 0);
+  std::string got;
+  char buf[65536];
+  while (got.size() < 8192) {
+    ssize_t r = ::recv(fd, buf, sizeof(buf), 0);
+    if (r <= 0) break;
+    got.append(buf, static_cast<size_t>(r));
+  }
+  ::close(fd);
+  EXPECT_TRUE(got == Pattern(8192));
+  client.reset();
 }
 
 TEST_F(TcpConnectionTest, AWriteToAPeerThatResetIsReportedOnALaterTurn) {

@@ -74,6 +74,8 @@ TEST(StatsTest, SeriesPastCapacityAreDroppedAndCounted) {
   for (uint32_t slot : slots) s.worker(0).Add(slot);
   s.worker(0).Add(kept, 3);
   EXPECT_EQ(s.Value(kept), 3);
+  EXPECT_EQ(s.Value(slots.front()), 1);
+  EXPECT_EQ(s.Value(slots.back()), 0);  // dropped: its writes went to the unrendered sink
   std::string text = s.RenderPrometheus();
   EXPECT_NE(text.find("remora_kept_total 3\n"), std::string::npos);
   // Every series the store could hold is rendered with its own count of 1; none of the dropped.
