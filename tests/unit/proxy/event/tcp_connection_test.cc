@@ -30,18 +30,28 @@ class Recorder : public TcpConnection::Callbacks {
   std::vector<TcpConnection::Event> events;
 };
 
+// A listening socket on 127.0.0.1 and a free port (written to *a); -1 on failure.
+int ListenOnLoopback(sockaddr_in* a) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  *a = sockaddr_in{};
+  a->sin_family = AF_INET;
+  a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(*a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(a), sizeof(*a)) != 0 || ::listen(fd, 1) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(a), &len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 class TcpConnectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(lfd, 0);
     sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    ASSERT_EQ(::listen(lfd, 1), 0);
-    socklen_t len = sizeof(a);
-    ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    int lfd = ListenOnLoopback(&a);
+    ASSERT_GE(lfd, 0);
     // The proxy ignores SIGPIPE process-wide; so must a test writing to reset peers.
     ::signal(SIGPIPE, SIG_IGN);
     peer_ = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -176,15 +186,9 @@ TEST_F(TcpConnectionTest, APeerThatStopsReadingBuildsABacklogThatDrainsInOrder) 
 // connected, and the writer must still hear the low watermark and OnFlushed, or its reader stays
 // stopped and a close-after-flush waits forever.
 TEST_F(TcpConnectionTest, ABacklogWrittenWhileConnectingIsReportedDrained) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(lfd, 0);
   sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(::listen(lfd, 1), 0);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  int lfd = ListenOnLoopback(&a);
+  ASSERT_GE(lfd, 0);
 
   Recorder rec;
   auto client =
