@@ -223,9 +223,9 @@ void TcpConnection::Flush(bool try_now) {
     }
     return;
   }
-  // The kernel is full: one gathered write request of what is left (bounded by the iovec count),
-  // the rest follows when it completes. The slices move to the handle block so they outlive this
-  // object if it is destroyed.
+  // The kernel is full, or we just connected: one gathered write request of what is left (bounded
+  // by the iovec count); the rest follows when it completes. The slices move to the handle block
+  // so they outlive this object if it is destroyed.
   pending_.MoveSlices(block_->inflight, kMaxIovecs);
   size_t n = block_->inflight.FillIovecs(iov, kMaxIovecs);
   block_->write_in_flight = true;
