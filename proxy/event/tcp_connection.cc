@@ -118,9 +118,9 @@ std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
                           &TcpHandleBlock::OnConnect);
   if (rc != 0) {
     LOG_DEBUG("connect to %s failed: %s", self->peer_, uv_strerror(rc));
-    const bool local = rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM ||
-                       rc == UV_EADDRNOTAVAIL;
-    self->DeferEvent(local ? Event::kConnectLocalError : Event::kConnectFailed);
+    // libuv's error codes are negated errno values on Unix.
+    self->DeferEvent(network::IsLocalResourceShortage(-rc) ? Event::kConnectLocalError
+                                                           : Event::kConnectFailed);
     return conn;
   }
   self->deferred_event_ = Event::kConnectTimeout;

@@ -8,6 +8,7 @@
 
 #include "proxy/common/log.h"
 #include "proxy/event/uv_dispatcher.h"
+#include "proxy/network/address.h"
 
 namespace remora::event {
 
@@ -59,9 +60,8 @@ void TcpListener::AcceptBatch() {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
     if (errno == EINTR || errno == ECONNABORTED) continue;
     const int err = errno;
-    ++accept_errors_;
     if (on_error_) on_error_(err);
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+    if (network::IsLocalResourceShortage(err)) {
       LOG_WARN("accept: %s; pausing accepts for %s", std::strerror(err),
                absl::FormatDuration(backoff_));
       Pause(absl::ZeroDuration());

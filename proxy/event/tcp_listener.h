@@ -38,7 +38,6 @@ class TcpListener {
   // at least kPressurePause, as if accept() itself had failed with EMFILE.
   void PauseForPressure();
   static constexpr absl::Duration kPressurePause = absl::Milliseconds(100);
-  uint64_t accept_errors() const { return accept_errors_; }
 
  private:
   static void OnPoll(uv_poll_t* handle, int status, int events);
@@ -55,7 +54,6 @@ class TcpListener {
   std::unique_ptr<Timer> backoff_timer_;
   absl::Duration backoff_ = absl::Milliseconds(10);
   absl::Time last_pause_ = absl::InfinitePast();
-  uint64_t accept_errors_ = 0;
 };
 
 }  // namespace remora::event

@@ -32,6 +32,10 @@ bool ToSockaddr(const config::SocketAddress& address, sockaddr_storage* out, soc
   return true;
 }
 
+bool IsLocalResourceShortage(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EADDRNOTAVAIL;
+}
+
 std::string FormatSockaddr(const sockaddr* sa) {
   char ip[INET6_ADDRSTRLEN] = {0};
   if (sa->sa_family == AF_INET) {

@@ -12,6 +12,11 @@
 
 namespace remora::network {
 
+// True for errno values that mean this process or host is short of something (descriptors, socket
+// buffers, memory, ephemeral ports) rather than that the peer failed: accept and connect back off
+// and retry on these instead of blaming an endpoint.
+bool IsLocalResourceShortage(int err);
+
 // Fills `out` from an IP literal and port. False if the IP does not parse.
 bool ToSockaddr(const config::SocketAddress& address, sockaddr_storage* out, socklen_t* len);
 // "1.2.3.4:80" / "[::1]:80"; "unknown" for other families.

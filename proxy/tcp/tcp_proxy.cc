@@ -92,7 +92,6 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
   auto& s = *session;
   switch (event) {
     case TcpConnection::Event::kConnected:
-      s.upstream_connected_ = true;
       s.down_.conn->ReadEnable(true);
       s.ctx_.stats.Add(s.cluster_->stats.cx_total);
       s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);

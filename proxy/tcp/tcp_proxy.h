@@ -75,7 +75,6 @@ class TcpProxySession final : public server::ActiveConnection {
   std::unique_ptr<event::Timer> retry_timer_;
   absl::Time accepted_at_;
   bool holds_cluster_slot_ = false;
-  bool upstream_connected_ = false;
   bool finished_ = false;
 };
 
