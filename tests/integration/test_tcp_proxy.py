@@ -272,6 +272,17 @@ def push_in_background(client, payload, result, then=None, chunk=256 * KiB):
     return sender, pushed
 
 
+def report_peak_memory(test, reader, hwm_before, hwm_slow, hwm_after, pushed_slow, read_slow):
+    """Prints the VmHWM figures of a backpressure test and asserts the proxy's peak memory grew by
+    far less than the 64 MiB pushed through it."""
+    growth = hwm_after - hwm_before
+    print(f"\n  slow {reader}: VmHWM before {hwm_before} KiB, after 2 s trickle {hwm_slow} KiB, "
+          f"after 64 MiB {hwm_after} KiB (growth {growth} KiB); client pushed "
+          f"{pushed_slow // KiB} KiB while the {reader} read {read_slow // KiB} KiB",
+          file=sys.stderr)
+    test.assertLess(growth, 16 * 1024, f"proxy peak memory grew {growth} KiB for 64 MiB")
+
+
 class LoopbackUpstream:
     """A listening socket on 127.0.0.1 served by `_run` on a daemon thread; subclasses set their
     own fields, then call _start()."""
@@ -518,11 +529,8 @@ class TcpProxyTest(unittest.TestCase):
                 self.assertFalse(sender.is_alive(), "client did not finish")
             finally:
                 client.close()
-            hwm_after = r.vm_hwm_kib()
-            print(f"\n  slow upstream: VmHWM before {hwm_before} KiB, after 2 s trickle "
-                  f"{hwm_slow} KiB, after 64 MiB {hwm_after} KiB (growth "
-                  f"{hwm_after - hwm_before} KiB); client pushed {pushed_slow // KiB} KiB "
-                  f"while upstream read {read_slow // KiB} KiB", file=sys.stderr)
+            report_peak_memory(self, "upstream", hwm_before, hwm_slow, r.vm_hwm_kib(),
+                               pushed_slow, read_slow)
 
             self.assertIsNone(sink.error)
             self.assertEqual(sink.read, total)
@@ -531,8 +539,6 @@ class TcpProxyTest(unittest.TestCase):
             self.assertLess(pushed_slow, total,
                             "the client pushed everything while the upstream trickled: "
                             "the proxy did not apply backpressure")
-            self.assertLess(hwm_after - hwm_before, 16 * 1024,
-                            f"proxy peak memory grew {hwm_after - hwm_before} KiB for 64 MiB")
             assert_back_to_baseline(r, baseline_fds, listener="echo")
 
     def test_slow_client_reader_backpressure(self):
@@ -575,18 +581,13 @@ class TcpProxyTest(unittest.TestCase):
                 sender.join(30)
             finally:
                 client.close()
-            hwm_after = r.vm_hwm_kib()
-            print(f"\n  slow client reader: VmHWM before {hwm_before} KiB, after 2 s trickle "
-                  f"{hwm_slow} KiB, after 64 MiB {hwm_after} KiB (growth "
-                  f"{hwm_after - hwm_before} KiB); client pushed {pushed_slow // KiB} KiB "
-                  f"while reading {received_slow // KiB} KiB", file=sys.stderr)
+            report_peak_memory(self, "client", hwm_before, hwm_slow,
+                               r.vm_hwm_kib(), pushed_slow, received_slow)
 
             self.assertEqual(sender_result, {})
             self.assertTrue(eof)
             self.assertEqual(received, total)
             self.assertEqual(hasher.hexdigest(), sha(payload), "echo differs from bytes sent")
-            self.assertLess(hwm_after - hwm_before, 16 * 1024,
-                            f"proxy peak memory grew {hwm_after - hwm_before} KiB for 64 MiB")
             assert_back_to_baseline(r, baseline_fds, listener="a")
 
     # 3 ---------------------------------------------------------------------------------------
