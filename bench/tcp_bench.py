@@ -36,7 +36,7 @@ REPO_DIR = os.path.dirname(BENCH_DIR)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 GIB = 1024 ** 3
-RSS_FLOOR_MIB = 10.0  # the issue's floor for an idle two-listener remora
+RSS_FLOOR_MIB = 10.0  # the project's floor for an idle two-listener remora
 
 # iperf3 options per scenario. `parallel` is iperf3 -P (data connections; the control
 # connection goes through the proxy too). `mode`: "" client->server, "-R" server->client,
@@ -94,7 +94,7 @@ clusters:
       - address: 127.0.0.1:{upstream}
 """
 
-# The idle-RSS config the issue asks for: two tcp listeners, one cluster, admin enabled.
+# The idle-RSS config: two tcp listeners, one cluster, admin enabled.
 REMORA_RSS_CFG = """\
 admin:
   address: 127.0.0.1:0
@@ -142,7 +142,7 @@ def log(msg):
 
 
 def ensure_tools():
-    """Installs missing Debian packages; the issue wants the bench runnable on a fresh box."""
+    """Installs missing Debian packages; the bench must run on a fresh box."""
     need = {"iperf3": "iperf3", "haproxy": "haproxy", "taskset": "util-linux"}
     missing = sorted({pkg for tool, pkg in need.items() if shutil.which(tool) is None})
     if not missing:

@@ -25,16 +25,15 @@ constexpr char kUsage[] =
     "  demo [--ports=auto]  run remora in front of a built-in sample service on loopback\n"
     "  version            print the version\n"
     "\n"
-    "Run `remora <command> --help` for a command's options. Docs: docs/config.md, "
-    "docs/metrics.md.\n";
+    "Run `remora <command> --help` for a command's options.\n"
+    "Docs: docs/config.md, docs/metrics.md.\n";
 
 constexpr char kProxyUsage[] =
     "usage: remora proxy -c FILE\n"
     "\n"
-    "Runs the proxy. SIGHUP re-reads FILE (an invalid file is rejected and the running config "
-    "keeps\n"
-    "serving); SIGTERM or POST /drain drains: listeners close, open connections get drain_timeout\n"
-    "to finish, then the process exits 0.\n"
+    "Runs the proxy. SIGHUP re-reads FILE (an invalid file is rejected and the running\n"
+    "config keeps serving); SIGTERM or POST /drain drains: listeners close, open connections\n"
+    "get drain_timeout to finish, then the process exits 0.\n"
     "\n"
     "options:\n"
     "  -c, --config FILE  the config file (required)\n";
