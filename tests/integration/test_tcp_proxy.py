@@ -21,6 +21,7 @@ Run (from the source tree):
 Every wait is bounded; a proxy that hangs makes a test fail, not stall.
 """
 
+import contextlib
 import hashlib
 import os
 import resource
@@ -281,6 +282,15 @@ def report_peak_memory(test, reader, hwm_before, hwm_slow, hwm_after, pushed_slo
           f"{pushed_slow // KiB} KiB while the {reader} read {read_slow // KiB} KiB",
           file=sys.stderr)
     test.assertLess(growth, 16 * 1024, f"proxy peak memory grew {growth} KiB for 64 MiB")
+
+
+@contextlib.contextmanager
+def proxy_with_echo(listener, upstream):
+    """Remora with `listener` in front of `upstream` (cluster "u") and an "echo" listener in front
+    of a healthy echo server, to show that one upstream's failure stays with its connections."""
+    with EchoServer() as echo, Remora(render_config(
+            [(listener, "u"), ("echo", "e")], {"u": [upstream.address], "e": [echo.address]})) as r:
+        yield r
 
 
 class LoopbackUpstream:
@@ -771,9 +781,7 @@ class TcpProxyTest(unittest.TestCase):
         through a healthy listener still echoes."""
         abrupt = AbruptUpstream(after=1 * MiB)
         self.addCleanup(abrupt.close)
-        with EchoServer() as echo, Remora(render_config(
-                [("bad", "abrupt"), ("echo", "e")],
-                {"abrupt": [abrupt.address], "e": [echo.address]})) as r:
+        with proxy_with_echo("bad", abrupt) as r:
             baseline_fds = start_fds(r)
             s = Stream(harness.connect(r.port("bad")), os.urandom(16 * MiB), chunk=64 * KiB)
             try:
@@ -795,8 +803,7 @@ class TcpProxyTest(unittest.TestCase):
         # stopped reading the client and waited for it to take the queued echo).
         upstream = EchoThenResetOnStall(stall=0.5)
         self.addCleanup(upstream.close)
-        with EchoServer() as echo, Remora(render_config(
-                [("a", "u"), ("echo", "e")], {"u": [upstream.address], "e": [echo.address]})) as r:
+        with proxy_with_echo("a", upstream) as r:
             baseline_fds = start_fds(r)
             c = harness.connect(r.port("a"))
             c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
@@ -830,9 +837,7 @@ class TcpProxyTest(unittest.TestCase):
         the proxy is back to baseline within 1 s."""
         abrupt = AbruptUpstream(after=1 * MiB)
         self.addCleanup(abrupt.close)
-        with EchoServer() as echo, Remora(render_config(
-                [("bad", "abrupt"), ("echo", "e")],
-                {"abrupt": [abrupt.address], "e": [echo.address]})) as r:
+        with proxy_with_echo("bad", abrupt) as r:
             baseline_fds = start_fds(r)
             s = Stream(harness.connect(r.port("bad")), os.urandom(1 * MiB), half_close=False)
             try:
