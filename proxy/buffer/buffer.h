@@ -56,6 +56,10 @@ class Slice {
   }
   // Another reference to the same bytes (refcount +1; no copy).
   Slice Share() const { return Slice(slab_, offset_, len_); }
+  // Another reference to bytes [off, off+n) of this slice (no copy). off + n <= size().
+  Slice Sub(size_t off, size_t n) const {
+    return Slice(slab_, offset_ + static_cast<uint32_t>(off), static_cast<uint32_t>(n));
+  }
   // Appends `bytes` in place when this slice alone owns a private slab with room after its end.
   bool TryExtend(absl::string_view bytes);
   void Reset();
@@ -146,6 +150,10 @@ class Buffer {
   // Drops the first n bytes (n <= length()).
   void Drain(size_t n);
   void Clear() { Drain(length_); }
+
+  // The slices in order, for parsers that hand out sub-slices of what they read (no copy).
+  size_t slice_count() const { return slices_.size() - head_; }
+  const Slice& slice(size_t i) const { return slices_[head_ + i]; }
 
   // Fills up to `max` iovecs from the front; returns how many were filled.
   size_t FillIovecs(struct iovec* iov, size_t max) const;

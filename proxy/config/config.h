@@ -27,13 +27,67 @@ struct SocketAddress {
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
 
-enum class ListenerKind { kTcp };
+enum class ListenerKind { kTcp, kHttp };
+
+// Which side of the local app an http listener sits on; it decides the forwarding-header policy
+// (docs/http.md): inbound listeners take traffic from the mesh to the local app, outbound ones
+// from the local app to the mesh.
+enum class Direction { kOutbound, kInbound };
+
+struct HeaderValue {
+  std::string name;
+  std::string value;
+};
+
+// A request header condition: the field is present, or (with a value) equals it exactly.
+struct HeaderMatch {
+  std::string name;
+  std::string value;
+  bool has_value = false;
+};
+
+// Every given condition must hold. Paths are matched against the normalised path (without the
+// query). At most one of prefix, path and regex.
+struct RouteMatch {
+  std::string authority;  // exact, case-insensitive, port ignored if absent here
+  std::string prefix;
+  std::string path;
+  std::string regex;  // ECMAScript, whole-path match
+  std::string method;
+  std::vector<HeaderMatch> headers;
+};
+
+struct Route {
+  std::string name;
+  RouteMatch match;
+  std::string cluster;
+  std::vector<HeaderValue> request_headers_to_add;  // replace any field of the same name
+  std::vector<std::string> request_headers_to_remove;
+  std::vector<HeaderValue> response_headers_to_add;
+  std::vector<std::string> response_headers_to_remove;
+  // From the request's arrival to the response's first byte; 0 = no limit. Past it: 504.
+  absl::Duration timeout = absl::Seconds(15);
+  int line = 0;
+};
 
 struct Listener {
   std::string name;
   SocketAddress address;
   ListenerKind kind = ListenerKind::kTcp;
   std::string cluster;  // tcp: where every connection goes
+  // http listeners:
+  Direction direction = Direction::kOutbound;
+  std::vector<Route> routes;  // first match wins
+  // A client must send a whole request head within this time of starting it (or of connecting).
+  absl::Duration request_header_timeout = absl::Seconds(10);
+  // A keep-alive connection with no request in progress is closed after this long.
+  absl::Duration idle_timeout = absl::Seconds(60);
+  uint32_t max_request_header_bytes = 60 * 1024;
+  uint32_t max_request_headers = 100;
+  // Start a trace (traceparent) for requests that arrive without one.
+  bool create_trace_context = true;
+  // Forward the normalised path upstream instead of the path as the client sent it.
+  bool forward_normalized_path = false;
   // Bytes buffered per direction before reading from the other side stops (high watermark);
   // reading resumes when the backlog falls below half of it.
   uint32_t buffer_limit_bytes = 256 * 1024;
@@ -52,6 +106,9 @@ struct Cluster {
   // Upper bound on concurrent upstream connections to the whole cluster (all workers together);
   // a connection over it is refused and counted as overflow, never as an endpoint failure.
   uint32_t max_connections = 1024;
+  // HTTP keep-alive pools (per worker, per endpoint): idle connections kept, and for how long.
+  uint32_t max_idle_connections = 64;
+  absl::Duration idle_connection_timeout = absl::Seconds(30);
   int line = 0;
 };
 
@@ -77,5 +134,6 @@ struct Config {
 
 const char* LogLevelName(LogLevel level);
 const char* ListenerKindName(ListenerKind kind);
+const char* DirectionName(Direction direction);
 
 }  // namespace remora::config

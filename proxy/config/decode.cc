@@ -10,6 +10,7 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,15 +50,55 @@ constexpr absl::Duration kMaxConnectTimeout = absl::Minutes(5);
 constexpr absl::string_view kTopFields[] = {"admin",     "workers",   "drain_timeout",
                                             "log_level", "listeners", "clusters"};
 constexpr absl::string_view kAdminFields[] = {"address", "token", "unix_socket"};
-constexpr absl::string_view kListenerFields[] = {"name", "address", "kind", "cluster",
-                                                 "buffer_limit_bytes"};
-constexpr absl::string_view kClusterFields[] = {"name", "connect_timeout", "max_connections",
+constexpr absl::string_view kListenerFields[] = {"name",
+                                                 "address",
+                                                 "kind",
+                                                 "cluster",
+                                                 "buffer_limit_bytes",
+                                                 "direction",
+                                                 "routes",
+                                                 "request_header_timeout",
+                                                 "idle_timeout",
+                                                 "max_request_header_bytes",
+                                                 "max_request_headers",
+                                                 "create_trace_context",
+                                                 "forward_normalized_path"};
+constexpr absl::string_view kHttpOnlyListenerFields[] = {"direction",
+                                                         "routes",
+                                                         "request_header_timeout",
+                                                         "idle_timeout",
+                                                         "max_request_header_bytes",
+                                                         "max_request_headers",
+                                                         "create_trace_context",
+                                                         "forward_normalized_path"};
+constexpr absl::string_view kRouteFields[] = {"name",
+                                              "match",
+                                              "cluster",
+                                              "timeout",
+                                              "request_headers_to_add",
+                                              "request_headers_to_remove",
+                                              "response_headers_to_add",
+                                              "response_headers_to_remove"};
+constexpr absl::string_view kMatchFields[] = {"authority", "prefix", "path",
+                                              "regex",     "method", "headers"};
+constexpr absl::string_view kHeaderMatchFields[] = {"name", "value"};
+constexpr absl::string_view kHeaderValueFields[] = {"name", "value"};
+constexpr absl::string_view kClusterFields[] = {"name",
+                                                "connect_timeout",
+                                                "max_connections",
+                                                "max_idle_connections",
+                                                "idle_connection_timeout",
                                                 "endpoints"};
 constexpr absl::string_view kEndpointFields[] = {"address", "weight"};
 
 // Indexed by the enums' values.
 constexpr absl::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error", "off"};
-constexpr absl::string_view kListenerKindNames[] = {"tcp"};
+constexpr absl::string_view kListenerKindNames[] = {"tcp", "http"};
+constexpr absl::string_view kDirectionNames[] = {"outbound", "inbound"};
+constexpr int64_t kMaxRequestHeaderBytes = 1024 * 1024;
+constexpr int64_t kMaxRequestHeaders = 1000;
+constexpr int64_t kMaxIdleConnections = 10000;
+constexpr absl::Duration kMaxHttpTimeout = absl::Hours(24);
 
 constexpr char kNameRule[] = "use 1 to 64 characters from a-z, A-Z, 0-9, '_', '.' and '-'";
 constexpr char kDurationRule[] =
@@ -237,6 +278,12 @@ struct ListenerFacts {
   bool cluster_ok = false;
   std::string cluster;
   int cluster_line = 0;
+  struct RouteRef {
+    std::string path;
+    std::string cluster;
+    int line;
+  };
+  std::vector<RouteRef> route_clusters;
 };
 
 class Decoder {
@@ -550,11 +597,22 @@ class Decoder {
       kind_ok = Enum(*k, JoinPath(path, "kind"), "listener kind", kListenerKindNames, &index);
       if (kind_ok) listener->kind = static_cast<ListenerKind>(index);
     }
-    // Only tcp exists so far, and it needs a cluster. With a bad kind, a missing cluster is not
-    // worth a second message.
+    // A tcp listener needs a cluster; an http one routes. With a bad kind, a missing cluster is
+    // not worth a second message.
     const Value* c = nullptr;
     if (kind_ok && listener->kind == ListenerKind::kTcp) {
       c = Required(item, path, "cluster", " (a tcp listener forwards every connection to it)");
+      for (absl::string_view f : kHttpOnlyListenerFields) {
+        if (const MapEntry* e = item.Find(f)) {
+          Error(e->key_line, JoinPath(path, f), "applies to http listeners only (kind: http)");
+        }
+      }
+    } else if (kind_ok && listener->kind == ListenerKind::kHttp) {
+      if (const MapEntry* e = item.Find("cluster")) {
+        Error(e->key_line, JoinPath(path, "cluster"),
+              "an http listener sends requests where its routes say; give each route a cluster");
+      }
+      DecodeHttpListener(item, listener, facts);
     } else {
       c = Optional(item, "cluster");
     }
@@ -568,6 +626,202 @@ class Decoder {
       if (Int(*b, JoinPath(path, "buffer_limit_bytes"), kMinBufferLimitBytes, kMaxBufferLimitBytes,
               "", &n)) {
         listener->buffer_limit_bytes = static_cast<uint32_t>(n);
+      }
+    }
+  }
+
+  bool Bool(const Value& v, const std::string& path, bool* out) {
+    if (v.IsInvalid()) return false;
+    if (v.IsScalar() && !v.quoted && v.AsBool(out)) return true;
+    Error(v.line, path, absl::StrCat("expected true or false, got ", v.Describe()));
+    return false;
+  }
+
+  void DecodeHttpListener(const Value& item, Listener* listener, ListenerFacts* facts) {
+    const std::string& path = facts->path;
+    if (const Value* d = Optional(item, "direction")) {
+      size_t index;
+      if (Enum(*d, JoinPath(path, "direction"), "direction", kDirectionNames, &index)) {
+        listener->direction = static_cast<Direction>(index);
+      }
+    }
+    if (const Value* t = Optional(item, "request_header_timeout")) {
+      Duration(*t, JoinPath(path, "request_header_timeout"), absl::Milliseconds(1), kMaxHttpTimeout,
+               &listener->request_header_timeout);
+    }
+    if (const Value* t = Optional(item, "idle_timeout")) {
+      Duration(*t, JoinPath(path, "idle_timeout"), absl::Milliseconds(1), kMaxHttpTimeout,
+               &listener->idle_timeout);
+    }
+    int64_t n;
+    if (const Value* b = Optional(item, "max_request_header_bytes")) {
+      if (Int(*b, JoinPath(path, "max_request_header_bytes"), 1024, kMaxRequestHeaderBytes, "",
+              &n)) {
+        listener->max_request_header_bytes = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* b = Optional(item, "max_request_headers")) {
+      if (Int(*b, JoinPath(path, "max_request_headers"), 1, kMaxRequestHeaders, "", &n)) {
+        listener->max_request_headers = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* b = Optional(item, "create_trace_context")) {
+      Bool(*b, JoinPath(path, "create_trace_context"), &listener->create_trace_context);
+    }
+    if (const Value* b = Optional(item, "forward_normalized_path")) {
+      Bool(*b, JoinPath(path, "forward_normalized_path"), &listener->forward_normalized_path);
+    }
+    const Value* r = Required(item, path, "routes", " (an http listener needs at least one route)");
+    if (r == nullptr) return;
+    std::string rpath = JoinPath(path, "routes");
+    if (!r->IsNull() && !List(*r, rpath)) return;
+    if (r->IsNull() || r->items.empty()) {
+      Error(r->line, rpath, "must list at least one route");
+      return;
+    }
+    for (size_t i = 0; i < r->items.size(); ++i) {
+      const Value& ri = r->items[i];
+      std::string ipath = absl::StrCat(rpath, "[", i, "]");
+      Route route;
+      route.line = ri.line;
+      if (Map(ri, ipath, kRouteFields)) DecodeRoute(ri, ipath, &route, facts);
+      listener->routes.push_back(std::move(route));
+    }
+  }
+
+  void DecodeRoute(const Value& v, const std::string& path, Route* route, ListenerFacts* facts) {
+    if (const Value* n = Optional(v, "name")) Name(*n, JoinPath(path, "name"), &route->name);
+    if (const Value* c = Required(v, path, "cluster")) {
+      if (Name(*c, JoinPath(path, "cluster"), &route->cluster)) {
+        facts->route_clusters.push_back({JoinPath(path, "cluster"), route->cluster, c->line});
+      }
+    }
+    if (const Value* t = Optional(v, "timeout")) {
+      Duration(*t, JoinPath(path, "timeout"), absl::ZeroDuration(), kMaxHttpTimeout,
+               &route->timeout);
+    }
+    if (const Value* m = Optional(v, "match")) {
+      std::string mpath = JoinPath(path, "match");
+      if (Map(*m, mpath, kMatchFields)) DecodeMatch(*m, mpath, &route->match);
+    }
+    if (const Value* h = Optional(v, "request_headers_to_add")) {
+      HeaderValues(*h, JoinPath(path, "request_headers_to_add"), &route->request_headers_to_add);
+    }
+    if (const Value* h = Optional(v, "request_headers_to_remove")) {
+      HeaderNames(*h, JoinPath(path, "request_headers_to_remove"),
+                  &route->request_headers_to_remove);
+    }
+    if (const Value* h = Optional(v, "response_headers_to_add")) {
+      HeaderValues(*h, JoinPath(path, "response_headers_to_add"), &route->response_headers_to_add);
+    }
+    if (const Value* h = Optional(v, "response_headers_to_remove")) {
+      HeaderNames(*h, JoinPath(path, "response_headers_to_remove"),
+                  &route->response_headers_to_remove);
+    }
+  }
+
+  void DecodeMatch(const Value& m, const std::string& path, RouteMatch* match) {
+    int path_kinds = 0;
+    int second_line = 0;
+    std::string second;
+    for (absl::string_view f : {"prefix", "path", "regex"}) {
+      const MapEntry* e = m.Find(f);
+      if (e == nullptr) continue;
+      if (++path_kinds == 2) {
+        second_line = e->key_line;
+        second = std::string(f);
+      }
+    }
+    if (path_kinds > 1) {
+      Error(second_line, JoinPath(path, second), "give only one of prefix, path and regex");
+    }
+    if (const Value* a = Optional(m, "authority")) {
+      String(*a, JoinPath(path, "authority"), "a host name", &match->authority);
+    }
+    if (const Value* p = Optional(m, "prefix")) {
+      if (String(*p, JoinPath(path, "prefix"), "a path prefix", &match->prefix) &&
+          !absl::StartsWith(match->prefix, "/")) {
+        Error(p->line, JoinPath(path, "prefix"), "must start with '/'");
+      }
+    }
+    if (const Value* p = Optional(m, "path")) {
+      if (String(*p, JoinPath(path, "path"), "a path", &match->path) &&
+          !absl::StartsWith(match->path, "/")) {
+        Error(p->line, JoinPath(path, "path"), "must start with '/'");
+      }
+    }
+    if (const Value* p = Optional(m, "regex")) {
+      if (String(*p, JoinPath(path, "regex"), "a regular expression", &match->regex)) {
+        try {
+          std::regex re(match->regex, std::regex::ECMAScript);
+        } catch (const std::regex_error& e) {
+          Error(p->line, JoinPath(path, "regex"),
+                absl::StrCat("invalid regular expression ", Quote(match->regex), ": ", e.what()));
+        }
+      }
+    }
+    if (const Value* p = Optional(m, "method")) {
+      String(*p, JoinPath(path, "method"), "a method such as GET", &match->method);
+    }
+    if (const Value* h = Optional(m, "headers")) {
+      std::string hpath = JoinPath(path, "headers");
+      if (!List(*h, hpath)) return;
+      for (size_t i = 0; i < h->items.size(); ++i) {
+        std::string ipath = absl::StrCat(hpath, "[", i, "]");
+        HeaderMatch hm;
+        if (Map(h->items[i], ipath, kHeaderMatchFields)) {
+          if (const Value* n = Required(h->items[i], ipath, "name")) {
+            HeaderName(*n, JoinPath(ipath, "name"), &hm.name);
+          }
+          if (const Value* val = Optional(h->items[i], "value")) {
+            hm.has_value = String(*val, JoinPath(ipath, "value"), "a header value", &hm.value);
+          }
+        }
+        match->headers.push_back(std::move(hm));
+      }
+    }
+  }
+
+  // A field name: an RFC 9110 token.
+  bool HeaderName(const Value& v, const std::string& path, std::string* out) {
+    if (!String(v, path, "a header name", out)) return false;
+    bool ok = !out->empty();
+    for (char c : *out) {
+      ok = ok && (absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                  absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos);
+    }
+    if (!ok) Error(v.line, path, absl::StrCat("invalid header name ", Quote(*out)));
+    return ok;
+  }
+
+  void HeaderValues(const Value& v, const std::string& path, std::vector<HeaderValue>* out) {
+    if (!List(v, path)) return;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      std::string ipath = absl::StrCat(path, "[", i, "]");
+      HeaderValue hv;
+      if (!Map(v.items[i], ipath, kHeaderValueFields)) continue;
+      const Value* n = Required(v.items[i], ipath, "name");
+      const Value* val = Required(v.items[i], ipath, "value");
+      bool ok = n != nullptr && HeaderName(*n, JoinPath(ipath, "name"), &hv.name);
+      if (val != nullptr && String(*val, JoinPath(ipath, "value"), "a header value", &hv.value)) {
+        if (std::any_of(hv.value.begin(), hv.value.end(),
+                        [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
+          Error(val->line, JoinPath(ipath, "value"), "must not contain CR, LF or NUL");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (ok) out->push_back(std::move(hv));
+    }
+  }
+
+  void HeaderNames(const Value& v, const std::string& path, std::vector<std::string>* out) {
+    if (!List(v, path)) return;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      std::string name;
+      if (HeaderName(v.items[i], absl::StrCat(path, "[", i, "]"), &name)) {
+        out->push_back(std::move(name));
       }
     }
   }
@@ -612,6 +866,16 @@ class Decoder {
         if (Int(*m, JoinPath(path, "max_connections"), 1, kMaxMaxConnections, "", &n)) {
           cluster.max_connections = static_cast<uint32_t>(n);
         }
+      }
+      if (const Value* m = Optional(item, "max_idle_connections")) {
+        int64_t n;
+        if (Int(*m, JoinPath(path, "max_idle_connections"), 0, kMaxIdleConnections, "", &n)) {
+          cluster.max_idle_connections = static_cast<uint32_t>(n);
+        }
+      }
+      if (const Value* t = Optional(item, "idle_connection_timeout")) {
+        Duration(*t, JoinPath(path, "idle_connection_timeout"), absl::Milliseconds(1),
+                 kMaxHttpTimeout, &cluster.idle_connection_timeout);
       }
       if (const Value* e = Required(item, path, "endpoints")) {
         DecodeEndpoints(*e, JoinPath(path, "endpoints"), &cluster.endpoints);
@@ -662,6 +926,11 @@ class Decoder {
     // a cluster we failed to read; say nothing rather than something wrong.
     if (!clusters_complete_) return;
     for (const ListenerFacts& l : listener_facts_) {
+      for (const auto& r : l.route_clusters) {
+        if (!cluster_names_.contains(r.cluster)) {
+          Error(r.line, r.path, absl::StrCat("unknown cluster ", Quote(r.cluster)));
+        }
+      }
       if (!l.cluster_ok || cluster_names_.contains(l.cluster)) continue;
       Error(l.cluster_line, JoinPath(l.path, "cluster"),
             absl::StrCat("unknown cluster ", Quote(l.cluster)));
@@ -738,6 +1007,11 @@ const Cluster* Config::FindCluster(const std::string& name) const {
 const char* LogLevelName(LogLevel level) {
   size_t i = static_cast<size_t>(level);
   return i < std::size(kLogLevelNames) ? kLogLevelNames[i].data() : "unknown";
+}
+
+const char* DirectionName(Direction direction) {
+  size_t i = static_cast<size_t>(direction);
+  return i < std::size(kDirectionNames) ? kDirectionNames[i].data() : "unknown";
 }
 
 const char* ListenerKindName(ListenerKind kind) {

@@ -3,6 +3,51 @@
 #include "proxy/config/decode.h"
 
 namespace remora::config {
+namespace {
+
+nlohmann::json HeaderValuesToJson(const std::vector<HeaderValue>& hv) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const HeaderValue& h : hv) out.push_back({{"name", h.name}, {"value", h.value}});
+  return out;
+}
+
+nlohmann::json RouteToJson(const Route& r) {
+  nlohmann::json match = nlohmann::json::object();
+  const RouteMatch& m = r.match;
+  if (!m.authority.empty()) match["authority"] = m.authority;
+  if (!m.prefix.empty()) match["prefix"] = m.prefix;
+  if (!m.path.empty()) match["path"] = m.path;
+  if (!m.regex.empty()) match["regex"] = m.regex;
+  if (!m.method.empty()) match["method"] = m.method;
+  if (!m.headers.empty()) {
+    nlohmann::json headers = nlohmann::json::array();
+    for (const HeaderMatch& h : m.headers) {
+      nlohmann::json hj = {{"name", h.name}};
+      if (h.has_value) hj["value"] = h.value;
+      headers.push_back(std::move(hj));
+    }
+    match["headers"] = std::move(headers);
+  }
+  nlohmann::json j = nlohmann::json::object();
+  if (!r.name.empty()) j["name"] = r.name;
+  j["match"] = std::move(match);
+  j["cluster"] = r.cluster;
+  j["timeout"] = DurationToString(r.timeout);
+  if (!r.request_headers_to_add.empty()) {
+    j["request_headers_to_add"] = HeaderValuesToJson(r.request_headers_to_add);
+  }
+  if (!r.request_headers_to_remove.empty())
+    j["request_headers_to_remove"] = r.request_headers_to_remove;
+  if (!r.response_headers_to_add.empty()) {
+    j["response_headers_to_add"] = HeaderValuesToJson(r.response_headers_to_add);
+  }
+  if (!r.response_headers_to_remove.empty()) {
+    j["response_headers_to_remove"] = r.response_headers_to_remove;
+  }
+  return j;
+}
+
+}  // namespace
 
 nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
   nlohmann::json admin = nlohmann::json::object();
@@ -20,6 +65,18 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["kind"] = ListenerKindName(l.kind);
     if (!l.cluster.empty()) j["cluster"] = l.cluster;
     j["buffer_limit_bytes"] = l.buffer_limit_bytes;
+    if (l.kind == ListenerKind::kHttp) {
+      j["direction"] = DirectionName(l.direction);
+      j["request_header_timeout"] = DurationToString(l.request_header_timeout);
+      j["idle_timeout"] = DurationToString(l.idle_timeout);
+      j["max_request_header_bytes"] = l.max_request_header_bytes;
+      j["max_request_headers"] = l.max_request_headers;
+      j["create_trace_context"] = l.create_trace_context;
+      j["forward_normalized_path"] = l.forward_normalized_path;
+      nlohmann::json routes = nlohmann::json::array();
+      for (const Route& r : l.routes) routes.push_back(RouteToJson(r));
+      j["routes"] = std::move(routes);
+    }
     listeners.push_back(std::move(j));
   }
 
@@ -33,6 +90,8 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["name"] = cl.name;
     j["connect_timeout"] = DurationToString(cl.connect_timeout);
     j["max_connections"] = cl.max_connections;
+    j["max_idle_connections"] = cl.max_idle_connections;
+    j["idle_connection_timeout"] = DurationToString(cl.idle_connection_timeout);
     j["endpoints"] = std::move(endpoints);
     clusters.push_back(std::move(j));
   }

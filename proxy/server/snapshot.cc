@@ -1,5 +1,6 @@
 #include "proxy/server/snapshot.h"
 
+#include "filters/registry.h"
 #include "proxy/network/address.h"
 
 namespace remora::server {
@@ -49,7 +50,12 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     rt.config = &l;
     rt.cluster = snap->FindCluster(l.cluster);
     rt.stats = stats::RegisterListenerStats(stats, l.name);
-    snap->listeners.push_back(rt);
+    if (l.kind == config::ListenerKind::kHttp) {
+      rt.routes = http::RouteTable(
+          l.routes, [&](const std::string& name) { return snap->FindCluster(name); });
+      rt.filters = filters::ChainFor(l.direction);
+    }
+    snap->listeners.push_back(std::move(rt));
   }
   return snap;
 }

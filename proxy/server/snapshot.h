@@ -13,7 +13,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "proxy/config/config.h"
+#include "proxy/http/filter.h"
+#include "proxy/http/route_table.h"
 #include "proxy/stats/metrics.h"
 #include "proxy/stats/stats.h"
 #include "proxy/upstream/endpoint_state.h"
@@ -43,6 +46,9 @@ struct ListenerRuntime {
   const config::Listener* config;
   const ClusterRuntime* cluster;  // tcp listeners
   stats::ListenerStats stats;
+  // http listeners: the routes and the filter chain (decode order; the router follows).
+  http::RouteTable routes;
+  absl::Span<const http::FilterFactory* const> filters;
 };
 
 struct Snapshot {

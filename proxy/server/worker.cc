@@ -7,6 +7,7 @@
 #include "proxy/buffer/buffer.h"
 #include "proxy/common/log.h"
 #include "proxy/event/tcp_connection.h"
+#include "proxy/http/connection_manager.h"
 #include "proxy/tcp/tcp_proxy.h"
 
 namespace remora::server {
@@ -22,6 +23,8 @@ Worker::~Worker() { Stop(); }
 
 void Worker::Start() {
   thread_ = std::thread([this] {
+    http1_pool_ = std::make_unique<upstream::Http1Pool>(ctx_);
+    ctx_.http1_pool = http1_pool_.get();
     // Let the slab pool give back what a past burst left behind, a bit at a time.
     trim_timer_ = dispatcher_.CreateTimer([this] {
       buffer::SlabPool::ForThisThread().Trim();
@@ -33,6 +36,8 @@ void Worker::Start() {
     trim_timer_.reset();
     listeners_.clear();
     connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); });
+    http1_pool_.reset();
+    ctx_.http1_pool = nullptr;
     snapshot_.reset();
     // Finish every close here, while this thread's slab pool still exists.
     dispatcher_.Quiesce();
@@ -83,7 +88,11 @@ void Worker::OnAccept(ListenerSlot* slot, int fd) {
     ctx_.stats.Add(rt->stats.accept_errors);
     return;
   }
-  tcp::TcpProxySession::Start(ctx_, snapshot_, *rt, std::move(conn));
+  if (rt->config->kind == config::ListenerKind::kHttp) {
+    http::HttpConnectionManager::Start(ctx_, snapshot_, *rt, std::move(conn));
+  } else {
+    tcp::TcpProxySession::Start(ctx_, snapshot_, *rt, std::move(conn));
+  }
 }
 
 void Worker::StartDrain() {
@@ -92,6 +101,7 @@ void Worker::StartDrain() {
     listeners_.clear();
     listeners_closed_.store(true, std::memory_order_release);
     connections_.ForEach([](ActiveConnection* c) { c->StartDrain(); });
+    if (http1_pool_ != nullptr) http1_pool_->CloseIdle();
   });
 }
 

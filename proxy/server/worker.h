@@ -17,6 +17,7 @@
 #include "proxy/server/active_connection.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
+#include "proxy/upstream/http1_pool.h"
 
 namespace remora::server {
 
@@ -66,6 +67,7 @@ class Worker {
   std::atomic<bool> listeners_closed_{false};
   ConnectionList connections_;
   WorkerContext ctx_;
+  std::unique_ptr<upstream::Http1Pool> http1_pool_;  // created and destroyed on the thread
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<std::unique_ptr<ListenerSlot>> listeners_;
   std::thread thread_;

@@ -8,6 +8,10 @@
 #include "proxy/server/active_connection.h"
 #include "proxy/stats/stats.h"
 
+namespace remora::upstream {
+class Http1Pool;
+}
+
 namespace remora::server {
 
 struct WorkerContext {
@@ -15,6 +19,7 @@ struct WorkerContext {
   stats::Writer& stats;
   ConnectionList& connections;
   int index;  // 0..workers-1, for per-worker slots in shared runtime objects
+  upstream::Http1Pool* http1_pool = nullptr;  // this worker's keep-alive pools
   // A handler could not open a socket (out of descriptors or ports): the worker pauses accepting,
   // so connections wait in the kernel's backlog rather than being accepted only to be closed.
   absl::AnyInvocable<void()> local_resource_pressure = [] {};

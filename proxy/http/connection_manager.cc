@@ -1,0 +1,588 @@
+#include "proxy/http/connection_manager.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
+#include "proxy/http/path.h"
+#include "proxy/http/router.h"
+
+namespace remora::http {
+
+using event::TcpConnection;
+
+namespace {
+
+HeaderLimits LimitsOf(const config::Listener& l) {
+  return HeaderLimits{l.max_request_header_bytes, l.max_request_headers};
+}
+
+// The client's address without the port: "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1".
+std::string HostOf(const std::string& peer) {
+  if (!peer.empty() && peer[0] == '[') {
+    size_t close = peer.find(']');
+    return peer.substr(1, close == std::string::npos ? std::string::npos : close - 1);
+  }
+  return peer.substr(0, peer.rfind(':'));
+}
+
+}  // namespace
+
+void HttpConnectionManager::Start(server::WorkerContext& ctx,
+                                  std::shared_ptr<const server::Snapshot> snapshot,
+                                  const server::ListenerRuntime& listener,
+                                  std::unique_ptr<TcpConnection> downstream) {
+  auto* m = new HttpConnectionManager(ctx, std::move(snapshot), listener, std::move(downstream));
+  ctx.connections.Add(m);
+  ctx.stats.Add(listener.stats.cx_total);
+  ctx.stats.AddSigned(listener.stats.cx_active, 1);
+  m->conn_->ReadEnable(true);
+}
+
+HttpConnectionManager::HttpConnectionManager(server::WorkerContext& ctx,
+                                             std::shared_ptr<const server::Snapshot> snapshot,
+                                             const server::ListenerRuntime& listener,
+                                             std::unique_ptr<TcpConnection> downstream)
+    : ctx_(ctx),
+      snapshot_(std::move(snapshot)),
+      listener_(listener),
+      conn_(std::move(downstream)),
+      codec_(LimitsOf(*listener.config), out_) {
+  conn_->SetCallbacks(this);
+  uint32_t limit = listener_.config->buffer_limit_bytes;
+  conn_->SetWriteWatermarks(limit / 2, limit);
+  codec_.set_decoder(this);
+  timer_ = ctx_.dispatcher.CreateTimer([this] { OnTimer(); });
+  flush_timer_ = ctx_.dispatcher.CreateTimer([this] { FlushOut(); });
+  info_.downstream_address = HostOf(conn_->peer());
+  // A client that connects must start a request within the header timeout, like one that
+  // started it.
+  ArmTimer(listener_.config->request_header_timeout);
+}
+
+HttpConnectionManager::~HttpConnectionManager() = default;
+
+// ---- downstream socket --------------------------------------------------------------------------
+
+void HttpConnectionManager::OnRead(buffer::Buffer& data) {
+  ctx_.stats.Add(listener_.stats.rx_bytes, data.length());
+  if (closing_) {
+    data.Clear();
+    return;
+  }
+  if (tunnel_sink_ != nullptr) {
+    tunnel_sink_->OnTunnelData(data);
+    return;
+  }
+  // The first bytes of a request (re)start the header deadline; the idle deadline ends.
+  if (!stream_active_ && in_.empty() && !codec_.message_started()) {
+    ArmTimer(listener_.config->request_header_timeout);
+  }
+  in_.Move(data);
+  Dispatch();
+}
+
+void HttpConnectionManager::Dispatch() {
+  if (dispatching_) {
+    redispatch_ = true;
+    return;
+  }
+  dispatching_ = true;
+  do {
+    redispatch_ = false;
+    while (!closing_ && !in_.empty()) {
+      DispatchResult r = codec_.Dispatch(in_);
+      if (r == DispatchResult::kError) {
+        OnCodecError();
+        break;
+      }
+      if (r == DispatchResult::kUpgrade) upgrade_pending_ = true;
+      if (r != DispatchResult::kNeedMore) break;  // waiting for the response (or stopped)
+    }
+  } while (redispatch_ && !closing_ && !finished_);
+  dispatching_ = false;
+  if (closing_) in_.Clear();
+  if (!finished_) {
+    UpdateReading();
+    FlushOut();
+  }
+}
+
+void HttpConnectionManager::OnCodecError() {
+  int status = codec_.error_status();
+  LOG_DEBUG("malformed request from %s: %d %s", conn_->peer(), status, codec_.error_detail());
+  absl::string_view reason = "bad_request";
+  if (status == 431) reason = "headers_too_large";
+  if (status == 505) reason = "http_version_not_supported";
+  if (status == 405) reason = "connect_not_allowed";
+  if (stream_active_) {
+    // A malformed body after a good head: the request may already be upstream.
+    if (response_started_) {
+      ResetStream();
+    } else {
+      request_complete_ = false;
+      SendLocalReply(status, reason, codec_.error_detail());
+    }
+    return;
+  }
+  DirectReply(status, reason, codec_.error_detail());
+}
+
+void HttpConnectionManager::DirectReply(int status, absl::string_view reason,
+                                        absl::string_view detail) {
+  ResponseHead& h = local_reply_;
+  h.Clear();
+  h.status = status;
+  h.keep_alive = false;
+  h.headers.Add("content-type", "text/plain");
+  h.headers.Add("x-remora-reason", reason);
+  std::string body = absl::StrCat(detail, "\n");
+  h.framing = Framing::kContentLength;
+  h.content_length = body.size();
+  codec_.EncodeHeaders(h, false);
+  buffer::Buffer b;
+  b.Append(body);
+  codec_.EncodeData(b, true);
+  FlushOut();
+  CloseAfterFlush();
+}
+
+void HttpConnectionManager::OnEndOfStream() {
+  peer_eof_ = true;
+  if (tunnel_sink_ != nullptr) {
+    tunnel_sink_->OnTunnelEnd();
+    if (tunnel_upstream_done_) CloseAfterFlush();
+    return;
+  }
+  if (stream_active_ && request_complete_ && !closing_) return;  // answer, then close
+  CloseAfterFlush();
+}
+
+void HttpConnectionManager::OnEvent(TcpConnection::Event) {
+  // Only kRemoteReset reaches an accepted connection: it is closed already.
+  Finish();
+}
+
+void HttpConnectionManager::OnWriteHighWatermark() {
+  if (watermark_callbacks_ != nullptr) watermark_callbacks_->OnDownstreamAboveHighWatermark();
+}
+
+void HttpConnectionManager::OnWriteLowWatermark() {
+  if (watermark_callbacks_ != nullptr) watermark_callbacks_->OnDownstreamBelowLowWatermark();
+}
+
+void HttpConnectionManager::OnFlushed() {
+  if (closing_) Finish();
+}
+
+void HttpConnectionManager::FlushOut() {
+  if (finished_ || out_.empty()) return;
+  flush_timer_->Disable();
+  ctx_.stats.Add(listener_.stats.tx_bytes, out_.length());
+  conn_->Write(out_);
+  if (closing_ && !finished_ && conn_->write_backlog() == 0) Finish();
+}
+
+void HttpConnectionManager::UpdateReading() {
+  if (closing_ || finished_) return;
+  // A request waiting behind the current one is held in in_: stop reading once that backlog
+  // reaches the buffer limit.
+  bool backlog_full = in_.length() >= listener_.config->buffer_limit_bytes;
+  conn_->ReadEnable(!read_disabled_by_stream_ && !backlog_full);
+}
+
+void HttpConnectionManager::ArmTimer(absl::Duration after) { timer_->Enable(after); }
+
+void HttpConnectionManager::OnTimer() {
+  if (closing_) {
+    Finish();  // the close-flush deadline
+    return;
+  }
+  if (stream_active_) return;  // the head arrived; route timeouts belong to the router
+  if (codec_.message_started() || !in_.empty()) {
+    DirectReply(408, "header_timeout", "request header not received in time");
+    return;
+  }
+  CloseAfterFlush();  // idle keep-alive connection, or a client that never sent a byte
+}
+
+void HttpConnectionManager::CloseAfterFlush() {
+  if (finished_) return;
+  if (!closing_) {
+    closing_ = true;
+    conn_->ReadEnable(false);
+    // Inside Dispatch the codec is reading in_: stop it, and let Dispatch drop the input.
+    if (dispatching_) {
+      codec_.Stop();
+    } else {
+      in_.Clear();
+    }
+    timer_->Enable(kCloseFlushTimeout);
+  }
+  if (stream_active_) EndStream();
+  if (out_.empty() && conn_->write_backlog() == 0) Finish();
+}
+
+void HttpConnectionManager::Finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (stream_active_) EndStream();
+  timer_.reset();
+  flush_timer_.reset();
+  conn_->Close(TcpConnection::CloseMode::kNow);
+  ctx_.stats.AddSigned(listener_.stats.cx_active, -1);
+  ctx_.connections.Remove(this);
+  ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
+}
+
+void HttpConnectionManager::StartDrain() {
+  draining_ = true;
+  if (!stream_active_ && !codec_.message_started()) CloseAfterFlush();
+}
+
+void HttpConnectionManager::CloseNow() { Finish(); }
+
+// ---- the stream ---------------------------------------------------------------------------------
+
+void HttpConnectionManager::ApplyForwardingPolicy(RequestHead& head) {
+  if (listener_.config->direction != config::Direction::kInbound) return;
+  // From the mesh to the local app: headers that claim to come from this proxy cannot be
+  // trusted, and the app learns who called it.
+  for (size_t i = head.headers.size(); i-- > 0;) {
+    if (absl::StartsWithIgnoreCase(head.headers.name(i), "x-remora-")) head.headers.RemoveAt(i);
+  }
+  int xff = head.headers.Find("x-forwarded-for");
+  if (xff >= 0) {
+    std::string joined =
+        absl::StrCat(head.headers.value(static_cast<size_t>(xff)), ", ", info_.downstream_address);
+    head.headers.Set("x-forwarded-for", joined);
+  } else {
+    head.headers.Add("x-forwarded-for", info_.downstream_address);
+  }
+  head.headers.Set("x-forwarded-proto", "http");
+}
+
+void HttpConnectionManager::OnHeaders(RequestHead& head, bool end_stream) {
+  timer_->Disable();
+  BeginStream();
+  request_complete_ = end_stream;
+  if (!NormalizePath(head.path, &head.normalized_path)) {
+    close_after_response_ = true;  // malformed input ends the connection, like a parse error
+    SendLocalReply(400, "bad_request", "malformed percent-encoding in the path");
+    return;
+  }
+  ApplyForwardingPolicy(head);
+  DecodeHeadersFrom(0);
+  // Headers-only requests are complete here; a body keeps the deadline off until the response.
+}
+
+void HttpConnectionManager::OnData(buffer::Buffer& data, bool end_stream) {
+  if (end_stream) request_complete_ = true;
+  if (local_replied_ || !stream_active_) {
+    data.Clear();  // the answer is given; the rest of the body is read and dropped
+    return;
+  }
+  DecodeDataFrom(0, data, end_stream);
+}
+
+void HttpConnectionManager::OnTrailers(HeaderMap& trailers) {
+  request_complete_ = true;
+  if (local_replied_ || !stream_active_) return;
+  DecodeTrailersFrom(0, trailers);
+}
+
+void HttpConnectionManager::BeginStream() {
+  stream_active_ = true;
+  request_complete_ = response_started_ = response_complete_ = local_replied_ = false;
+  upgrade_pending_ = false;
+  decode_held_ = encode_held_ = false;
+  info_.start = ctx_.dispatcher.Now();
+  info_.reason = {};
+  info_.response_status = 0;
+  for (const FilterFactory* f : listener_.filters) filters_.push_back(f->create(listener_));
+  filters_.push_back(RouterFilter::kFactory.create(listener_));
+  for (auto& f : filters_) f->set_callbacks(this);
+}
+
+void HttpConnectionManager::EndStream() {
+  if (!stream_active_) return;
+  stream_active_ = false;
+  watermark_callbacks_ = nullptr;
+  tunnel_sink_ = nullptr;
+  read_disabled_by_stream_ = false;
+  decode_held_data_.Clear();
+  encode_held_data_.Clear();
+  for (auto& f : filters_) f->OnDestroy();
+  for (auto& f : filters_) ctx_.dispatcher.DeferredDelete(std::move(f));
+  filters_.clear();
+}
+
+void HttpConnectionManager::DecodeHeadersFrom(size_t from) {
+  RequestHead& head = codec_.request();
+  for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
+    if (filters_[i]->DecodeHeaders(head, request_complete_ && !decode_held_) ==
+        FilterStatus::kStop) {
+      if (i + 1 < filters_.size()) {
+        decode_held_ = true;
+        decode_headers_held_ = true;
+        decode_stopped_at_ = i;
+      }
+      return;
+    }
+  }
+}
+
+void HttpConnectionManager::DecodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
+  if (decode_held_) {
+    decode_held_data_.Move(data);
+    decode_held_end_ = decode_held_end_ || end_stream;
+    return;
+  }
+  for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
+    if (filters_[i]->DecodeData(data, end_stream) == FilterStatus::kStop) {
+      if (i + 1 < filters_.size()) {
+        decode_held_ = true;
+        decode_stopped_at_ = i;
+        decode_held_data_.Move(data);
+        decode_held_end_ = end_stream;
+      }
+      return;
+    }
+  }
+}
+
+void HttpConnectionManager::DecodeTrailersFrom(size_t from, HeaderMap& trailers) {
+  if (decode_held_) {
+    decode_held_trailers_ = &trailers;
+    return;
+  }
+  for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
+    if (filters_[i]->DecodeTrailers(trailers) == FilterStatus::kStop) {
+      if (i + 1 < filters_.size()) {
+        decode_held_ = true;
+        decode_stopped_at_ = i;
+        decode_held_trailers_ = &trailers;
+      }
+      return;
+    }
+  }
+}
+
+void HttpConnectionManager::ContinueDecoding() {
+  if (!decode_held_ || !stream_active_) return;
+  decode_held_ = false;
+  size_t next = decode_stopped_at_ + 1;
+  if (decode_headers_held_) {
+    decode_headers_held_ = false;
+    DecodeHeadersFrom(next);
+    next = 0;  // held body bytes have been seen by no filter yet
+  }
+  if (decode_held_ || !stream_active_) return;
+  if (!decode_held_data_.empty() || decode_held_end_) {
+    buffer::Buffer data = std::move(decode_held_data_);
+    bool end = decode_held_end_ && decode_held_trailers_ == nullptr;
+    decode_held_end_ = false;
+    DecodeDataFrom(next, data, end);
+    next = 0;
+  }
+  if (decode_held_ || !stream_active_) return;
+  if (HeaderMap* t = std::exchange(decode_held_trailers_, nullptr)) DecodeTrailersFrom(next, *t);
+  Dispatch();
+}
+
+void HttpConnectionManager::SendLocalReply(int status, absl::string_view reason,
+                                           absl::string_view detail) {
+  if (!stream_active_) return;
+  if (response_started_) {
+    ResetStream();
+    return;
+  }
+  local_replied_ = true;
+  info_.reason = reason;
+  ResponseHead& h = local_reply_;
+  h.Clear();
+  h.status = status;
+  // Unread request bytes would be taken for the next request: close after a reply that came
+  // before the whole request.
+  h.keep_alive = request_complete_ && !close_after_response_;
+  h.headers.Add("content-type", "text/plain");
+  h.headers.Add("x-remora-reason", reason);
+  std::string body = absl::StrCat(detail, "\n");
+  h.framing = Framing::kContentLength;
+  h.content_length = body.size();
+  encode_held_ = false;
+  EncodeHeadersFrom(filters_.size() - 1, h, false);
+  if (!stream_active_) return;
+  buffer::Buffer b;
+  b.Append(body);
+  EncodeDataFrom(filters_.size() - 1, b, true);
+}
+
+// ---- encoding -----------------------------------------------------------------------------------
+
+// Encode runs from the filter before the router down to the first; `from` is one past the first
+// filter to run (so filters_.size() - 1 skips the router, which produces responses).
+void HttpConnectionManager::EncodeHeadersFrom(size_t from, ResponseHead& head, bool end_stream) {
+  for (size_t i = from; i-- > 0;) {
+    if (filters_[i]->EncodeHeaders(head, end_stream) == FilterStatus::kStop) {
+      encode_held_ = true;
+      encode_stopped_at_ = i;
+      encode_held_head_ = &head;
+      encode_held_end_ = end_stream;
+      return;
+    }
+  }
+  if (head.status >= 200 || head.status == 101) {
+    response_started_ = true;
+    info_.response_status = head.status;
+  }
+  codec_.EncodeHeaders(head, end_stream);
+  if (end_stream) {
+    OnResponseComplete();
+  } else {
+    // The body usually follows in the same loop turn and goes out in the same write; if not,
+    // the head leaves on its own at the start of the next turn.
+    flush_timer_->Enable(absl::ZeroDuration());
+  }
+}
+
+void HttpConnectionManager::EncodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
+  if (encode_held_) {
+    encode_held_data_.Move(data);
+    encode_held_end_ = encode_held_end_ || end_stream;
+    return;
+  }
+  for (size_t i = from; i-- > 0;) {
+    if (filters_[i]->EncodeData(data, end_stream) == FilterStatus::kStop) {
+      encode_held_ = true;
+      encode_stopped_at_ = i;
+      encode_held_data_.Move(data);
+      encode_held_end_ = end_stream;
+      return;
+    }
+  }
+  codec_.EncodeData(data, end_stream);
+  FlushOut();
+  if (end_stream) OnResponseComplete();
+}
+
+void HttpConnectionManager::EncodeTrailersFrom(size_t from, HeaderMap& trailers) {
+  if (encode_held_) {
+    encode_held_trailers_ = &trailers;
+    return;
+  }
+  for (size_t i = from; i-- > 0;) {
+    if (filters_[i]->EncodeTrailers(trailers) == FilterStatus::kStop) {
+      encode_held_ = true;
+      encode_stopped_at_ = i;
+      encode_held_trailers_ = &trailers;
+      return;
+    }
+  }
+  codec_.EncodeTrailers(trailers);
+  FlushOut();
+  OnResponseComplete();
+}
+
+void HttpConnectionManager::ContinueEncoding() {
+  if (!encode_held_ || !stream_active_) return;
+  encode_held_ = false;
+  size_t next = encode_stopped_at_;  // EncodeXFrom runs filters below `from`
+  if (ResponseHead* h = std::exchange(encode_held_head_, nullptr)) {
+    bool end = encode_held_end_ && encode_held_data_.empty() && encode_held_trailers_ == nullptr;
+    if (end) encode_held_end_ = false;
+    EncodeHeadersFrom(next, *h, end);
+    next = filters_.size() - 1;
+  }
+  if (encode_held_ || !stream_active_) return;
+  if (!encode_held_data_.empty() || encode_held_end_) {
+    buffer::Buffer data = std::move(encode_held_data_);
+    bool end = encode_held_end_ && encode_held_trailers_ == nullptr;
+    encode_held_end_ = false;
+    EncodeDataFrom(next, data, end);
+    next = filters_.size() - 1;
+  }
+  if (encode_held_ || !stream_active_) return;
+  if (HeaderMap* t = std::exchange(encode_held_trailers_, nullptr)) EncodeTrailersFrom(next, *t);
+}
+
+void HttpConnectionManager::EncodeInformational(ResponseHead& head) {
+  codec_.EncodeInformational(head);
+  FlushOut();
+}
+
+void HttpConnectionManager::EncodeHeaders(ResponseHead& head, bool end_stream) {
+  EncodeHeadersFrom(filters_.size() - 1, head, end_stream);
+}
+
+void HttpConnectionManager::EncodeData(buffer::Buffer& data, bool end_stream) {
+  EncodeDataFrom(filters_.size() - 1, data, end_stream);
+}
+
+void HttpConnectionManager::EncodeTrailers(HeaderMap& trailers) {
+  EncodeTrailersFrom(filters_.size() - 1, trailers);
+}
+
+void HttpConnectionManager::OnResponseComplete() {
+  response_complete_ = true;
+  FlushOut();
+  if (finished_) return;
+  if (!request_complete_ && !local_replied_) {
+    // An early response while the upload goes on: the rest of the body has nowhere to go.
+    CloseAfterFlush();
+    return;
+  }
+  if (!request_complete_) {
+    // A local reply before the whole request: the reply says Connection: close.
+    CloseAfterFlush();
+    return;
+  }
+  bool keep = codec_.response_keeps_alive() && !peer_eof_ && !draining_ && !closing_ &&
+              !close_after_response_;
+  EndStream();
+  if (!keep) {
+    CloseAfterFlush();
+    return;
+  }
+  codec_.Resume();
+  ArmTimer(in_.empty() ? listener_.config->idle_timeout : listener_.config->request_header_timeout);
+  Dispatch();
+}
+
+// ---- tunnels and resets -------------------------------------------------------------------------
+
+void HttpConnectionManager::StartTunnel(TunnelSink* sink) {
+  tunnel_sink_ = sink;
+  upgrade_pending_ = false;
+  FlushOut();
+  conn_->ReadEnable(true);
+  if (!in_.empty()) sink->OnTunnelData(in_);
+}
+
+void HttpConnectionManager::TunnelWrite(buffer::Buffer& data) {
+  out_.Move(data);
+  FlushOut();
+}
+
+void HttpConnectionManager::TunnelShutdown() {
+  tunnel_upstream_done_ = true;
+  FlushOut();
+  if (peer_eof_) {
+    CloseAfterFlush();
+  } else {
+    conn_->Shutdown();
+  }
+}
+
+void HttpConnectionManager::ResetStream() {
+  EndStream();
+  Finish();
+}
+
+void HttpConnectionManager::SetDownstreamReadDisabled(bool disabled) {
+  read_disabled_by_stream_ = disabled;
+  if (!dispatching_) UpdateReading();
+}
+
+}  // namespace remora::http

@@ -1,0 +1,84 @@
+#pragma once
+
+// An ordered, case-preserving list of header fields for the data path (DESIGN.md 4a). Names and
+// values are copied into one storage string owned by the map, so a request's whole header block
+// costs no allocation once the map has grown to its working size: Clear() keeps the capacity, and
+// a connection reuses its maps from one request to the next.
+//
+// Lookups compare names case-insensitively; a name is kept as it arrived (HTTP/1 -> HTTP/1 keeps
+// the peer's spelling). Several fields may share a name; Get() returns the first.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace remora::http {
+
+class HeaderMap {
+ public:
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  absl::string_view name(size_t i) const {
+    return View(entries_[i].name_off, entries_[i].name_len);
+  }
+  absl::string_view value(size_t i) const {
+    return View(entries_[i].value_off, entries_[i].value_len);
+  }
+  // Bytes of names and values together.
+  size_t byte_size() const { return storage_.size(); }
+
+  void Add(absl::string_view name, absl::string_view value);
+  // Removes every field called `name`, then adds one.
+  void Set(absl::string_view name, absl::string_view value);
+  // Removes every field called `name`; returns how many went.
+  size_t Remove(absl::string_view name);
+  void RemoveAt(size_t i);
+  // The index of the first field called `name`, or -1.
+  int Find(absl::string_view name) const;
+  bool Has(absl::string_view name) const { return Find(name) >= 0; }
+  // The first value of `name`, or "" when absent.
+  absl::string_view Get(absl::string_view name) const;
+  size_t Count(absl::string_view name) const;
+  void Clear();
+
+  // Incremental building for parsers whose input arrives in pieces: a name in one or more
+  // pieces, FinishName(), then its value in zero or more pieces; the next AppendName starts the
+  // next field.
+  void AppendName(absl::string_view piece);
+  void FinishName() { state_ = State::kValue; }
+  void AppendValue(absl::string_view piece);
+
+ private:
+  struct Entry {
+    uint32_t name_off;
+    uint32_t name_len;
+    uint32_t value_off;
+    uint32_t value_len;
+  };
+  absl::string_view View(uint32_t off, uint32_t len) const { return {storage_.data() + off, len}; }
+
+  std::string storage_;
+  std::vector<Entry> entries_;
+  enum class State { kNone, kName, kValue };
+  State state_ = State::kNone;
+};
+
+// Splits a comma-separated header value (Connection, Transfer-Encoding, ...) into trimmed,
+// non-empty tokens and calls fn(token) for each; stops early when fn returns false.
+template <typename Fn>
+void ForEachToken(absl::string_view value, Fn fn) {
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t comma = value.find(',', start);
+    if (comma == absl::string_view::npos) comma = value.size();
+    absl::string_view t = value.substr(start, comma - start);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (!t.empty() && !fn(t)) return;
+    start = comma + 1;
+  }
+}
+
+}  // namespace remora::http

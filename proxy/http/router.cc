@@ -1,0 +1,279 @@
+#include "proxy/http/router.h"
+
+#include "proxy/common/log.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/server/worker_context.h"
+
+namespace remora::http {
+
+using event::TcpConnection;
+
+const FilterFactory RouterFilter::kFactory{"router", &RouterFilter::Create};
+
+std::unique_ptr<StreamFilter> RouterFilter::Create(const server::ListenerRuntime&) {
+  return std::make_unique<RouterFilter>();
+}
+
+FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
+  request_ = &head;
+  request_complete_ = end_stream;
+  const server::ListenerRuntime& listener = callbacks_->listener();
+  buffer_limit_ = listener.config->buffer_limit_bytes;
+  route_ = listener.routes.Match(head);
+  if (route_ == nullptr) {
+    callbacks_->SendLocalReply(404, "no_route", "no route matches this request");
+    return FilterStatus::kStop;
+  }
+  const config::Route& r = *route_->config;
+  for (const std::string& name : r.request_headers_to_remove) head.headers.Remove(name);
+  for (const config::HeaderValue& h : r.request_headers_to_add) head.headers.Set(h.name, h.value);
+  if (listener.config->forward_normalized_path) head.path = head.normalized_path;
+  callbacks_->SetDownstreamWatermarkCallbacks(this);
+  if (r.timeout > absl::ZeroDuration()) {
+    timeout_ = callbacks_->dispatcher().CreateTimer([this] { OnTimeout(); });
+    timeout_->Enable(r.timeout);
+  }
+  Attempt(/*force_new=*/false);
+  return FilterStatus::kStop;
+}
+
+void RouterFilter::Attempt(bool force_new) {
+  const server::ClusterRuntime& cluster = *route_->cluster;
+  server::WorkerContext& worker = callbacks_->worker();
+  auto& rr = cluster.per_worker[static_cast<size_t>(worker.index)].rr_next;
+  const server::EndpointRuntime& ep = cluster.endpoints[rr++ % cluster.endpoints.size()];
+  bool reused = false;
+  conn_ = worker.http1_pool->Acquire(cluster, ep, this, force_new, &reused);
+  if (conn_ == nullptr) {
+    worker.stats.Add(cluster.stats.overflow);
+    callbacks_->SendLocalReply(503, "overflow", "upstream cluster is at its connection limit");
+    return;
+  }
+  if (reused) SendRequestHead();
+}
+
+void RouterFilter::SendRequestHead() {
+  http::Http1ClientCodec& codec = conn_->codec();
+  codec.set_decoder(this);
+  bool end = request_complete_ && pending_body_.empty() && !trailers_pending_;
+  codec.EncodeHeaders(*request_, end);
+  head_sent_ = true;
+  if (!pending_body_.empty() || (request_complete_ && !trailers_pending_ && !end)) {
+    codec.EncodeData(pending_body_, request_complete_ && !trailers_pending_);
+  }
+  if (trailers_pending_) codec.EncodeTrailers(pending_trailers_);
+  conn_->Flush();
+  if (downstream_read_disabled_ && conn_ != nullptr) {
+    downstream_read_disabled_ = false;
+    callbacks_->SetDownstreamReadDisabled(false);
+  }
+}
+
+FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
+  if (end_stream) request_complete_ = true;
+  if (conn_ != nullptr && head_sent_) {
+    conn_->codec().EncodeData(data, end_stream);
+    conn_->Flush();
+    return FilterStatus::kStop;
+  }
+  pending_body_.Move(data);
+  if (!downstream_read_disabled_ && pending_body_.length() > buffer_limit_) {
+    downstream_read_disabled_ = true;
+    callbacks_->SetDownstreamReadDisabled(true);
+  }
+  return FilterStatus::kStop;
+}
+
+FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
+  request_complete_ = true;
+  if (conn_ != nullptr && head_sent_) {
+    conn_->codec().EncodeTrailers(trailers);
+    conn_->Flush();
+    return FilterStatus::kStop;
+  }
+  trailers_pending_ = true;
+  for (size_t i = 0; i < trailers.size(); ++i)
+    pending_trailers_.Add(trailers.name(i), trailers.value(i));
+  return FilterStatus::kStop;
+}
+
+void RouterFilter::OnDestroy() {
+  destroyed_ = true;
+  timeout_.reset();
+  // Inside the codec's Dispatch the connection must not go back to the pool yet: the parser is
+  // mid-message. OnUpstreamData releases it when Dispatch returns.
+  if (!dispatching_) ReleaseConnection(response_complete_ && request_complete_ && !tunnel_);
+}
+
+void RouterFilter::ReleaseConnection(bool reusable) {
+  if (conn_ == nullptr) return;
+  upstream::Http1Connection* c = conn_;
+  conn_ = nullptr;
+  callbacks_->worker().http1_pool->Release(c, reusable);
+}
+
+void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl::string_view detail,
+                                     bool retryable) {
+  bool may_retry = retryable && !retried_ && conn_ != nullptr && conn_->reused() &&
+                   conn_->response_bytes() == 0 && !response_started_ &&
+                   IsIdempotentMethod(request_->method) && request_->framing == Framing::kNone;
+  ReleaseConnection(false);
+  if (may_retry) {
+    retried_ = true;
+    head_sent_ = false;
+    Attempt(/*force_new=*/true);
+    return;
+  }
+  timeout_.reset();
+  if (response_started_) {
+    callbacks_->ResetStream();
+  } else {
+    callbacks_->SendLocalReply(status, reason, detail);
+  }
+}
+
+void RouterFilter::OnTimeout() {
+  if (response_started_) return;
+  retried_ = true;  // a timeout is never retried here
+  OnUpstreamFailure(504, "upstream_timeout", "upstream did not answer in time", false);
+}
+
+// ---- Http1Connection::Owner -------------------------------------------------------------------
+
+void RouterFilter::OnUpstreamConnected() { SendRequestHead(); }
+
+void RouterFilter::OnUpstreamConnectFailed(TcpConnection::Event event) {
+  retried_ = true;
+  if (event == TcpConnection::Event::kConnectTimeout) {
+    OnUpstreamFailure(504, "connect_timeout", "upstream connect timed out", false);
+  } else {
+    OnUpstreamFailure(502, "connect_failure", "upstream connect failed", false);
+  }
+}
+
+void RouterFilter::OnUpstreamData(buffer::Buffer& data) {
+  if (tunnel_) {
+    callbacks_->TunnelWrite(data);
+    return;
+  }
+  upstream::Http1Connection* conn = conn_;
+  dispatching_ = true;
+  DispatchResult result = conn->codec().Dispatch(data);
+  dispatching_ = false;
+  if (destroyed_) {
+    // The stream ended inside Dispatch (the response completed or a local reply was sent).
+    ReleaseConnection(result == DispatchResult::kMessageComplete && request_complete_ &&
+                      data.empty());
+    return;
+  }
+  switch (result) {
+    case DispatchResult::kNeedMore:
+    case DispatchResult::kStopped:
+      return;
+    case DispatchResult::kMessageComplete:
+      // The response is complete but the stream lives on (the request is still uploading):
+      // the connection is not reusable, the request body was cut short for it.
+      if (!data.empty()) ReleaseConnection(false);
+      return;
+    case DispatchResult::kUpgrade:
+      tunnel_ = true;
+      callbacks_->StartTunnel(this);
+      if (!data.empty()) callbacks_->TunnelWrite(data);
+      return;
+    case DispatchResult::kError:
+      OnUpstreamFailure(502, "upstream_protocol_error", conn->codec().error_detail(), false);
+      return;
+  }
+}
+
+void RouterFilter::OnUpstreamEndOfStream() {
+  if (tunnel_) {
+    callbacks_->TunnelShutdown();
+    return;
+  }
+  dispatching_ = true;
+  bool complete = conn_->codec().OnEndOfStream();
+  dispatching_ = false;
+  if (destroyed_) {
+    ReleaseConnection(false);
+    return;
+  }
+  if (complete && response_complete_) {
+    ReleaseConnection(false);
+    return;
+  }
+  OnUpstreamFailure(502, "upstream_reset", "upstream closed the connection before a whole response",
+                    true);
+}
+
+void RouterFilter::OnUpstreamReset() {
+  if (tunnel_) {
+    ReleaseConnection(false);
+    callbacks_->ResetStream();
+    return;
+  }
+  OnUpstreamFailure(502, "upstream_reset", "upstream reset the connection", true);
+}
+
+void RouterFilter::OnUpstreamAboveHighWatermark() {
+  if (downstream_read_disabled_) return;
+  downstream_read_disabled_ = true;
+  callbacks_->SetDownstreamReadDisabled(true);
+}
+
+void RouterFilter::OnUpstreamBelowLowWatermark() {
+  if (!downstream_read_disabled_) return;
+  downstream_read_disabled_ = false;
+  callbacks_->SetDownstreamReadDisabled(false);
+}
+
+void RouterFilter::OnDownstreamAboveHighWatermark() {
+  if (conn_ != nullptr) conn_->ReadEnable(false);
+}
+
+void RouterFilter::OnDownstreamBelowLowWatermark() {
+  if (conn_ != nullptr) conn_->ReadEnable(true);
+}
+
+void RouterFilter::OnTunnelData(buffer::Buffer& data) {
+  if (conn_ == nullptr) return data.Clear();
+  conn_->codec().EncodeData(data, false);  // not chunked after an upgrade: raw bytes
+  conn_->Flush();
+}
+
+void RouterFilter::OnTunnelEnd() {
+  if (conn_ != nullptr) conn_->Shutdown();
+}
+
+// ---- ResponseDecoder --------------------------------------------------------------------------
+
+void RouterFilter::OnInformational(ResponseHead& head) {
+  // 100 Continue and 103 Early Hints are relayed; the final response follows.
+  callbacks_->EncodeInformational(head);
+}
+
+void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
+  response_started_ = true;
+  timeout_.reset();
+  const config::Route& r = *route_->config;
+  for (const std::string& name : r.response_headers_to_remove) head.headers.Remove(name);
+  for (const config::HeaderValue& h : r.response_headers_to_add) head.headers.Set(h.name, h.value);
+  if (end_stream) response_complete_ = true;
+  if (head.status == 101) {
+    callbacks_->EncodeHeaders(head, false);
+    return;
+  }
+  callbacks_->EncodeHeaders(head, end_stream);
+}
+
+void RouterFilter::OnData(buffer::Buffer& data, bool end_stream) {
+  if (end_stream) response_complete_ = true;
+  callbacks_->EncodeData(data, end_stream);
+}
+
+void RouterFilter::OnTrailers(HeaderMap& trailers) {
+  response_complete_ = true;
+  callbacks_->EncodeTrailers(trailers);
+}
+
+}  // namespace remora::http

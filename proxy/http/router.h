@@ -1,0 +1,95 @@
+#pragma once
+
+// The router: the terminal filter of every http listener's chain. It matches the request to a
+// route, applies the route's header changes, picks an endpoint of the route's cluster (round robin
+// per worker), and runs one attempt on a pooled HTTP/1.1 connection: request out, response back
+// through the encode chain, bodies streamed both ways with backpressure.
+//
+// Failures before any response byte become local replies with their reason:
+//   404 no_route, 503 overflow (cluster at max_connections), 502 connect_failure,
+//   504 connect_timeout, 502 upstream_reset (closed or reset before a whole response head),
+//   502 upstream_protocol_error (malformed response), 504 upstream_timeout (route timeout).
+// After the response has begun, a failure resets the downstream (the client sees the cut).
+//
+// Retry (the keep-alive race, DESIGN.md 3): a reused connection that dies before any response
+// byte is retried once on a fresh connection, if the request is idempotent and had no body.
+// Retry policies proper (#retry issue) plug in at Attempt().
+
+#include <memory>
+
+#include "proxy/event/dispatcher.h"
+#include "proxy/http/codec.h"
+#include "proxy/http/filter.h"
+#include "proxy/http/route_table.h"
+#include "proxy/upstream/http1_pool.h"
+
+namespace remora::http {
+
+class RouterFilter final : public StreamFilter,
+                           public ResponseDecoder,
+                           public upstream::Http1Connection::Owner,
+                           public DownstreamWatermarkCallbacks,
+                           public FilterCallbacks::TunnelSink {
+ public:
+  static std::unique_ptr<StreamFilter> Create(const server::ListenerRuntime& listener);
+  static const FilterFactory kFactory;
+
+  FilterStatus DecodeHeaders(RequestHead& head, bool end_stream) override;
+  FilterStatus DecodeData(buffer::Buffer& data, bool end_stream) override;
+  FilterStatus DecodeTrailers(HeaderMap& trailers) override;
+  void OnDestroy() override;
+
+ private:
+  void Attempt(bool force_new);
+  void SendRequestHead();
+  // Ends the exchange on the current connection; `reusable` lets the pool keep it.
+  void ReleaseConnection(bool reusable);
+  // The upstream failed before or during the response.
+  void OnUpstreamFailure(int status, absl::string_view reason, absl::string_view detail,
+                         bool retryable);
+  void OnResponseComplete();
+  void OnTimeout();
+
+  // ResponseDecoder
+  void OnInformational(ResponseHead& head) override;
+  void OnHeaders(ResponseHead& head, bool end_stream) override;
+  void OnData(buffer::Buffer& data, bool end_stream) override;
+  void OnTrailers(HeaderMap& trailers) override;
+
+  // Http1Connection::Owner
+  void OnUpstreamConnected() override;
+  void OnUpstreamConnectFailed(event::TcpConnection::Event event) override;
+  void OnUpstreamData(buffer::Buffer& data) override;
+  void OnUpstreamEndOfStream() override;
+  void OnUpstreamReset() override;
+  void OnUpstreamAboveHighWatermark() override;
+  void OnUpstreamBelowLowWatermark() override;
+
+  // DownstreamWatermarkCallbacks
+  void OnDownstreamAboveHighWatermark() override;
+  void OnDownstreamBelowLowWatermark() override;
+
+  // TunnelSink: downstream bytes after a 101.
+  void OnTunnelData(buffer::Buffer& data) override;
+  void OnTunnelEnd() override;
+
+  const CompiledRoute* route_ = nullptr;
+  RequestHead* request_ = nullptr;
+  upstream::Http1Connection* conn_ = nullptr;
+  std::unique_ptr<event::Timer> timeout_;
+  buffer::Buffer pending_body_;  // request body waiting for the connection
+  HeaderMap pending_trailers_;
+  uint32_t buffer_limit_ = 0;
+  bool request_complete_ = false;  // the whole request has been received from downstream
+  bool trailers_pending_ = false;
+  bool head_sent_ = false;
+  bool response_started_ = false;
+  bool response_complete_ = false;
+  bool tunnel_ = false;
+  bool retried_ = false;
+  bool dispatching_ = false;  // inside the connection's codec Dispatch
+  bool destroyed_ = false;
+  bool downstream_read_disabled_ = false;
+};
+
+}  // namespace remora::http

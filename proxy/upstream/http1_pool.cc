@@ -1,0 +1,166 @@
+#include "proxy/upstream/http1_pool.h"
+
+#include <algorithm>
+
+#include "proxy/common/log.h"
+
+namespace remora::upstream {
+
+using event::TcpConnection;
+
+Http1Connection::Http1Connection(Http1Pool& pool, EndpointPool& ep,
+                                 const server::ClusterRuntime& cluster)
+    : pool_(pool),
+      endpoint_pool_(ep),
+      stats_(cluster.stats),
+      cluster_state_(cluster.state),
+      codec_(http::HeaderLimits{}, out_) {}
+
+Http1Connection::~Http1Connection() = default;
+
+void Http1Connection::Flush() {
+  if (out_.empty() || closed_) return;
+  conn_->Write(out_);
+}
+
+void Http1Connection::OnRead(buffer::Buffer& data) {
+  if (owner_ == nullptr) return OnIdleEvent();
+  owner_->OnUpstreamData(data);
+}
+
+void Http1Connection::OnEndOfStream() {
+  if (owner_ == nullptr) return OnIdleEvent();
+  owner_->OnUpstreamEndOfStream();
+}
+
+void Http1Connection::OnEvent(TcpConnection::Event event) {
+  if (event == TcpConnection::Event::kConnected) {
+    connected_ = true;
+    if (owner_ != nullptr) owner_->OnUpstreamConnected();
+    return;
+  }
+  server::WorkerContext& ctx = pool_.ctx_;
+  switch (event) {
+    case TcpConnection::Event::kConnectFailed:
+      ctx.stats.Add(stats_.connect_refused);
+      break;
+    case TcpConnection::Event::kConnectTimeout:
+      ctx.stats.Add(stats_.connect_timeout);
+      break;
+    case TcpConnection::Event::kConnectLocalError:
+      ctx.stats.Add(stats_.connect_local);
+      ctx.local_resource_pressure();
+      break;
+    default:
+      break;
+  }
+  if (owner_ == nullptr) return OnIdleEvent();
+  Owner* owner = owner_;
+  if (event == TcpConnection::Event::kRemoteReset) {
+    owner->OnUpstreamReset();
+  } else {
+    owner->OnUpstreamConnectFailed(event);
+  }
+}
+
+void Http1Connection::OnWriteHighWatermark() {
+  if (owner_ != nullptr) owner_->OnUpstreamAboveHighWatermark();
+}
+
+void Http1Connection::OnWriteLowWatermark() {
+  if (owner_ != nullptr) owner_->OnUpstreamBelowLowWatermark();
+}
+
+void Http1Connection::OnIdleEvent() { pool_.Close(this); }
+
+// ---- Http1Pool --------------------------------------------------------------------------------
+
+Http1Pool::~Http1Pool() { CloseIdle(); }
+
+void Http1Pool::CloseIdle() {
+  std::vector<Http1Connection*> idle;
+  for (auto& [key, ep] : pools_) idle.insert(idle.end(), ep->idle.begin(), ep->idle.end());
+  for (Http1Connection* c : idle) Close(c);
+}
+
+Http1Connection* Http1Pool::Acquire(const server::ClusterRuntime& cluster,
+                                    const server::EndpointRuntime& endpoint,
+                                    Http1Connection::Owner* owner, bool fresh, bool* reused) {
+  auto& slot = pools_[EndpointKey{endpoint.state.get()}];
+  if (slot == nullptr) {
+    slot = std::make_unique<Http1Connection::EndpointPool>();
+    slot->state = endpoint.state;
+  }
+  Http1Connection::EndpointPool& ep = *slot;
+  ep.max_idle = cluster.config->max_idle_connections;
+  ep.idle_timeout = cluster.config->idle_connection_timeout;
+  if (!fresh && !ep.idle.empty()) {
+    Http1Connection* c = ep.idle.back();
+    ep.idle.pop_back();
+    c->idle_timer_->Disable();
+    c->owner_ = owner;
+    c->reused_ = true;
+    c->read_mark_ = c->conn_->bytes_read();
+    *reused = true;
+    return c;
+  }
+  *reused = false;
+  // Reserve the cluster-wide slot before connecting, so the limit is exact across workers.
+  if (cluster.state->active_connections.fetch_add(1, std::memory_order_relaxed) >=
+      static_cast<int64_t>(cluster.config->max_connections)) {
+    cluster.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  auto* c = new Http1Connection(*this, ep, cluster);
+  c->owner_ = owner;
+  c->conn_ =
+      TcpConnection::Connect(ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint.address),
+                             cluster.config->connect_timeout);
+  c->conn_->SetCallbacks(c);
+  c->conn_->ReadEnable(true);
+  c->idle_timer_ = ctx_.dispatcher.CreateTimer([this, c] { Close(c); });
+  ++ep.total;
+  endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
+  endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);
+  ctx_.stats.Add(c->stats_.cx_total);
+  ctx_.stats.AddSigned(c->stats_.cx_active, 1);
+  return c;
+}
+
+void Http1Pool::Release(Http1Connection* c, bool reusable) {
+  c->owner_ = nullptr;
+  Http1Connection::EndpointPool& ep = c->endpoint_pool_;
+  if (!reusable || c->closed_ || !c->connected_ || ep.idle.size() >= ep.max_idle) {
+    Close(c);
+    return;
+  }
+  c->codec_.Resume();
+  c->conn_->ReadEnable(true);
+  c->idle_timer_->Enable(ep.idle_timeout);
+  ep.idle.push_back(c);
+}
+
+void Http1Pool::Close(Http1Connection* c) {
+  if (c->closed_) return;
+  c->closed_ = true;
+  Http1Connection::EndpointPool& ep = c->endpoint_pool_;
+  std::erase(ep.idle, c);
+  --ep.total;
+  ctx_.stats.Add(c->stats_.rx_bytes, c->conn_->bytes_read());
+  ctx_.stats.Add(c->stats_.tx_bytes, c->conn_->bytes_written());
+  ctx_.stats.AddSigned(c->stats_.cx_active, -1);
+  c->cluster_state_->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  ep.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  c->conn_->Close(TcpConnection::CloseMode::kNow);
+  c->idle_timer_.reset();
+  ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(c));
+  if (ep.total == 0) pools_.erase(EndpointKey{ep.state.get()});
+}
+
+size_t Http1Pool::idle_connections() const {
+  size_t n = 0;
+  for (const auto& [key, ep] : pools_) n += ep->idle.size();
+  return n;
+}
+
+}  // namespace remora::upstream
