@@ -128,8 +128,9 @@ const llhttp_settings_t* Http1Parser::Settings() {
         self->DeliverData(self->body_, true);
       }
       if (self->stopped_) return -1;
-      // An upgrade pauses by itself (HPE_PAUSED_UPGRADE) right after this callback.
-      if (p->upgrade) return 0;
+      // An upgrade pauses by itself (HPE_PAUSED_UPGRADE) right after this callback; an
+      // interim (1xx) response is followed by the real one without a pause.
+      if (p->upgrade || self->InterimMessage()) return 0;
       return static_cast<int>(HPE_PAUSED);
     };
     return s;

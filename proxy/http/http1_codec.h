@@ -61,6 +61,8 @@ class Http1Parser {
   virtual void DeliverTrailers(HeaderMap& trailers) = 0;
   virtual HeaderMap& head_headers() = 0;
   virtual void OnMessageBegin() = 0;
+  // The message just parsed was an interim response (1xx other than 101).
+  virtual bool InterimMessage() const { return false; }
   int Fail(int status, std::string detail);
   // Moves hop-by-hop and framing fields out of `headers`; returns the Connection tokens seen.
   struct ConnectionTokens {
@@ -161,6 +163,7 @@ class Http1ClientCodec final : public Http1Parser, public RequestEncoder {
   void DeliverTrailers(HeaderMap& trailers) override;
   HeaderMap& head_headers() override { return response_.headers; }
   void OnMessageBegin() override;
+  bool InterimMessage() const override { return informational_; }
 
   buffer::Buffer& out_;
   ResponseDecoder* decoder_ = nullptr;
