@@ -68,6 +68,7 @@ const llhttp_settings_t* Http1Parser::Settings() {
       self->header_bytes_ = 0;
       self->header_count_ = 0;
       self->trailers_.Clear();
+      self->body_.Clear();
       self->OnMessageBegin();
       return 0;
     };
@@ -462,11 +463,13 @@ int Http1ClientCodec::OnHeadersComplete() {
     decoder_->OnHeaders(r, true);
     return 0;
   }
+  // llhttp reads a Content-Length body on any status; 1xx, 204 and 304 have none (RFC 9110 6.4.1),
+  // so say so, or the bytes of the next response would be taken for this one's body.
   if (r.status < 200) {
     informational_ = true;
     StripHopByHop(r.headers);
     decoder_->OnInformational(r);
-    return 0;
+    return 1;
   }
   parser_.upgrade = 0;  // an Upgrade on a final response is only an announcement
   bool skip_body = request_is_head_;
@@ -493,7 +496,7 @@ int Http1ClientCodec::OnHeadersComplete() {
   bool end_stream = r.framing == Framing::kNone ||
                     (r.framing == Framing::kContentLength && r.content_length == 0);
   decoder_->OnHeaders(r, end_stream);
-  return skip_body ? 1 : 0;
+  return r.framing == Framing::kNone ? 1 : 0;
 }
 
 void Http1ClientCodec::DeliverData(buffer::Buffer& data, bool end_stream) {

@@ -82,8 +82,6 @@ class Http1Connection final : public event::TcpConnection::Callbacks,
   std::unique_ptr<event::Timer> idle_timer_;
   Owner* owner_ = nullptr;
   uint64_t read_mark_ = 0;
-  uint64_t tx_counted_ = 0;
-  uint64_t rx_counted_ = 0;
   bool connected_ = false;
   bool reused_ = false;
   bool closed_ = false;

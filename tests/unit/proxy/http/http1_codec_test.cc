@@ -288,6 +288,14 @@ TEST(Http1ClientCodecTest, ResponsesAtEverySplit) {
   ExpectResponse("HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
                  "H 200 ka=1 [Content-Length:99;] end=1\n");
   ExpectResponse("GET", "HTTP/1.1 204 No Content\r\n\r\n", "H 204 ka=1 [] end=1\n");
+  // A length on a bodiless status describes no bytes of this message (found by the fuzzer:
+  // llhttp would read the next response as this one's body).
+  ExpectResponse("GET",
+                 "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n"
+                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                 "I 100\nH 200 ka=1 [] end=0\nD ok end\n");
+  ExpectResponse("GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+                 "H 304 ka=1 [Content-Length:10;] end=1\n");
   ExpectResponse("GET", "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n",
                  "H 304 ka=1 [ETag:\"e\";] end=1\n");
   // No length: read to close, and not reusable.
