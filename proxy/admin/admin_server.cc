@@ -9,40 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/event/tcp_connection.h"
+#include "proxy/http/status.h"
 
 namespace remora::admin {
 namespace {
-
-const char* Reason(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 202:
-      return "Accepted";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 409:
-      return "Conflict";
-    case 413:
-      return "Content Too Large";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Status";
-  }
-}
 
 // A client gets this long to send its request, and then as long again to take the answer: a
 // client that never reads a large /metrics must not hold its connection and buffers forever.
@@ -98,7 +68,7 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
       case RequestParser::State::kError: {
         int status = parser_.error_status();
         LOG_DEBUG("admin: bad request from %s: %s", conn_->peer(), parser_.error_reason());
-        Respond(Response::Text(status, absl::StrCat(Reason(status), "\n")));
+        Respond(Response::Text(status, absl::StrCat(http::StatusText(status), "\n")));
         break;
       }
       case RequestParser::State::kIncomplete:
@@ -120,9 +90,10 @@ class AdminServer::Connection final : public event::TcpConnection::Callbacks {
     responded_ = true;
     timer_->Enable(kWriteTimeout);
     conn_->ReadEnable(false);
-    std::string head = absl::StrCat(
-        "HTTP/1.1 ", r.status, " ", Reason(r.status), "\r\nContent-Type: ", r.content_type,
-        "\r\nContent-Length: ", r.body.size(), "\r\nConnection: close\r\n");
+    std::string head =
+        absl::StrCat("HTTP/1.1 ", r.status, " ", http::StatusText(r.status),
+                     "\r\nContent-Type: ", r.content_type, "\r\nContent-Length: ", r.body.size(),
+                     "\r\nConnection: close\r\n");
     for (const auto& [k, v] : r.headers) absl::StrAppend(&head, k, ": ", v, "\r\n");
     absl::StrAppend(&head, "\r\n");
     buffer::Buffer out;

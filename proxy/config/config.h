@@ -65,7 +65,7 @@ struct Route {
   std::vector<std::string> request_headers_to_remove;
   std::vector<HeaderValue> response_headers_to_add;
   std::vector<std::string> response_headers_to_remove;
-  // From the request's arrival to the response's first byte; 0 = no limit. Past it: 504.
+  // From the end of the request to the response's first byte; 0 = no limit. Past it: 504.
   absl::Duration timeout = absl::Seconds(15);
   int line = 0;
 };

@@ -48,6 +48,31 @@ void AppendChunkHeader(buffer::Buffer& out, size_t n) {
   out.Append(absl::string_view(line, static_cast<size_t>(len)));
 }
 
+// The body framing both codecs write: chunks when `chunked`, else the bytes as they are.
+void EncodeBody(buffer::Buffer& out, buffer::Buffer& data, bool end_stream, bool chunked) {
+  if (!chunked) {
+    out.Move(data);
+    return;
+  }
+  if (!data.empty()) {
+    AppendChunkHeader(out, data.length());
+    out.Move(data);
+    out.Append("\r\n");
+  }
+  if (end_stream) out.Append("0\r\n\r\n");
+}
+
+// Trailers end a chunked body; any other body cannot carry them, and they are dropped (RFC 9110
+// 6.5.1 lets a recipient discard them).
+void EncodeTrailerFields(buffer::Buffer& out, std::string& scratch, const HeaderMap& trailers,
+                         bool chunked) {
+  if (!chunked) return;
+  scratch = "0\r\n";
+  AppendHeaders(scratch, trailers);
+  scratch.append("\r\n");
+  out.Append(scratch);
+}
+
 bool BodylessStatus(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
@@ -412,26 +437,11 @@ void Http1ServerCodec::EncodeHeaders(const ResponseHead& head, bool end_stream) 
 }
 
 void Http1ServerCodec::EncodeData(buffer::Buffer& data, bool end_stream) {
-  if (response_chunked_) {
-    if (!data.empty()) {
-      AppendChunkHeader(out_, data.length());
-      out_.Move(data);
-      out_.Append("\r\n");
-    }
-    if (end_stream) out_.Append("0\r\n\r\n");
-    return;
-  }
-  out_.Move(data);
+  EncodeBody(out_, data, end_stream, response_chunked_);
 }
 
 void Http1ServerCodec::EncodeTrailers(const HeaderMap& trailers) {
-  // Only a chunked body can carry trailers; otherwise they are dropped (RFC 9110 6.5.1 lets a
-  // recipient discard them).
-  if (!response_chunked_) return;
-  scratch_ = "0\r\n";
-  AppendHeaders(scratch_, trailers);
-  scratch_.append("\r\n");
-  out_.Append(scratch_);
+  EncodeTrailerFields(out_, scratch_, trailers, response_chunked_);
 }
 
 // ---- Http1ClientCodec -----------------------------------------------------------------------
@@ -538,24 +548,11 @@ void Http1ClientCodec::EncodeHeaders(const RequestHead& head, bool end_stream) {
 }
 
 void Http1ClientCodec::EncodeData(buffer::Buffer& data, bool end_stream) {
-  if (request_chunked_) {
-    if (!data.empty()) {
-      AppendChunkHeader(out_, data.length());
-      out_.Move(data);
-      out_.Append("\r\n");
-    }
-    if (end_stream) out_.Append("0\r\n\r\n");
-    return;
-  }
-  out_.Move(data);
+  EncodeBody(out_, data, end_stream, request_chunked_);
 }
 
 void Http1ClientCodec::EncodeTrailers(const HeaderMap& trailers) {
-  if (!request_chunked_) return;
-  scratch_ = "0\r\n";
-  AppendHeaders(scratch_, trailers);
-  scratch_.append("\r\n");
-  out_.Append(scratch_);
+  EncodeTrailerFields(out_, scratch_, trailers, request_chunked_);
 }
 
 }  // namespace remora::http

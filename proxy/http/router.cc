@@ -29,10 +29,7 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   for (const config::HeaderValue& h : r.request_headers_to_add) head.headers.Set(h.name, h.value);
   if (listener.config->forward_normalized_path) head.path = head.normalized_path;
   callbacks_->SetDownstreamWatermarkCallbacks(this);
-  if (r.timeout > absl::ZeroDuration()) {
-    timeout_ = callbacks_->dispatcher().CreateTimer([this] { OnTimeout(); });
-    timeout_->Enable(r.timeout);
-  }
+  if (request_complete_) StartTimeout();
   Attempt(/*force_new=*/false);
   return FilterStatus::kStop;
 }
@@ -69,8 +66,20 @@ void RouterFilter::SendRequestHead() {
   }
 }
 
+void RouterFilter::StartTimeout() {
+  // Like a whole-request timeout that does not count the upload: a long body to a slow reader
+  // is backpressure, not an unresponsive upstream.
+  absl::Duration timeout = route_->config->timeout;
+  if (timeout <= absl::ZeroDuration() || response_started_) return;
+  timeout_ = callbacks_->dispatcher().CreateTimer([this] { OnTimeout(); });
+  timeout_->Enable(timeout);
+}
+
 FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
-  if (end_stream) request_complete_ = true;
+  if (end_stream) {
+    request_complete_ = true;
+    StartTimeout();
+  }
   if (conn_ != nullptr && head_sent_) {
     conn_->codec().EncodeData(data, end_stream);
     conn_->Flush();
@@ -86,6 +95,7 @@ FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
 
 FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
   request_complete_ = true;
+  StartTimeout();
   if (conn_ != nullptr && head_sent_) {
     conn_->codec().EncodeTrailers(trailers);
     conn_->Flush();

@@ -49,6 +49,8 @@ class RouterFilter final : public StreamFilter,
                          bool retryable);
   void OnResponseComplete();
   void OnTimeout();
+  // The route's timeout runs from the end of the request to the first byte of the response.
+  void StartTimeout();
 
   // ResponseDecoder
   void OnInformational(ResponseHead& head) override;

@@ -153,6 +153,10 @@ class Remora:
             and "LeakSanitizer" not in text, text[-8000:]
         assert code == 0, f"remora exited {code}:\n{text[-4000:]}"
 
+    def close(self):
+        """stop(), then remove the log and the config directory."""
+        self.__exit__(None, None, None)
+
     def __enter__(self):
         return self
 

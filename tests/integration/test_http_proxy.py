@@ -393,7 +393,7 @@ class HttpProxyTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.r.stop()
+        cls.r.close()
         for u in (cls.up, cls.reset_up, cls.bad_up, cls.close_up):
             u.close()
 
@@ -655,7 +655,7 @@ class HttpProxyTest(unittest.TestCase):
             finally:
                 server.close()
                 await server.wait_closed()
-                r.stop()
+                r.close()
 
         asyncio.run(run())
 
@@ -672,16 +672,7 @@ class HttpProxyTest(unittest.TestCase):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
         s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % size)
-        got = 0
-        start = time.monotonic()
-        while True:
-            chunk = s.recv(64 * KiB)
-            if not chunk:
-                break
-            got += len(chunk)
-            ahead = got / rate - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
+        got = paced_recv(s, 0, None, rate)
         s.close()
         self.assertGreaterEqual(got, size)
         # Upload to an upstream reading at 10 MiB/s.
@@ -701,11 +692,17 @@ class HttpProxyTest(unittest.TestCase):
             resp = s.recv(65536)
             s.close()
             self.assertEqual(status_of(resp), 200, resp[:200])
-            self.assertLess(r2.vm_hwm_kib() - base2, bound_kib)
+            up_growth = r2.vm_hwm_kib() - base2
+            print(f"\nupload {size // MiB} MiB: VmHWM +{up_growth} KiB (bound {bound_kib} KiB)",
+                  file=sys.stderr)
+            self.assertLess(up_growth, bound_kib)
         finally:
-            r2.stop()
+            r2.close()
             slow.close()
-        self.assertLess(self.r.vm_hwm_kib() - base, bound_kib)
+        down_growth = self.r.vm_hwm_kib() - base
+        print(f"download {size // MiB} MiB: VmHWM +{down_growth} KiB (bound {bound_kib} KiB)",
+              file=sys.stderr)
+        self.assertLess(down_growth, bound_kib)
 
     # ---- pools and forwarding policy ------------------------------------------------------
 
@@ -721,7 +718,7 @@ class HttpProxyTest(unittest.TestCase):
                 self.assertEqual(status_of(out), 200, out[:200])
                 time.sleep(0.05 if i % 2 else 0)  # sometimes the FIN lands before the next one
         finally:
-            r.stop()
+            r.close()
             up.close()
 
     def test_inbound_listener_sets_forwarding_headers(self):
@@ -735,23 +732,30 @@ class HttpProxyTest(unittest.TestCase):
             self.assertEqual(h["x-forwarded-proto"], "http")
             self.assertNotIn("x-remora-identity", h)
         finally:
-            r.stop()
+            r.close()
+
+
+def paced_recv(sock, got, until, rate):
+    """Reads from `sock` at no more than `rate` bytes/s (counting the `got` already read) until
+    `until` bytes (None: until EOF). Returns the bytes read in all."""
+    start = time.monotonic()
+    while until is None or got < until:
+        chunk = sock.recv(64 * KiB)
+        if not chunk:
+            break
+        got += len(chunk)
+        ahead = got / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+    return got
 
 
 def slow_read_upload(up, conn, rate):
     head = up.read_head(conn)
     length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
-    got = len(head.split(b"\r\n\r\n", 1)[1])
-    start = time.monotonic()
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
-    while got < length:
-        chunk = conn.recv(64 * KiB)
-        if not chunk:
-            return
-        got += len(chunk)
-        ahead = got / rate - (time.monotonic() - start)
-        if ahead > 0:
-            time.sleep(ahead)
+    if paced_recv(conn, len(head.split(b"\r\n\r\n", 1)[1]), length, rate) < length:
+        return
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     time.sleep(0.1)
 
