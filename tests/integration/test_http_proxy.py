@@ -28,6 +28,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +58,7 @@ class Upstream:
     GET /204, /304    -> bodiless statuses
     GET /noclen       -> a body without length, then close
     GET /sse          -> text/event-stream: one event, a pause, a second event
+    GET /delay        -> sleeps 1 s before answering
     GET /slow         -> sleeps 3 s before answering
     GET /big?n=N      -> N bytes (content-length), written as fast as the client takes them
     """
@@ -143,6 +145,9 @@ class Upstream:
                         self.wfile.flush()
                         time.sleep(pause)
                     self.wfile.write(b"0\r\n\r\n")
+                elif self.path == "/delay":
+                    time.sleep(1)
+                    self.reply(200, b"delayed")
                 elif self.path == "/slow":
                     time.sleep(3)
                     self.reply(200, b"late")
@@ -377,7 +382,7 @@ class HttpProxyTest(unittest.TestCase):
             ("{path: /slow}", "app", ["timeout: 500ms"]),
             ("{prefix: /, headers: [{name: x-nowhere}]}", "refused"),
             ("{prefix: /echo}", "app"),
-            ("{regex: \"/(204|304|noclen|sse|head|big.*|upload.*)\"}", "app"),
+            ("{regex: \"/(204|304|noclen|sse|head|delay|big.*|upload.*)\"}", "app"),
         ]
         clusters = {"app": [cls.up.address], "refused": [cls.refused],
                     "reset": [cls.reset_up.address], "malformed": [cls.bad_up.address],
@@ -720,6 +725,35 @@ class HttpProxyTest(unittest.TestCase):
         finally:
             r.close()
             up.close()
+
+    def test_drain_finishes_in_flight_requests_with_connection_close(self):
+        r = Remora(http_config([("{prefix: /}", "app")], {"app": [self.up.address]}))
+        try:
+            port = r.port("web")
+            idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+            idle.sendall(b"GET /echo/idle HTTP/1.1\r\nHost: a\r\n\r\n")
+            first = b""
+            while b"\r\n\r\n" not in first or \
+                    len(first.split(b"\r\n\r\n", 1)[1]) < int(header_of(first, "content-length")):
+                first += idle.recv(65536)
+            self.assertEqual(status_of(first), 200)
+            busy = socket.create_connection(("127.0.0.1", port), timeout=5)
+            busy.sendall(b"GET /delay HTTP/1.1\r\nHost: a\r\n\r\n")
+            time.sleep(0.3)  # the request is upstream now
+            r.signal(signal.SIGTERM)
+            self.assertEqual(idle.recv(65536), b"")  # the idle connection is closed at once
+            out = b""
+            while True:
+                chunk = busy.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            self.assertEqual(status_of(out), 200, out[:200])
+            self.assertEqual(header_of(out, "connection"), "close")
+            self.assertTrue(out.endswith(b"delayed"))
+            self.assertEqual(r.wait_exit(), 0)
+        finally:
+            r.close()
 
     def test_inbound_listener_sets_forwarding_headers(self):
         r = Remora(http_config([("{prefix: /}", "app")], {"app": [self.up.address]},
