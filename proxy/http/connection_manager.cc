@@ -438,8 +438,11 @@ void HttpConnectionManager::EncodeHeadersFrom(size_t from, ResponseHead& head, b
     info_.response_status = head.status;
   }
   // Tell the client when this response is the connection's last (drain, a half-closed or
-  // misbehaving client), so it does not send another request into a closing socket.
-  if (draining_ || close_after_response_ || peer_eof_) head.keep_alive = false;
+  // misbehaving client, or a response that starts before the request has ended: the rest of the
+  // upload has nowhere to go), so it does not send another request into a closing socket.
+  if (draining_ || close_after_response_ || peer_eof_ || !request_complete_) {
+    head.keep_alive = false;
+  }
   codec_.EncodeHeaders(head, end_stream);
   if (end_stream) {
     OnResponseComplete();

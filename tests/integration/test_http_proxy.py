@@ -205,6 +205,7 @@ class RawUpstream:
         self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.behaviour = behaviour
         self.heads = 0
+        self.accepted = 0
         self.stop = False
         threading.Thread(target=self._loop, daemon=True).start()
 
@@ -215,6 +216,7 @@ class RawUpstream:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
+            self.accepted += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def read_head(self, conn):
@@ -726,6 +728,39 @@ class HttpProxyTest(unittest.TestCase):
             r.close()
             up.close()
 
+    def test_declined_upgrade_is_a_plain_request_and_parsing_resumes(self):
+        reqs = (b"GET /echo/up HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n"
+                b"GET /echo/next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        out, closed = raw_exchange(self.port, reqs)
+        self.assertTrue(closed)
+        self.assertEqual(re.findall(rb'"path": "(/echo/[a-z]+)"', out), [b"/echo/up", b"/echo/next"])
+        self.assertIn(b'["Upgrade", "websocket"]', out)  # forwarded; the upstream declined it
+
+    def test_early_response_during_upload_is_relayed_and_not_reused(self):
+        up = RawUpstream(early_answer)
+        r = Remora(http_config([("{prefix: /}", "early")], {"early": [up.address]}))
+        try:
+            s = socket.create_connection(("127.0.0.1", r.port("web")), timeout=5)
+            s.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
+            s.sendall(b"x" * 100000)
+            out = b""
+            while not out.endswith(b"big!"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            self.assertEqual(status_of(out), 413)
+            self.assertEqual(header_of(out, "connection"), "close")
+            s.close()
+            out, _ = raw_exchange(r.port("web"), b"GET /again HTTP/1.1\r\nHost: a\r\n"
+                                  b"Connection: close\r\n\r\n")
+            self.assertEqual(status_of(out), 413)
+            self.assertEqual(up.accepted, 2)  # the cut-short connection was not pooled
+        finally:
+            r.close()
+            up.close()
+
     def test_drain_finishes_in_flight_requests_with_connection_close(self):
         r = Remora(http_config([("{prefix: /}", "app")], {"app": [self.up.address]}))
         try:
@@ -792,6 +827,13 @@ def slow_read_upload(up, conn, rate):
         return
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     time.sleep(0.1)
+
+
+def early_answer(up, conn):
+    """Answers each request head at once with 413, before (and without) reading its body."""
+    while up.read_head(conn) is not None:
+        conn.sendall(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+        time.sleep(0.2)
 
 
 def answer_then_close(up, conn):
