@@ -91,7 +91,9 @@ void HttpConnectionManager::Dispatch() {
   dispatching_ = true;
   do {
     redispatch_ = false;
-    while (!closing_ && !in_.empty()) {
+    // A client that does not read its responses gets no new ones: parsing (and below, reading)
+    // waits until its backlog drains.
+    while (!closing_ && !in_.empty() && !(downstream_above_high_ && !stream_active_)) {
       DispatchResult r = codec_.Dispatch(in_);
       if (r == DispatchResult::kError) {
         OnCodecError();
@@ -115,6 +117,7 @@ void HttpConnectionManager::OnCodecError() {
   absl::string_view reason = "bad_request";
   if (status == 431) reason = "headers_too_large";
   if (status == 505) reason = "http_version_not_supported";
+  if (status == 501) reason = "not_implemented";
   if (status == 405) reason = "connect_not_allowed";
   if (stream_active_) {
     // A malformed body after a good head: the request may already be upstream.
@@ -165,11 +168,17 @@ void HttpConnectionManager::OnEvent(TcpConnection::Event) {
 }
 
 void HttpConnectionManager::OnWriteHighWatermark() {
+  downstream_above_high_ = true;
   if (watermark_callbacks_ != nullptr) watermark_callbacks_->OnDownstreamAboveHighWatermark();
+  if (!dispatching_) UpdateReading();
 }
 
 void HttpConnectionManager::OnWriteLowWatermark() {
+  downstream_above_high_ = false;
   if (watermark_callbacks_ != nullptr) watermark_callbacks_->OnDownstreamBelowLowWatermark();
+  // Requests parked while the client was not taking responses may go on.
+  UpdateReading();
+  Dispatch();
 }
 
 void HttpConnectionManager::OnFlushed() {
@@ -189,7 +198,7 @@ void HttpConnectionManager::UpdateReading() {
   // A request waiting behind the current one is held in in_: stop reading once that backlog
   // reaches the buffer limit.
   bool backlog_full = in_.length() >= listener_.config->buffer_limit_bytes;
-  conn_->ReadEnable(!read_disabled_by_stream_ && !backlog_full);
+  conn_->ReadEnable(!read_disabled_by_stream_ && !backlog_full && !downstream_above_high_);
 }
 
 void HttpConnectionManager::ArmTimer(absl::Duration after) { timer_->Enable(after); }
@@ -224,13 +233,13 @@ void HttpConnectionManager::CloseAfterFlush() {
   if (out_.empty() && conn_->write_backlog() == 0) Finish();
 }
 
-void HttpConnectionManager::Finish() {
+void HttpConnectionManager::Finish(TcpConnection::CloseMode mode) {
   if (finished_) return;
   finished_ = true;
   if (stream_active_) EndStream();
   timer_.reset();
   flush_timer_.reset();
-  conn_->Close(TcpConnection::CloseMode::kNow);
+  conn_->Close(mode);
   ctx_.stats.AddSigned(listener_.stats.cx_active, -1);
   ctx_.connections.Remove(this);
   ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
@@ -294,9 +303,14 @@ void HttpConnectionManager::OnTrailers(HeaderMap& trailers) {
 
 void HttpConnectionManager::BeginStream() {
   stream_active_ = true;
+  ++stream_id_;
   request_complete_ = response_started_ = response_complete_ = local_replied_ = false;
   upgrade_pending_ = false;
-  decode_held_ = encode_held_ = false;
+  decode_held_ = decode_headers_held_ = decode_held_end_ = false;
+  decode_held_trailers_ = nullptr;
+  encode_held_ = encode_held_end_ = false;
+  encode_held_head_ = nullptr;
+  encode_held_trailers_ = nullptr;
   info_.start = ctx_.dispatcher.Now();
   info_.reason = {};
   info_.response_status = 0;
@@ -371,6 +385,10 @@ void HttpConnectionManager::DecodeTrailersFrom(size_t from, HeaderMap& trailers)
 
 void HttpConnectionManager::ContinueDecoding() {
   if (!decode_held_ || !stream_active_) return;
+  // Each step below may end this stream and, through a pipelined request, begin the next one:
+  // stop as soon as the stream is no longer the one that was held.
+  const uint64_t id = stream_id_;
+  auto gone = [&] { return decode_held_ || !stream_active_ || stream_id_ != id; };
   decode_held_ = false;
   size_t next = decode_stopped_at_ + 1;
   if (decode_headers_held_) {
@@ -378,7 +396,7 @@ void HttpConnectionManager::ContinueDecoding() {
     DecodeHeadersFrom(next);
     next = 0;  // held body bytes have been seen by no filter yet
   }
-  if (decode_held_ || !stream_active_) return;
+  if (gone()) return;
   if (!decode_held_data_.empty() || decode_held_end_) {
     buffer::Buffer data = std::move(decode_held_data_);
     bool end = decode_held_end_ && decode_held_trailers_ == nullptr;
@@ -386,7 +404,7 @@ void HttpConnectionManager::ContinueDecoding() {
     DecodeDataFrom(next, data, end);
     next = 0;
   }
-  if (decode_held_ || !stream_active_) return;
+  if (gone()) return;
   if (HeaderMap* t = std::exchange(decode_held_trailers_, nullptr)) DecodeTrailersFrom(next, *t);
   Dispatch();
 }
@@ -424,8 +442,11 @@ void HttpConnectionManager::SendLocalReply(int status, absl::string_view reason,
 // Encode runs from the filter before the router down to the first; `from` is one past the first
 // filter to run (so filters_.size() - 1 skips the router, which produces responses).
 void HttpConnectionManager::EncodeHeadersFrom(size_t from, ResponseHead& head, bool end_stream) {
+  const uint64_t id = stream_id_;
   for (size_t i = from; i-- > 0;) {
-    if (filters_[i]->EncodeHeaders(head, end_stream) == FilterStatus::kStop) {
+    FilterStatus status = filters_[i]->EncodeHeaders(head, end_stream);
+    if (!stream_active_ || stream_id_ != id || response_started_) return;  // answered or ended
+    if (status == FilterStatus::kStop) {
       encode_held_ = true;
       encode_stopped_at_ = i;
       encode_held_head_ = &head;
@@ -459,8 +480,11 @@ void HttpConnectionManager::EncodeDataFrom(size_t from, buffer::Buffer& data, bo
     encode_held_end_ = encode_held_end_ || end_stream;
     return;
   }
+  const uint64_t id = stream_id_;
   for (size_t i = from; i-- > 0;) {
-    if (filters_[i]->EncodeData(data, end_stream) == FilterStatus::kStop) {
+    FilterStatus status = filters_[i]->EncodeData(data, end_stream);
+    if (!stream_active_ || stream_id_ != id) return;
+    if (status == FilterStatus::kStop) {
       encode_held_ = true;
       encode_stopped_at_ = i;
       encode_held_data_.Move(data);
@@ -478,8 +502,11 @@ void HttpConnectionManager::EncodeTrailersFrom(size_t from, HeaderMap& trailers)
     encode_held_trailers_ = &trailers;
     return;
   }
+  const uint64_t id = stream_id_;
   for (size_t i = from; i-- > 0;) {
-    if (filters_[i]->EncodeTrailers(trailers) == FilterStatus::kStop) {
+    FilterStatus status = filters_[i]->EncodeTrailers(trailers);
+    if (!stream_active_ || stream_id_ != id) return;
+    if (status == FilterStatus::kStop) {
       encode_held_ = true;
       encode_stopped_at_ = i;
       encode_held_trailers_ = &trailers;
@@ -493,6 +520,8 @@ void HttpConnectionManager::EncodeTrailersFrom(size_t from, HeaderMap& trailers)
 
 void HttpConnectionManager::ContinueEncoding() {
   if (!encode_held_ || !stream_active_) return;
+  const uint64_t id = stream_id_;
+  auto gone = [&] { return encode_held_ || !stream_active_ || stream_id_ != id; };
   encode_held_ = false;
   size_t next = encode_stopped_at_;  // EncodeXFrom runs filters below `from`
   if (ResponseHead* h = std::exchange(encode_held_head_, nullptr)) {
@@ -501,7 +530,7 @@ void HttpConnectionManager::ContinueEncoding() {
     EncodeHeadersFrom(next, *h, end);
     next = filters_.size() - 1;
   }
-  if (encode_held_ || !stream_active_) return;
+  if (gone()) return;
   if (!encode_held_data_.empty() || encode_held_end_) {
     buffer::Buffer data = std::move(encode_held_data_);
     bool end = encode_held_end_ && encode_held_trailers_ == nullptr;
@@ -509,7 +538,7 @@ void HttpConnectionManager::ContinueEncoding() {
     EncodeDataFrom(next, data, end);
     next = filters_.size() - 1;
   }
-  if (encode_held_ || !stream_active_) return;
+  if (gone()) return;
   if (HeaderMap* t = std::exchange(encode_held_trailers_, nullptr)) EncodeTrailersFrom(next, *t);
 }
 
@@ -519,14 +548,17 @@ void HttpConnectionManager::EncodeInformational(ResponseHead& head) {
 }
 
 void HttpConnectionManager::EncodeHeaders(ResponseHead& head, bool end_stream) {
+  if (!stream_active_ || local_replied_) return;
   EncodeHeadersFrom(filters_.size() - 1, head, end_stream);
 }
 
 void HttpConnectionManager::EncodeData(buffer::Buffer& data, bool end_stream) {
+  if (!stream_active_ || local_replied_) return data.Clear();
   EncodeDataFrom(filters_.size() - 1, data, end_stream);
 }
 
 void HttpConnectionManager::EncodeTrailers(HeaderMap& trailers) {
+  if (!stream_active_ || local_replied_) return;
   EncodeTrailersFrom(filters_.size() - 1, trailers);
 }
 
@@ -564,6 +596,7 @@ void HttpConnectionManager::StartTunnel(TunnelSink* sink) {
   FlushOut();
   conn_->ReadEnable(true);
   if (!in_.empty()) sink->OnTunnelData(in_);
+  if (peer_eof_) sink->OnTunnelEnd();  // the client's FIN came before the 101
 }
 
 void HttpConnectionManager::TunnelWrite(buffer::Buffer& data) {
@@ -582,8 +615,11 @@ void HttpConnectionManager::TunnelShutdown() {
 }
 
 void HttpConnectionManager::ResetStream() {
+  // After a response has begun, an RST (not a FIN) tells the client its body is cut short, even
+  // a body that would otherwise end with the connection.
+  bool reset = response_started_;
   EndStream();
-  Finish();
+  Finish(reset ? TcpConnection::CloseMode::kReset : TcpConnection::CloseMode::kNow);
 }
 
 void HttpConnectionManager::SetDownstreamReadDisabled(bool disabled) {

@@ -106,7 +106,7 @@ class HttpConnectionManager final : public server::ActiveConnection,
   void ArmTimer(absl::Duration after);
   void OnTimer();
   void CloseAfterFlush();
-  void Finish();
+  void Finish(event::TcpConnection::CloseMode mode = event::TcpConnection::CloseMode::kNow);
 
   server::WorkerContext& ctx_;
   std::shared_ptr<const server::Snapshot> snapshot_;
@@ -139,7 +139,9 @@ class HttpConnectionManager final : public server::ActiveConnection,
   bool encode_held_end_ = false;
   HeaderMap* encode_held_trailers_ = nullptr;
 
+  uint64_t stream_id_ = 0;  // bumped per stream: held work and encode loops check it
   bool stream_active_ = false;
+  bool downstream_above_high_ = false;  // the client's write backlog is over the buffer limit
   bool request_complete_ = false;
   bool response_started_ = false;
   bool response_complete_ = false;

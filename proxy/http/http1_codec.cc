@@ -73,6 +73,20 @@ void EncodeTrailerFields(buffer::Buffer& out, std::string& scratch, const Header
   out.Append(scratch);
 }
 
+// Every Transfer-Encoding field lists only `chunked` (or there is none).
+bool OnlyChunked(const HeaderMap& headers) {
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (!absl::EqualsIgnoreCase(headers.name(i), "transfer-encoding")) continue;
+    bool ok = true;
+    ForEachToken(headers.value(i), [&](absl::string_view t) {
+      ok = absl::EqualsIgnoreCase(t, "chunked");
+      return ok;
+    });
+    if (!ok) return false;
+  }
+  return true;
+}
+
 bool BodylessStatus(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
@@ -292,6 +306,7 @@ Http1ServerCodec::Http1ServerCodec(HeaderLimits limits, buffer::Buffer& out)
 void Http1ServerCodec::OnMessageBegin() {
   request_.Clear();
   response_chunked_ = false;
+  response_bodyless_ = false;
   response_keep_alive_ = true;
 }
 
@@ -349,6 +364,11 @@ int Http1ServerCodec::OnHeadersComplete() {
   if (r.authority.empty() && r.version_minor >= 1) return Fail(400, "empty Host field");
   r.expect_continue = absl::EqualsIgnoreCase(h.Get("expect"), "100-continue");
 
+  if (!OnlyChunked(h)) {
+    // A coding under the chunking (gzip, chunked) would reach the upstream undeclared once the
+    // field is re-written for the next hop (RFC 9112 6.1: 501 for codings not understood).
+    return Fail(501, "transfer codings other than chunked are not supported");
+  }
   if (parser_.flags & F_CHUNKED) {
     r.framing = Framing::kChunked;
   } else if (parser_.flags & F_CONTENT_LENGTH) {
@@ -414,7 +434,9 @@ void Http1ServerCodec::EncodeHeaders(const ResponseHead& head, bool end_stream) 
   const bool head_request = request_.method == "HEAD";
   if (BodylessStatus(head.status) || head_request) {
     // The framing fields of a HEAD or 304 response describe the GET's body: they stay in
-    // head.headers as the upstream sent them.
+    // head.headers as the upstream sent them. Body bytes offered later (a local reply's text)
+    // are dropped: on the wire they would be read as the next response.
+    response_bodyless_ = true;
   } else if (head.framing == Framing::kContentLength) {
     absl::StrAppend(&scratch_, "Content-Length: ", head.content_length, "\r\n");
   } else if (end_stream) {
@@ -437,10 +459,12 @@ void Http1ServerCodec::EncodeHeaders(const ResponseHead& head, bool end_stream) 
 }
 
 void Http1ServerCodec::EncodeData(buffer::Buffer& data, bool end_stream) {
+  if (response_bodyless_) return data.Clear();
   EncodeBody(out_, data, end_stream, response_chunked_);
 }
 
 void Http1ServerCodec::EncodeTrailers(const HeaderMap& trailers) {
+  if (response_bodyless_) return;
   EncodeTrailerFields(out_, scratch_, trailers, response_chunked_);
 }
 
@@ -482,6 +506,8 @@ int Http1ClientCodec::OnHeadersComplete() {
     return 1;
   }
   parser_.upgrade = 0;  // an Upgrade on a final response is only an announcement
+  if (!OnlyChunked(r.headers))
+    return Fail(502, "upstream used a transfer coding other than chunked");
   bool skip_body = request_is_head_;
   if (skip_body || r.status == 204 || r.status == 304) {
     r.framing = Framing::kNone;

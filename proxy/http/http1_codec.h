@@ -135,6 +135,7 @@ class Http1ServerCodec final : public Http1Parser, public ResponseEncoder {
   RequestHead request_;
   std::string scratch_;
   bool response_chunked_ = false;
+  bool response_bodyless_ = false;  // HEAD, 1xx, 204, 304: EncodeData drops what it is given
   bool response_keep_alive_ = true;
 };
 

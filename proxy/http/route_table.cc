@@ -36,7 +36,12 @@ const CompiledRoute* RouteTable::Match(const RequestHead& request) const {
     if (!m.method.empty() && request.method != m.method) continue;
     if (!m.prefix.empty() && !absl::StartsWith(path, m.prefix)) continue;
     if (!m.path.empty() && path != m.path) continue;
-    if (r.regex && !std::regex_match(path.begin(), path.end(), *r.regex)) continue;
+    // std::regex matches recursively, a frame per character: a bounded path keeps a hostile one
+    // from exhausting the stack. A longer path never matches a regex route.
+    if (r.regex && (path.size() > kMaxRegexPathBytes ||
+                    !std::regex_match(path.begin(), path.end(), *r.regex))) {
+      continue;
+    }
     bool headers_ok = true;
     for (const config::HeaderMatch& h : m.headers) {
       int i = request.headers.Find(h.name);

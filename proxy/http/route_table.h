@@ -24,6 +24,9 @@ struct CompiledRoute {
 
 class RouteTable {
  public:
+  // Paths longer than this never match a `regex` route (see Match).
+  static constexpr size_t kMaxRegexPathBytes = 2048;
+
   RouteTable() = default;
   // `find_cluster` resolves a name (the decoder has checked that it exists).
   template <typename FindCluster>

@@ -60,10 +60,17 @@ void RouterFilter::SendRequestHead() {
   }
   if (trailers_pending_) codec.EncodeTrailers(pending_trailers_);
   conn_->Flush();
-  if (downstream_read_disabled_ && conn_ != nullptr) {
-    downstream_read_disabled_ = false;
-    callbacks_->SetDownstreamReadDisabled(false);
-  }
+  pending_over_limit_ = false;
+  UpdateDownstreamReading();
+}
+
+void RouterFilter::UpdateDownstreamReading() {
+  // Two reasons to stop reading the client: the body waiting for a connection is over the
+  // limit, or the upstream's write backlog is. Reading resumes only when neither holds.
+  bool disable = pending_over_limit_ || upstream_above_high_;
+  if (disable == downstream_read_disabled_) return;
+  downstream_read_disabled_ = disable;
+  callbacks_->SetDownstreamReadDisabled(disable);
 }
 
 void RouterFilter::StartTimeout() {
@@ -86,9 +93,9 @@ FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
     return FilterStatus::kStop;
   }
   pending_body_.Move(data);
-  if (!downstream_read_disabled_ && pending_body_.length() > buffer_limit_) {
-    downstream_read_disabled_ = true;
-    callbacks_->SetDownstreamReadDisabled(true);
+  if (pending_body_.length() > buffer_limit_) {
+    pending_over_limit_ = true;
+    UpdateDownstreamReading();
   }
   return FilterStatus::kStop;
 }
@@ -111,8 +118,14 @@ void RouterFilter::OnDestroy() {
   destroyed_ = true;
   timeout_.reset();
   // Inside the codec's Dispatch the connection must not go back to the pool yet: the parser is
-  // mid-message. OnUpstreamData releases it when Dispatch returns.
-  if (!dispatching_) ReleaseConnection(response_complete_ && request_complete_ && !tunnel_);
+  // mid-message, and it must deliver nothing more to this router. OnUpstreamData releases it
+  // when Dispatch returns.
+  if (dispatching_) {
+    if (!response_complete_ && conn_ != nullptr) conn_->codec().Stop();
+    return;
+  }
+  ReleaseConnection(conn_ != nullptr && response_complete_ && request_complete_ && !tunnel_ &&
+                    conn_->codec().keep_alive());
 }
 
 void RouterFilter::ReleaseConnection(bool reusable) {
@@ -172,8 +185,9 @@ void RouterFilter::OnUpstreamData(buffer::Buffer& data) {
   dispatching_ = false;
   if (destroyed_) {
     // The stream ended inside Dispatch (the response completed or a local reply was sent).
+    // The connection is reused only if the exchange ended cleanly and the server keeps it open.
     ReleaseConnection(result == DispatchResult::kMessageComplete && request_complete_ &&
-                      data.empty());
+                      data.empty() && conn->codec().keep_alive());
     return;
   }
   switch (result) {
@@ -201,6 +215,11 @@ void RouterFilter::OnUpstreamEndOfStream() {
     callbacks_->TunnelShutdown();
     return;
   }
+  if (response_complete_) {
+    // The response is whole (an encode filter holds it); the FIN only ends the connection.
+    ReleaseConnection(false);
+    return;
+  }
   dispatching_ = true;
   bool complete = conn_->codec().OnEndOfStream();
   dispatching_ = false;
@@ -226,15 +245,13 @@ void RouterFilter::OnUpstreamReset() {
 }
 
 void RouterFilter::OnUpstreamAboveHighWatermark() {
-  if (downstream_read_disabled_) return;
-  downstream_read_disabled_ = true;
-  callbacks_->SetDownstreamReadDisabled(true);
+  upstream_above_high_ = true;
+  UpdateDownstreamReading();
 }
 
 void RouterFilter::OnUpstreamBelowLowWatermark() {
-  if (!downstream_read_disabled_) return;
-  downstream_read_disabled_ = false;
-  callbacks_->SetDownstreamReadDisabled(false);
+  upstream_above_high_ = false;
+  UpdateDownstreamReading();
 }
 
 void RouterFilter::OnDownstreamAboveHighWatermark() {
@@ -258,11 +275,13 @@ void RouterFilter::OnTunnelEnd() {
 // ---- ResponseDecoder --------------------------------------------------------------------------
 
 void RouterFilter::OnInformational(ResponseHead& head) {
+  if (destroyed_) return;
   // 100 Continue and 103 Early Hints are relayed; the final response follows.
   callbacks_->EncodeInformational(head);
 }
 
 void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
+  if (destroyed_) return;
   response_started_ = true;
   timeout_.reset();
   const config::Route& r = *route_->config;
@@ -277,11 +296,13 @@ void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
 }
 
 void RouterFilter::OnData(buffer::Buffer& data, bool end_stream) {
+  if (destroyed_) return;
   if (end_stream) response_complete_ = true;
   callbacks_->EncodeData(data, end_stream);
 }
 
 void RouterFilter::OnTrailers(HeaderMap& trailers) {
+  if (destroyed_) return;
   response_complete_ = true;
   callbacks_->EncodeTrailers(trailers);
 }

@@ -51,6 +51,7 @@ class RouterFilter final : public StreamFilter,
   void OnTimeout();
   // The route's timeout runs from the end of the request to the first byte of the response.
   void StartTimeout();
+  void UpdateDownstreamReading();
 
   // ResponseDecoder
   void OnInformational(ResponseHead& head) override;
@@ -91,7 +92,9 @@ class RouterFilter final : public StreamFilter,
   bool retried_ = false;
   bool dispatching_ = false;  // inside the connection's codec Dispatch
   bool destroyed_ = false;
-  bool downstream_read_disabled_ = false;
+  bool downstream_read_disabled_ = false;  // as last told to the connection manager
+  bool pending_over_limit_ = false;
+  bool upstream_above_high_ = false;
 };
 
 }  // namespace remora::http

@@ -524,6 +524,8 @@ class HttpProxyTest(unittest.TestCase):
          400),
         ("CONNECT", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
         ("bad percent-encoding", b"GET /echo/%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("a coding under chunked", b"POST /upload HTTP/1.1\r\nHost: a\r\n"
+         b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
     ]
 
     def test_bad_requests_get_exact_status_and_close(self):
@@ -604,6 +606,28 @@ class HttpProxyTest(unittest.TestCase):
         self.assertIn(b"Content-Length: 1234", parts[0])  # HEAD keeps the GET's length
         self.assertTrue(parts[0].endswith(b"\r\n\r\n"))
         self.assertTrue(parts[1].endswith(b"\r\n\r\n") and parts[2].endswith(b"\r\n\r\n"))
+
+    def test_local_reply_to_head_has_no_body(self):
+        # The 404's text must not be sent after a HEAD's head: the client would read it as the
+        # start of the next response.
+        out, _ = raw_exchange(self.port, b"HEAD /nope HTTP/1.1\r\nHost: a\r\n\r\n"
+                              b"GET /echo/after-head HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        first, rest = out.split(b"\r\n\r\n", 1)
+        self.assertEqual(status_of(first), 404)
+        self.assertEqual(status_of(rest), 200, rest[:200])
+
+    def test_upstream_connection_close_is_not_pooled(self):
+        up = RawUpstream(answer_close_then_linger)
+        r = Remora(http_config([("{prefix: /}", "closing")], {"closing": [up.address]}))
+        try:
+            for _ in range(3):
+                out, _ = raw_exchange(r.port("web"), b"POST /p HTTP/1.1\r\nHost: a\r\n"
+                                      b"Content-Length: 2\r\nConnection: close\r\n\r\nhi")
+                self.assertEqual(status_of(out), 200, out[:200])
+            self.assertEqual(up.accepted, 3)
+        finally:
+            r.close()
+            up.close()
 
     def test_length_less_response_is_rechunked_or_closed(self):
         out, closed = raw_exchange(self.port, b"GET /noclen HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -834,6 +858,17 @@ def early_answer(up, conn):
     while up.read_head(conn) is not None:
         conn.sendall(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!")
         time.sleep(0.2)
+
+
+def answer_close_then_linger(up, conn):
+    """Says Connection: close but keeps the socket open a while: the proxy must not reuse it."""
+    head = up.read_head(conn)
+    if head is None:
+        return
+    if not head.endswith(b"hi"):
+        conn.recv(2)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    time.sleep(1)
 
 
 def answer_then_close(up, conn):

@@ -158,6 +158,8 @@ TEST(Http1ServerCodecTest, MalformedRequestsAreRejectedAtEverySplit) {
       {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405},
       {"asterisk GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       {"ftp target", "GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"gzip under chunked",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
   };
   for (const BadCase& c : cases) {
     SCOPED_TRACE(c.name);
@@ -215,6 +217,25 @@ TEST(Http1ServerCodecTest, EncodesResponsesForTheClientsVersion) {
   codec.EncodeData(body, true);
   EXPECT_EQ(out.ToString(), "HTTP/1.1 200 OK\r\nX-Case: Kept\r\nConnection: close\r\n\r\nhello");
   EXPECT_FALSE(codec.response_keeps_alive());
+}
+
+TEST(Http1ServerCodecTest, ResponseToHeadDropsBodyBytes) {
+  buffer::Buffer out;
+  Http1ServerCodec codec({}, out);
+  RequestLog log;
+  codec.set_decoder(&log);
+  buffer::Buffer in;
+  in.Append("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_EQ(codec.Dispatch(in), DispatchResult::kMessageComplete);
+  ResponseHead h;
+  h.status = 404;
+  h.framing = Framing::kContentLength;
+  h.content_length = 4;
+  codec.EncodeHeaders(h, false);
+  buffer::Buffer body;
+  body.Append("text");
+  codec.EncodeData(body, true);
+  EXPECT_EQ(out.ToString(), "HTTP/1.1 404 Not Found\r\n\r\n");
 }
 
 // ---- client side ------------------------------------------------------------------------------
@@ -309,6 +330,8 @@ TEST(Http1ClientCodecTest, MalformedResponses) {
   EXPECT_EQ(ParseResponse("GET", "HTTP/1.1 2000 What\r\n\r\n", 0), "ERROR 400");
   EXPECT_EQ(ParseResponse("GET", "HTTP/2.0 200 OK\r\n\r\n", 0), "ERROR 502");
   EXPECT_EQ(ParseResponse("GET", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", 0), "ERROR 400");
+  EXPECT_EQ(ParseResponse("GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 0),
+            "ERROR 502");
   EXPECT_EQ(ParseResponse("GET",
                           "HTTP/1.1 101 Switching\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", 0),
             "ERROR 502");

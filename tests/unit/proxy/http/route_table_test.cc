@@ -56,6 +56,9 @@ TEST_F(RouteTableTest, FirstMatchingRouteWins) {
   EXPECT_EQ(Match("GET", "x", "/items/42"), "regex");
   EXPECT_EQ(Match("GET", "x", "/items/42?q=1"), "regex");  // the query is not part of the path
   EXPECT_EQ(Match("GET", "x", "/items/42x"), "fallback");  // regex matches the whole path
+  // A path too long for the recursive matcher never matches a regex route.
+  std::string long_path = "/items/" + std::string(RouteTable::kMaxRegexPathBytes, '7');
+  EXPECT_EQ(Match("GET", "x", long_path.c_str()), "fallback");
 }
 
 TEST(AuthorityMatchesTest, PortsAndIpv6) {
