@@ -63,14 +63,8 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "max_request_headers",
                                                  "create_trace_context",
                                                  "forward_normalized_path"};
-constexpr absl::string_view kHttpOnlyListenerFields[] = {"direction",
-                                                         "routes",
-                                                         "request_header_timeout",
-                                                         "idle_timeout",
-                                                         "max_request_header_bytes",
-                                                         "max_request_headers",
-                                                         "create_trace_context",
-                                                         "forward_normalized_path"};
+// The fields after the first five apply to http listeners only.
+constexpr size_t kFirstHttpOnlyListenerField = 5;
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
                                               "cluster",
@@ -602,7 +596,8 @@ class Decoder {
     const Value* c = nullptr;
     if (kind_ok && listener->kind == ListenerKind::kTcp) {
       c = Required(item, path, "cluster", " (a tcp listener forwards every connection to it)");
-      for (absl::string_view f : kHttpOnlyListenerFields) {
+      for (absl::string_view f : absl::Span<const absl::string_view>(kListenerFields)
+                                     .subspan(kFirstHttpOnlyListenerField)) {
         if (const MapEntry* e = item.Find(f)) {
           Error(e->key_line, JoinPath(path, f), "applies to http listeners only (kind: http)");
         }

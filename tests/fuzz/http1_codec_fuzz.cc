@@ -75,7 +75,7 @@ std::string Parse(uint8_t mode, absl::string_view input, size_t cut) {
     std::string s = Run(codec, log, input, cut, false);
     if (codec.error_status() != 0) {
       int e = codec.error_status();
-      if (e != 400 && e != 405 && e != 431 && e != 505) std::abort();
+      if (e != 400 && e != 405 && e != 431 && e != 501 && e != 505) std::abort();
     }
     return s;
   }
