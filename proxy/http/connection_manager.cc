@@ -99,7 +99,6 @@ void HttpConnectionManager::Dispatch() {
         OnCodecError();
         break;
       }
-      if (r == DispatchResult::kUpgrade) upgrade_pending_ = true;
       if (r != DispatchResult::kNeedMore) break;  // waiting for the response (or stopped)
     }
   } while (redispatch_ && !closing_ && !finished_);
@@ -134,19 +133,10 @@ void HttpConnectionManager::OnCodecError() {
 
 void HttpConnectionManager::DirectReply(int status, absl::string_view reason,
                                         absl::string_view detail) {
-  ResponseHead& h = local_reply_;
-  h.Clear();
-  h.status = status;
-  h.keep_alive = false;
-  h.headers.Add("content-type", "text/plain");
-  h.headers.Add("x-remora-reason", reason);
-  std::string body = absl::StrCat(detail, "\n");
-  h.framing = Framing::kContentLength;
-  h.content_length = body.size();
-  codec_.EncodeHeaders(h, false);
-  buffer::Buffer b;
-  b.Append(body);
-  codec_.EncodeData(b, true);
+  buffer::Buffer body = BuildLocalReply(status, reason, detail);
+  local_reply_.keep_alive = false;
+  codec_.EncodeHeaders(local_reply_, false);
+  codec_.EncodeData(body, true);
   FlushOut();
   CloseAfterFlush();
 }
@@ -305,12 +295,8 @@ void HttpConnectionManager::BeginStream() {
   stream_active_ = true;
   ++stream_id_;
   request_complete_ = response_started_ = response_complete_ = local_replied_ = false;
-  upgrade_pending_ = false;
-  decode_held_ = decode_headers_held_ = decode_held_end_ = false;
-  decode_held_trailers_ = nullptr;
-  encode_held_ = encode_held_end_ = false;
-  encode_held_head_ = nullptr;
-  encode_held_trailers_ = nullptr;
+  decode_.Reset();
+  encode_.Reset();
   info_.start = ctx_.dispatcher.Now();
   info_.reason = {};
   info_.response_status = 0;
@@ -325,8 +311,8 @@ void HttpConnectionManager::EndStream() {
   watermark_callbacks_ = nullptr;
   tunnel_sink_ = nullptr;
   read_disabled_by_stream_ = false;
-  decode_held_data_.Clear();
-  encode_held_data_.Clear();
+  decode_.Reset();
+  encode_.Reset();
   for (auto& f : filters_) f->OnDestroy();
   for (auto& f : filters_) ctx_.dispatcher.DeferredDelete(std::move(f));
   filters_.clear();
@@ -335,12 +321,12 @@ void HttpConnectionManager::EndStream() {
 void HttpConnectionManager::DecodeHeadersFrom(size_t from) {
   RequestHead& head = codec_.request();
   for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
-    if (filters_[i]->DecodeHeaders(head, request_complete_ && !decode_held_) ==
+    if (filters_[i]->DecodeHeaders(head, request_complete_ && !decode_.active) ==
         FilterStatus::kStop) {
       if (i + 1 < filters_.size()) {
-        decode_held_ = true;
-        decode_headers_held_ = true;
-        decode_stopped_at_ = i;
+        decode_.active = true;
+        decode_.headers = true;
+        decode_.stopped_at = i;
       }
       return;
     }
@@ -348,18 +334,18 @@ void HttpConnectionManager::DecodeHeadersFrom(size_t from) {
 }
 
 void HttpConnectionManager::DecodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
-  if (decode_held_) {
-    decode_held_data_.Move(data);
-    decode_held_end_ = decode_held_end_ || end_stream;
+  if (decode_.active) {
+    decode_.data.Move(data);
+    decode_.end = decode_.end || end_stream;
     return;
   }
   for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
     if (filters_[i]->DecodeData(data, end_stream) == FilterStatus::kStop) {
       if (i + 1 < filters_.size()) {
-        decode_held_ = true;
-        decode_stopped_at_ = i;
-        decode_held_data_.Move(data);
-        decode_held_end_ = end_stream;
+        decode_.active = true;
+        decode_.stopped_at = i;
+        decode_.data.Move(data);
+        decode_.end = end_stream;
       }
       return;
     }
@@ -367,16 +353,16 @@ void HttpConnectionManager::DecodeDataFrom(size_t from, buffer::Buffer& data, bo
 }
 
 void HttpConnectionManager::DecodeTrailersFrom(size_t from, HeaderMap& trailers) {
-  if (decode_held_) {
-    decode_held_trailers_ = &trailers;
+  if (decode_.active) {
+    decode_.trailers = &trailers;
     return;
   }
   for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
     if (filters_[i]->DecodeTrailers(trailers) == FilterStatus::kStop) {
       if (i + 1 < filters_.size()) {
-        decode_held_ = true;
-        decode_stopped_at_ = i;
-        decode_held_trailers_ = &trailers;
+        decode_.active = true;
+        decode_.stopped_at = i;
+        decode_.trailers = &trailers;
       }
       return;
     }
@@ -384,28 +370,28 @@ void HttpConnectionManager::DecodeTrailersFrom(size_t from, HeaderMap& trailers)
 }
 
 void HttpConnectionManager::ContinueDecoding() {
-  if (!decode_held_ || !stream_active_) return;
+  if (!decode_.active || !stream_active_) return;
   // Each step below may end this stream and, through a pipelined request, begin the next one:
   // stop as soon as the stream is no longer the one that was held.
   const uint64_t id = stream_id_;
-  auto gone = [&] { return decode_held_ || !stream_active_ || stream_id_ != id; };
-  decode_held_ = false;
-  size_t next = decode_stopped_at_ + 1;
-  if (decode_headers_held_) {
-    decode_headers_held_ = false;
+  auto gone = [&] { return decode_.active || !stream_active_ || stream_id_ != id; };
+  decode_.active = false;
+  size_t next = decode_.stopped_at + 1;
+  if (decode_.headers) {
+    decode_.headers = false;
     DecodeHeadersFrom(next);
     next = 0;  // held body bytes have been seen by no filter yet
   }
   if (gone()) return;
-  if (!decode_held_data_.empty() || decode_held_end_) {
-    buffer::Buffer data = std::move(decode_held_data_);
-    bool end = decode_held_end_ && decode_held_trailers_ == nullptr;
-    decode_held_end_ = false;
+  if (!decode_.data.empty() || decode_.end) {
+    buffer::Buffer data = std::move(decode_.data);
+    bool end = decode_.end && decode_.trailers == nullptr;
+    decode_.end = false;
     DecodeDataFrom(next, data, end);
     next = 0;
   }
   if (gone()) return;
-  if (HeaderMap* t = std::exchange(decode_held_trailers_, nullptr)) DecodeTrailersFrom(next, *t);
+  if (HeaderMap* t = std::exchange(decode_.trailers, nullptr)) DecodeTrailersFrom(next, *t);
   Dispatch();
 }
 
@@ -418,23 +404,28 @@ void HttpConnectionManager::SendLocalReply(int status, absl::string_view reason,
   }
   local_replied_ = true;
   info_.reason = reason;
+  // Whether the connection survives the reply (not if request bytes are still unread) is
+  // decided where every response head is: EncodeHeadersFrom.
+  buffer::Buffer body = BuildLocalReply(status, reason, detail);
+  encode_.active = false;
+  EncodeHeadersFrom(filters_.size() - 1, local_reply_, false);
+  if (!stream_active_) return;
+  EncodeDataFrom(filters_.size() - 1, body, true);
+}
+
+buffer::Buffer HttpConnectionManager::BuildLocalReply(int status, absl::string_view reason,
+                                                      absl::string_view detail) {
   ResponseHead& h = local_reply_;
   h.Clear();
   h.status = status;
-  // Unread request bytes would be taken for the next request: close after a reply that came
-  // before the whole request.
-  h.keep_alive = request_complete_ && !close_after_response_;
   h.headers.Add("content-type", "text/plain");
   h.headers.Add("x-remora-reason", reason);
-  std::string body = absl::StrCat(detail, "\n");
+  buffer::Buffer body;
+  body.Append(detail);
+  body.Append("\n");
   h.framing = Framing::kContentLength;
-  h.content_length = body.size();
-  encode_held_ = false;
-  EncodeHeadersFrom(filters_.size() - 1, h, false);
-  if (!stream_active_) return;
-  buffer::Buffer b;
-  b.Append(body);
-  EncodeDataFrom(filters_.size() - 1, b, true);
+  h.content_length = body.length();
+  return body;
 }
 
 // ---- encoding -----------------------------------------------------------------------------------
@@ -447,10 +438,10 @@ void HttpConnectionManager::EncodeHeadersFrom(size_t from, ResponseHead& head, b
     FilterStatus status = filters_[i]->EncodeHeaders(head, end_stream);
     if (!stream_active_ || stream_id_ != id || response_started_) return;  // answered or ended
     if (status == FilterStatus::kStop) {
-      encode_held_ = true;
-      encode_stopped_at_ = i;
-      encode_held_head_ = &head;
-      encode_held_end_ = end_stream;
+      encode_.active = true;
+      encode_.stopped_at = i;
+      encode_.head = &head;
+      encode_.end = end_stream;
       return;
     }
   }
@@ -475,9 +466,9 @@ void HttpConnectionManager::EncodeHeadersFrom(size_t from, ResponseHead& head, b
 }
 
 void HttpConnectionManager::EncodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
-  if (encode_held_) {
-    encode_held_data_.Move(data);
-    encode_held_end_ = encode_held_end_ || end_stream;
+  if (encode_.active) {
+    encode_.data.Move(data);
+    encode_.end = encode_.end || end_stream;
     return;
   }
   const uint64_t id = stream_id_;
@@ -485,10 +476,10 @@ void HttpConnectionManager::EncodeDataFrom(size_t from, buffer::Buffer& data, bo
     FilterStatus status = filters_[i]->EncodeData(data, end_stream);
     if (!stream_active_ || stream_id_ != id) return;
     if (status == FilterStatus::kStop) {
-      encode_held_ = true;
-      encode_stopped_at_ = i;
-      encode_held_data_.Move(data);
-      encode_held_end_ = end_stream;
+      encode_.active = true;
+      encode_.stopped_at = i;
+      encode_.data.Move(data);
+      encode_.end = end_stream;
       return;
     }
   }
@@ -498,8 +489,8 @@ void HttpConnectionManager::EncodeDataFrom(size_t from, buffer::Buffer& data, bo
 }
 
 void HttpConnectionManager::EncodeTrailersFrom(size_t from, HeaderMap& trailers) {
-  if (encode_held_) {
-    encode_held_trailers_ = &trailers;
+  if (encode_.active) {
+    encode_.trailers = &trailers;
     return;
   }
   const uint64_t id = stream_id_;
@@ -507,9 +498,9 @@ void HttpConnectionManager::EncodeTrailersFrom(size_t from, HeaderMap& trailers)
     FilterStatus status = filters_[i]->EncodeTrailers(trailers);
     if (!stream_active_ || stream_id_ != id) return;
     if (status == FilterStatus::kStop) {
-      encode_held_ = true;
-      encode_stopped_at_ = i;
-      encode_held_trailers_ = &trailers;
+      encode_.active = true;
+      encode_.stopped_at = i;
+      encode_.trailers = &trailers;
       return;
     }
   }
@@ -519,27 +510,27 @@ void HttpConnectionManager::EncodeTrailersFrom(size_t from, HeaderMap& trailers)
 }
 
 void HttpConnectionManager::ContinueEncoding() {
-  if (!encode_held_ || !stream_active_) return;
+  if (!encode_.active || !stream_active_) return;
   const uint64_t id = stream_id_;
-  auto gone = [&] { return encode_held_ || !stream_active_ || stream_id_ != id; };
-  encode_held_ = false;
-  size_t next = encode_stopped_at_;  // EncodeXFrom runs filters below `from`
-  if (ResponseHead* h = std::exchange(encode_held_head_, nullptr)) {
-    bool end = encode_held_end_ && encode_held_data_.empty() && encode_held_trailers_ == nullptr;
-    if (end) encode_held_end_ = false;
+  auto gone = [&] { return encode_.active || !stream_active_ || stream_id_ != id; };
+  encode_.active = false;
+  size_t next = encode_.stopped_at;  // EncodeXFrom runs filters below `from`
+  if (ResponseHead* h = std::exchange(encode_.head, nullptr)) {
+    bool end = encode_.end && encode_.data.empty() && encode_.trailers == nullptr;
+    if (end) encode_.end = false;
     EncodeHeadersFrom(next, *h, end);
     next = filters_.size() - 1;
   }
   if (gone()) return;
-  if (!encode_held_data_.empty() || encode_held_end_) {
-    buffer::Buffer data = std::move(encode_held_data_);
-    bool end = encode_held_end_ && encode_held_trailers_ == nullptr;
-    encode_held_end_ = false;
+  if (!encode_.data.empty() || encode_.end) {
+    buffer::Buffer data = std::move(encode_.data);
+    bool end = encode_.end && encode_.trailers == nullptr;
+    encode_.end = false;
     EncodeDataFrom(next, data, end);
     next = filters_.size() - 1;
   }
   if (gone()) return;
-  if (HeaderMap* t = std::exchange(encode_held_trailers_, nullptr)) EncodeTrailersFrom(next, *t);
+  if (HeaderMap* t = std::exchange(encode_.trailers, nullptr)) EncodeTrailersFrom(next, *t);
 }
 
 void HttpConnectionManager::EncodeInformational(ResponseHead& head) {
@@ -566,13 +557,9 @@ void HttpConnectionManager::OnResponseComplete() {
   response_complete_ = true;
   FlushOut();
   if (finished_) return;
-  if (!request_complete_ && !local_replied_) {
-    // An early response while the upload goes on: the rest of the body has nowhere to go.
-    CloseAfterFlush();
-    return;
-  }
   if (!request_complete_) {
-    // A local reply before the whole request: the reply says Connection: close.
+    // An answer (the upstream's or our own) before the whole request: the rest of the body has
+    // nowhere to go, and the response said Connection: close.
     CloseAfterFlush();
     return;
   }
@@ -592,7 +579,6 @@ void HttpConnectionManager::OnResponseComplete() {
 
 void HttpConnectionManager::StartTunnel(TunnelSink* sink) {
   tunnel_sink_ = sink;
-  upgrade_pending_ = false;
   FlushOut();
   conn_->ReadEnable(true);
   if (!in_.empty()) sink->OnTunnelData(in_);

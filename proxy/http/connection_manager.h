@@ -90,6 +90,8 @@ class HttpConnectionManager final : public server::ActiveConnection,
   void OnCodecError();
   // A reply written straight through the codec (no stream or filters), then close.
   void DirectReply(int status, absl::string_view reason, absl::string_view detail);
+  // Fills local_reply_ (status, x-remora-reason, text type and length) and returns its body.
+  buffer::Buffer BuildLocalReply(int status, absl::string_view reason, absl::string_view detail);
   void ApplyForwardingPolicy(RequestHead& head);
   void BeginStream();
   void EndStream();
@@ -124,20 +126,20 @@ class HttpConnectionManager final : public server::ActiveConnection,
   ResponseHead local_reply_;
   DownstreamWatermarkCallbacks* watermark_callbacks_ = nullptr;
   TunnelSink* tunnel_sink_ = nullptr;
-  // Where a held direction stopped (index of the filter that returned kStop), what waits behind
-  // it, and whether the end of the message is among it.
-  size_t decode_stopped_at_ = 0;
-  bool decode_held_ = false;
-  bool decode_headers_held_ = false;
-  buffer::Buffer decode_held_data_;
-  bool decode_held_end_ = false;
-  HeaderMap* decode_held_trailers_ = nullptr;
-  size_t encode_stopped_at_ = 0;
-  bool encode_held_ = false;
-  ResponseHead* encode_held_head_ = nullptr;
-  buffer::Buffer encode_held_data_;
-  bool encode_held_end_ = false;
-  HeaderMap* encode_held_trailers_ = nullptr;
+  // A direction held by a filter's kStop: where it stopped (index of that filter) and what waits
+  // behind it, including whether the end of the message is among it.
+  struct Held {
+    bool active = false;
+    size_t stopped_at = 0;
+    bool headers = false;          // decode: the request head itself is held
+    ResponseHead* head = nullptr;  // encode: the held response head
+    buffer::Buffer data;
+    bool end = false;
+    HeaderMap* trailers = nullptr;
+    void Reset() { *this = Held(); }
+  };
+  Held decode_;
+  Held encode_;
 
   uint64_t stream_id_ = 0;  // bumped per stream: held work and encode loops check it
   bool stream_active_ = false;
@@ -146,7 +148,6 @@ class HttpConnectionManager final : public server::ActiveConnection,
   bool response_started_ = false;
   bool response_complete_ = false;
   bool local_replied_ = false;
-  bool upgrade_pending_ = false;
   bool tunnel_upstream_done_ = false;
   bool dispatching_ = false;
   bool redispatch_ = false;
