@@ -5,15 +5,11 @@
 namespace remora::filters {
 namespace {
 
-constexpr const http::FilterFactory* kAll[] = {&TraceContextFilter::kFactory};
-
 // Later issues add mtls_authz, rate_limit, timeout, access_log and stats here (DESIGN.md 2).
 constexpr const http::FilterFactory* kInbound[] = {&TraceContextFilter::kFactory};
 constexpr const http::FilterFactory* kOutbound[] = {&TraceContextFilter::kFactory};
 
 }  // namespace
-
-absl::Span<const http::FilterFactory* const> AllFilters() { return kAll; }
 
 absl::Span<const http::FilterFactory* const> ChainFor(config::Direction direction) {
   if (direction == config::Direction::kInbound) return kInbound;

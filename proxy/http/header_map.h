@@ -26,8 +26,6 @@ class HeaderMap {
   absl::string_view value(size_t i) const {
     return View(entries_[i].value_off, entries_[i].value_len);
   }
-  // Bytes of names and values together.
-  size_t byte_size() const { return storage_.size(); }
 
   void Add(absl::string_view name, absl::string_view value);
   // Removes every field called `name`, then adds one.

@@ -102,12 +102,12 @@ const llhttp_settings_t* Http1Parser::Settings() {
     s.on_message_begin = [](llhttp_t* p) {
       Http1Parser* self = Self(p);
       self->message_started_ = true;
-      self->message_complete_ = false;
       self->headers_done_ = false;
       self->header_bytes_ = 0;
       self->header_count_ = 0;
       self->trailers_.Clear();
       self->body_.Clear();
+      self->ended_at_headers_ = false;
       self->OnMessageBegin();
       return 0;
     };
@@ -159,12 +159,12 @@ const llhttp_settings_t* Http1Parser::Settings() {
     };
     s.on_message_complete = [](llhttp_t* p) {
       Http1Parser* self = Self(p);
-      self->message_complete_ = true;
       self->message_started_ = false;
       if (!self->trailers_.empty()) {
         if (!self->body_.empty()) self->DeliverData(self->body_, false);
         self->DeliverTrailers(self->trailers_);
-      } else {
+      } else if (!(self->ended_at_headers_ && self->body_.empty())) {
+        // A message whose end was told with its head has nothing more to say.
         self->DeliverData(self->body_, true);
       }
       if (self->stopped_) return -1;
@@ -181,6 +181,12 @@ const llhttp_settings_t* Http1Parser::Settings() {
 Http1Parser::Http1Parser(llhttp_type_t type, HeaderLimits limits) : limits_(limits) {
   llhttp_init(&parser_, type, Settings());
   parser_.data = this;
+}
+
+bool Http1Parser::EndsAtHeaders(Framing framing, uint64_t content_length) {
+  ended_at_headers_ =
+      framing == Framing::kNone || (framing == Framing::kContentLength && content_length == 0);
+  return ended_at_headers_;
 }
 
 int Http1Parser::Fail(int status, std::string detail) {
@@ -362,7 +368,6 @@ int Http1ServerCodec::OnHeadersComplete() {
   }
   h.Remove("host");
   if (r.authority.empty() && r.version_minor >= 1) return Fail(400, "empty Host field");
-  r.expect_continue = absl::EqualsIgnoreCase(h.Get("expect"), "100-continue");
 
   if (!OnlyChunked(h)) {
     // A coding under the chunking (gzip, chunked) would reach the upstream undeclared once the
@@ -396,19 +401,11 @@ int Http1ServerCodec::OnHeadersComplete() {
   }
   StripHopByHop(h);
   r.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
-  bool end_stream = r.framing == Framing::kNone ||
-                    (r.framing == Framing::kContentLength && r.content_length == 0);
-  decoder_->OnHeaders(r, end_stream);
+  decoder_->OnHeaders(r, EndsAtHeaders(r.framing, r.content_length));
   return 0;
 }
 
 void Http1ServerCodec::DeliverData(buffer::Buffer& data, bool end_stream) {
-  // A bodiless request got its end_stream with the headers.
-  if (end_stream && data.empty() &&
-      (request_.framing == Framing::kNone ||
-       (request_.framing == Framing::kContentLength && request_.content_length == 0))) {
-    return;
-  }
   decoder_->OnData(data, end_stream);
 }
 
@@ -529,19 +526,12 @@ int Http1ClientCodec::OnHeadersComplete() {
     StripHopByHop(r.headers);
   }
   r.keep_alive = llhttp_should_keep_alive(&parser_) != 0 && r.framing != Framing::kUntilClose;
-  bool end_stream = r.framing == Framing::kNone ||
-                    (r.framing == Framing::kContentLength && r.content_length == 0);
-  decoder_->OnHeaders(r, end_stream);
+  decoder_->OnHeaders(r, EndsAtHeaders(r.framing, r.content_length));
   return r.framing == Framing::kNone ? 1 : 0;
 }
 
 void Http1ClientCodec::DeliverData(buffer::Buffer& data, bool end_stream) {
   if (informational_ || response_.status == 101) return;
-  if (end_stream && data.empty() &&
-      (response_.framing == Framing::kNone ||
-       (response_.framing == Framing::kContentLength && response_.content_length == 0))) {
-    return;
-  }
   decoder_->OnData(data, end_stream);
 }
 

@@ -64,6 +64,9 @@ class Http1Parser {
   // The message just parsed was an interim response (1xx other than 101).
   virtual bool InterimMessage() const { return false; }
   int Fail(int status, std::string detail);
+  // Whether a message so framed ends with its head (then end_stream goes with the head and no
+  // empty data call follows). Remembered for the message's end.
+  bool EndsAtHeaders(Framing framing, uint64_t content_length);
   // Moves hop-by-hop and framing fields out of `headers`; returns the Connection tokens seen.
   struct ConnectionTokens {
     bool close = false;
@@ -90,7 +93,7 @@ class Http1Parser {
   int error_status_ = 0;
   std::string error_detail_;
   bool message_started_ = false;
-  bool message_complete_ = false;
+  bool ended_at_headers_ = false;
   bool paused_ = false;
   bool stopped_ = false;
   bool in_execute_ = false;
@@ -120,8 +123,6 @@ class Http1ServerCodec final : public Http1Parser, public ResponseEncoder {
 
   // Whether the connection may carry another request after the response being encoded.
   bool response_keeps_alive() const { return response_keep_alive_; }
-  // A body of unknown length to an HTTP/1.0 client ends with the connection.
-  bool response_ends_with_close() const { return !response_keep_alive_; }
 
  private:
   int OnHeadersComplete() override;

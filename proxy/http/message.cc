@@ -12,7 +12,6 @@ void RequestHead::Clear() {
   framing = Framing::kNone;
   content_length = 0;
   keep_alive = true;
-  expect_continue = false;
   upgrade.clear();
 }
 

@@ -33,7 +33,6 @@ struct RequestHead {
   Framing framing = Framing::kNone;
   uint64_t content_length = 0;
   bool keep_alive = true;
-  bool expect_continue = false;  // `Expect: 100-continue` (kept in headers too)
   // The client asked to switch protocols (Upgrade + Connection: upgrade); `upgrade` holds the
   // Upgrade value, which is forwarded.
   std::string upgrade;

@@ -157,10 +157,4 @@ void Http1Pool::Close(Http1Connection* c) {
   if (ep.total == 0) pools_.erase(EndpointKey{ep.state.get()});
 }
 
-size_t Http1Pool::idle_connections() const {
-  size_t n = 0;
-  for (const auto& [key, ep] : pools_) n += ep->idle.size();
-  return n;
-}
-
 }  // namespace remora::upstream

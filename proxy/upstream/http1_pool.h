@@ -102,7 +102,6 @@ class Http1Pool {
   // The owner is done with `c`. `reusable`: the exchange ended cleanly at a message boundary.
   void Release(Http1Connection* c, bool reusable);
 
-  size_t idle_connections() const;
   // Closes every idle connection (drain, shutdown).
   void CloseIdle();
 

@@ -122,6 +122,11 @@ TEST(Http1ServerCodecTest, AbsoluteFormHttp10AndUpgrades) {
   EXPECT_EQ(ParseRequests(ws, {}),
             "H GET /chat auth=a v=1.1 ka=1 up=websocket [Sec-WebSocket-Key:k;] end=1\nUPGRADE\n");
   ExpectSameAtEverySplit(ws);
+  // An upgrade with a body is served as a plain request: no tunnel before the body is done.
+  EXPECT_EQ(ParseRequests("POST /u HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nContent-Length: 2\r\n\r\nhi",
+                          {}),
+            "H POST /u auth=a v=1.1 ka=1 up= [] end=0\nD hi end\nCOMPLETE\n");
   // h2c is stripped and the request served as HTTP/1.1 (RFC 9113 3.1).
   EXPECT_EQ(ParseRequests("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nHTTP2-Settings: x\r\n"
                           "Connection: Upgrade, HTTP2-Settings\r\n\r\n",
