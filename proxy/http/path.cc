@@ -1,6 +1,7 @@
 #include "proxy/http/path.h"
 
-#include "absl/container/inlined_vector.h"
+#include <cstring>
+
 #include "absl/strings/ascii.h"
 
 namespace remora::http {
@@ -55,34 +56,37 @@ bool NormalizePath(absl::string_view target, std::string* out) {
     out->assign(target.data(), target.size());
     return true;
   }
-  std::string decoded;
-  if (!DecodeUnreserved(path, &decoded)) return false;
-  // Steps 2 and 3: empty segments (from "//") are dropped, "." skipped, ".." pops.
-  absl::InlinedVector<absl::string_view, 16> kept;
+  if (!DecodeUnreserved(path, out)) return false;
+  // Steps 2 and 3, in place: empty segments (from "//") are dropped, "." skipped, ".." cuts the
+  // output back to its previous '/'. The output never runs ahead of the input (w <= r), so
+  // segments move left with memmove and no second buffer is needed.
+  std::string& s = *out;
+  const size_t n = s.size();
+  size_t w = 0;  // output length
+  size_t r = 0;  // input position, at a '/'
   bool trailing_slash = false;
-  absl::string_view rest(decoded);
-  while (!rest.empty()) {
-    rest.remove_prefix(1);  // the '/'
-    size_t end = rest.find('/');
-    absl::string_view seg = rest.substr(0, end);
-    rest = end == absl::string_view::npos ? absl::string_view() : rest.substr(end);
-    bool last = rest.empty();
-    if (seg.empty() || seg == ".") {
-      if (last) trailing_slash = true;
-    } else if (seg == "..") {
-      if (!kept.empty()) kept.pop_back();
-      if (last) trailing_slash = true;
+  while (r < n) {
+    ++r;  // the '/'
+    size_t end = s.find('/', r);
+    if (end == std::string::npos) end = n;
+    const size_t len = end - r;
+    const bool last = end == n;
+    if (len == 0 || (len == 1 && s[r] == '.')) {
+      trailing_slash = last;
+    } else if (len == 2 && s[r] == '.' && s[r + 1] == '.') {
+      w = w == 0 ? 0 : s.rfind('/', w - 1);
+      trailing_slash = last;
     } else {
-      kept.push_back(seg);
-      if (last) trailing_slash = false;
+      s[w++] = '/';
+      std::memmove(&s[w], &s[r], len);
+      w += len;
+      trailing_slash = false;
     }
+    r = end;
   }
-  for (absl::string_view seg : kept) {
-    out->push_back('/');
-    out->append(seg.data(), seg.size());
-  }
-  if (kept.empty() || trailing_slash) out->push_back('/');
-  out->append(query.data(), query.size());
+  s.resize(w);
+  if (w == 0 || trailing_slash) s.push_back('/');
+  s.append(query.data(), query.size());
   return true;
 }
 
