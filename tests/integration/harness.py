@@ -249,5 +249,14 @@ def free_port_refused():
     return f"127.0.0.1:{port}"
 
 
+def recv_until_closed(sock, out=b""):
+    """Everything `sock` receives until the peer closes it, appended to `out`."""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def connect(port, host="127.0.0.1", timeout=5):
     return socket.create_connection((host, port), timeout=timeout)

@@ -203,13 +203,7 @@ def echo_once(port, payload=b"hello through remora", timeout=5.0):
     with connect(port, timeout=timeout) as s:
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            got += data
-    return got
+        return harness.recv_until_closed(s)
 
 
 def connect_refused(port, timeout=1.0):
