@@ -310,6 +310,10 @@ TEST(Http1ClientCodecTest, ResponsesAtEverySplit) {
       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
       "2\r\nok\r\n0\r\nA: b\r\n\r\n",
       "I 100\nH 200 ka=1 [] end=0\nD ok\nT 1\n");
+  ExpectResponse("GET",
+                 "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                 "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                 "I 103\nH 200 ka=1 [] end=1\n");
   // HEAD: no body whatever the length says, and the length is kept for the client.
   ExpectResponse("HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
                  "H 200 ka=1 [Content-Length:99;] end=1\n");
