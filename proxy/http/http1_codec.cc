@@ -183,9 +183,9 @@ Http1Parser::Http1Parser(llhttp_type_t type, HeaderLimits limits) : limits_(limi
   parser_.data = this;
 }
 
-bool Http1Parser::EndsAtHeaders(Framing framing, uint64_t content_length) {
-  ended_at_headers_ =
-      framing == Framing::kNone || (framing == Framing::kContentLength && content_length == 0);
+bool Http1Parser::EndsAtHeaders(const MessageHead& head) {
+  ended_at_headers_ = head.framing == Framing::kNone ||
+                      (head.framing == Framing::kContentLength && head.content_length == 0);
   return ended_at_headers_;
 }
 
@@ -401,7 +401,7 @@ int Http1ServerCodec::OnHeadersComplete() {
   }
   StripHopByHop(h);
   r.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
-  decoder_->OnHeaders(r, EndsAtHeaders(r.framing, r.content_length));
+  decoder_->OnHeaders(r, EndsAtHeaders(r));
   return 0;
 }
 
@@ -526,7 +526,7 @@ int Http1ClientCodec::OnHeadersComplete() {
     StripHopByHop(r.headers);
   }
   r.keep_alive = llhttp_should_keep_alive(&parser_) != 0 && r.framing != Framing::kUntilClose;
-  decoder_->OnHeaders(r, EndsAtHeaders(r.framing, r.content_length));
+  decoder_->OnHeaders(r, EndsAtHeaders(r));
   return r.framing == Framing::kNone ? 1 : 0;
 }
 

@@ -66,7 +66,7 @@ class Http1Parser {
   int Fail(int status, std::string detail);
   // Whether a message so framed ends with its head (then end_stream goes with the head and no
   // empty data call follows). Remembered for the message's end.
-  bool EndsAtHeaders(Framing framing, uint64_t content_length);
+  bool EndsAtHeaders(const MessageHead& head);
   // Moves hop-by-hop and framing fields out of `headers`; returns the Connection tokens seen.
   struct ConnectionTokens {
     bool close = false;

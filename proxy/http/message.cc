@@ -2,11 +2,7 @@
 
 namespace remora::http {
 
-void RequestHead::Clear() {
-  method.clear();
-  path.clear();
-  normalized_path.clear();
-  authority.clear();
+void MessageHead::Clear() {
   headers.Clear();
   version_minor = 1;
   framing = Framing::kNone;
@@ -15,15 +11,18 @@ void RequestHead::Clear() {
   upgrade.clear();
 }
 
+void RequestHead::Clear() {
+  MessageHead::Clear();
+  method.clear();
+  path.clear();
+  normalized_path.clear();
+  authority.clear();
+}
+
 void ResponseHead::Clear() {
+  MessageHead::Clear();
   status = 0;
   reason.clear();
-  headers.Clear();
-  version_minor = 1;
-  framing = Framing::kNone;
-  content_length = 0;
-  keep_alive = true;
-  upgrade.clear();
 }
 
 bool IsIdempotentMethod(absl::string_view m) {

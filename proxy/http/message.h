@@ -20,7 +20,21 @@ enum class Framing : uint8_t {
   kUntilClose,  // responses only: the body ends when the server closes
 };
 
-struct RequestHead {
+// What requests and responses have in common.
+struct MessageHead {
+  HeaderMap headers;  // end-to-end fields only: hop-by-hop fields are removed by the codec
+  uint8_t version_minor = 1;
+  Framing framing = Framing::kNone;
+  uint64_t content_length = 0;
+  bool keep_alive = true;
+  // Requests: the client asked to switch protocols (Upgrade + Connection: upgrade) and this is
+  // the Upgrade value, which is forwarded. Responses (101): the protocol switched to.
+  std::string upgrade;
+
+  void Clear();
+};
+
+struct RequestHead : MessageHead {
   std::string method;
   // The request target as it will be forwarded: origin-form path and query, or "*". An
   // absolute-form target is reduced to its path here, its authority moved to `authority`.
@@ -28,27 +42,13 @@ struct RequestHead {
   // The path after normalisation (DESIGN: routing and authorization use this one); see path.h.
   std::string normalized_path;
   std::string authority;  // Host, or the authority of an absolute-form target
-  HeaderMap headers;      // end-to-end fields only: hop-by-hop fields are removed by the codec
-  uint8_t version_minor = 1;
-  Framing framing = Framing::kNone;
-  uint64_t content_length = 0;
-  bool keep_alive = true;
-  // The client asked to switch protocols (Upgrade + Connection: upgrade); `upgrade` holds the
-  // Upgrade value, which is forwarded.
-  std::string upgrade;
 
   void Clear();
 };
 
-struct ResponseHead {
+struct ResponseHead : MessageHead {
   int status = 0;
   std::string reason;
-  HeaderMap headers;
-  uint8_t version_minor = 1;
-  Framing framing = Framing::kNone;
-  uint64_t content_length = 0;
-  bool keep_alive = true;
-  std::string upgrade;  // 101: the protocol switched to
 
   void Clear();
 };
