@@ -23,6 +23,7 @@ Run (from the source tree):
 """
 
 import asyncio
+import contextlib
 import hashlib
 import http.server
 import json
@@ -277,6 +278,22 @@ def http_config(routes, clusters, listener_extra=(), workers=1):
     return "\n".join(out) + "\n"
 
 
+@contextlib.contextmanager
+def raw_upstream(behaviour):
+    up = RawUpstream(behaviour)
+    try:
+        yield up
+    finally:
+        up.close()
+
+
+@contextlib.contextmanager
+def proxy_in_front_of(address, listener_extra=()):
+    """A remora whose http listener `web` sends every request to `address`."""
+    with Remora(http_config([("{prefix: /}", "up")], {"up": [address]}, listener_extra)) as r:
+        yield r
+
+
 def raw_exchange(port, data, timeout=3.0):
     """Sends `data`, reads until the proxy closes (or `timeout`). Returns (bytes, closed)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -351,7 +368,8 @@ def assert_back_to_baseline(test, r, baseline_fds, port):
             test.fail(f"not back to baseline: fds={fds} baseline={baseline_fds} "
                       f"pooled={pooled} downstream_active={down}")
         time.sleep(0.02)
-    resp, _ = raw_exchange(port, b"GET /echo/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    resp, _ = raw_exchange(
+        port, b"GET /echo/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     test.assertEqual(status_of(resp), 200, resp[:300])
 
 
@@ -410,7 +428,8 @@ class HttpProxyTest(unittest.TestCase):
             ["curl", "-s", "-S", "--max-time", "10", "-w", "%{num_connects}\n",
              f"{self.url}/echo/1", f"{self.url}/echo/2", f"{self.url}/echo/3"],
             capture_output=True, check=True).stdout.decode()
-        bodies = [json.loads(line[:line.rindex("}") + 1]) for line in out.split("\n") if "{" in line]
+        bodies = [json.loads(line[:line.rindex("}") + 1])
+                  for line in out.split("\n") if "{" in line]
         self.assertEqual([b["path"] for b in bodies], ["/echo/1", "/echo/2", "/echo/3"])
         # curl connected once and reused the connection (num_connects after each body).
         self.assertEqual(re.findall(r"\}(\d+)\n", out), ["1", "0", "0"])
@@ -602,23 +621,19 @@ class HttpProxyTest(unittest.TestCase):
         # The 404's text must not be sent after a HEAD's head: the client would read it as the
         # start of the next response.
         out, _ = raw_exchange(self.port, b"HEAD /nope HTTP/1.1\r\nHost: a\r\n\r\n"
-                              b"GET /echo/after-head HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                              b"GET /echo/after-head HTTP/1.1\r\nHost: a\r\n"
+                              b"Connection: close\r\n\r\n")
         first, rest = out.split(b"\r\n\r\n", 1)
         self.assertEqual(status_of(first), 404)
         self.assertEqual(status_of(rest), 200, rest[:200])
 
     def test_upstream_connection_close_is_not_pooled(self):
-        up = RawUpstream(answer_close_then_linger)
-        r = Remora(http_config([("{prefix: /}", "closing")], {"closing": [up.address]}))
-        try:
+        with raw_upstream(answer_close_then_linger) as up, proxy_in_front_of(up.address) as r:
             for _ in range(3):
                 out, _ = raw_exchange(r.port("web"), b"POST /p HTTP/1.1\r\nHost: a\r\n"
                                       b"Content-Length: 2\r\nConnection: close\r\n\r\nhi")
                 self.assertEqual(status_of(out), 200, out[:200])
             self.assertEqual(up.accepted, 3)
-        finally:
-            r.close()
-            up.close()
 
     def test_length_less_response_is_rechunked_or_closed(self):
         out, closed = raw_exchange(self.port, b"GET /noclen HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -662,18 +677,17 @@ class HttpProxyTest(unittest.TestCase):
         async def run():
             server = await websockets.server.serve(echo, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
-            r = Remora(http_config([("{prefix: /}", "ws")], {"ws": [f"127.0.0.1:{port}"]}))
             try:
-                async with websockets.connect(f"ws://127.0.0.1:{r.port('web')}/chat") as ws:
-                    await ws.send("hello text")
-                    self.assertEqual(await ws.recv(), "hello text")
-                    blob = os.urandom(100 * KiB)
-                    await ws.send(blob)
-                    self.assertEqual(await ws.recv(), blob)
+                with proxy_in_front_of(f"127.0.0.1:{port}") as r:
+                    async with websockets.connect(f"ws://127.0.0.1:{r.port('web')}/chat") as ws:
+                        await ws.send("hello text")
+                        self.assertEqual(await ws.recv(), "hello text")
+                        blob = os.urandom(100 * KiB)
+                        await ws.send(blob)
+                        self.assertEqual(await ws.recv(), blob)
             finally:
                 server.close()
                 await server.wait_closed()
-                r.close()
 
         asyncio.run(run())
 
@@ -694,9 +708,8 @@ class HttpProxyTest(unittest.TestCase):
         s.close()
         self.assertGreaterEqual(got, size)
         # Upload to an upstream reading at 10 MiB/s.
-        slow = RawUpstream(lambda up, conn: slow_read_upload(up, conn, rate))
-        r2 = Remora(http_config([("{prefix: /}", "slow")], {"slow": [slow.address]}))
-        try:
+        slow_reader = lambda up, conn: slow_read_upload(up, conn, rate)  # noqa: E731
+        with raw_upstream(slow_reader) as slow, proxy_in_front_of(slow.address) as r2:
             base2 = r2.vm_hwm_kib()
             s = socket.create_connection(("127.0.0.1", r2.port("web")), timeout=60)
             s.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
@@ -714,9 +727,6 @@ class HttpProxyTest(unittest.TestCase):
             print(f"\nupload {size // MiB} MiB: VmHWM +{up_growth} KiB (bound {bound_kib} KiB)",
                   file=sys.stderr)
             self.assertLess(up_growth, bound_kib)
-        finally:
-            r2.close()
-            slow.close()
         down_growth = self.r.vm_hwm_kib() - base
         print(f"download {size // MiB} MiB: VmHWM +{down_growth} KiB (bound {bound_kib} KiB)",
               file=sys.stderr)
@@ -727,17 +737,12 @@ class HttpProxyTest(unittest.TestCase):
     def test_pooled_connection_closed_by_server_is_not_a_failure(self):
         # The upstream answers one request per connection and then closes (keep-alive from its
         # response, FIN right after): every request must still succeed.
-        up = RawUpstream(answer_then_close)
-        r = Remora(http_config([("{prefix: /}", "flaky")], {"flaky": [up.address]}))
-        try:
+        with raw_upstream(answer_then_close) as up, proxy_in_front_of(up.address) as r:
             for i in range(10):
                 out, _ = raw_exchange(r.port("web"), b"GET /k HTTP/1.1\r\nHost: a\r\n"
                                       b"Connection: close\r\n\r\n")
                 self.assertEqual(status_of(out), 200, out[:200])
                 time.sleep(0.05 if i % 2 else 0)  # sometimes the FIN lands before the next one
-        finally:
-            r.close()
-            up.close()
 
     def test_declined_upgrade_is_a_plain_request_and_parsing_resumes(self):
         reqs = (b"GET /echo/up HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
@@ -745,13 +750,12 @@ class HttpProxyTest(unittest.TestCase):
                 b"GET /echo/next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         out, closed = raw_exchange(self.port, reqs)
         self.assertTrue(closed)
-        self.assertEqual(re.findall(rb'"path": "(/echo/[a-z]+)"', out), [b"/echo/up", b"/echo/next"])
+        self.assertEqual(re.findall(rb'"path": "(/echo/[a-z]+)"', out),
+                         [b"/echo/up", b"/echo/next"])
         self.assertIn(b'["Upgrade", "websocket"]', out)  # forwarded; the upstream declined it
 
     def test_early_response_during_upload_is_relayed_and_not_reused(self):
-        up = RawUpstream(early_answer)
-        r = Remora(http_config([("{prefix: /}", "early")], {"early": [up.address]}))
-        try:
+        with raw_upstream(early_answer) as up, proxy_in_front_of(up.address) as r:
             s = socket.create_connection(("127.0.0.1", r.port("web")), timeout=5)
             s.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
             s.sendall(b"x" * 100000)
@@ -768,13 +772,9 @@ class HttpProxyTest(unittest.TestCase):
                                   b"Connection: close\r\n\r\n")
             self.assertEqual(status_of(out), 413)
             self.assertEqual(up.accepted, 2)  # the cut-short connection was not pooled
-        finally:
-            r.close()
-            up.close()
 
     def test_drain_finishes_in_flight_requests_with_connection_close(self):
-        r = Remora(http_config([("{prefix: /}", "app")], {"app": [self.up.address]}))
-        try:
+        with proxy_in_front_of(self.up.address) as r:
             port = r.port("web")
             idle = socket.create_connection(("127.0.0.1", port), timeout=5)
             idle.sendall(b"GET /echo/idle HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -793,21 +793,15 @@ class HttpProxyTest(unittest.TestCase):
             self.assertEqual(header_of(out, "connection"), "close")
             self.assertTrue(out.endswith(b"delayed"))
             self.assertEqual(r.wait_exit(), 0)
-        finally:
-            r.close()
 
     def test_inbound_listener_sets_forwarding_headers(self):
-        r = Remora(http_config([("{prefix: /}", "app")], {"app": [self.up.address]},
-                               ["direction: inbound"]))
-        try:
+        with proxy_in_front_of(self.up.address, ["direction: inbound"]) as r:
             raw = curl("-H", "x-forwarded-for: 10.1.2.3", "-H", "x-remora-identity: forged",
                        f"http://127.0.0.1:{r.port('web')}/echo/in")
             h = {k.lower(): v for k, v in json.loads(split_response(raw)[1])["headers"]}
             self.assertEqual(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1")
             self.assertEqual(h["x-forwarded-proto"], "http")
             self.assertNotIn("x-remora-identity", h)
-        finally:
-            r.close()
 
 
 def paced_recv(sock, got, until, rate):
