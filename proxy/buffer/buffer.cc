@@ -201,6 +201,26 @@ size_t Buffer::MoveSlices(Buffer& dst, size_t max_slices) {
   return max_slices;
 }
 
+void Buffer::MoveFront(Buffer& dst, size_t n) {
+  assert(n <= length_);
+  while (n > 0) {
+    Slice& front = slices_[head_];
+    if (front.size() <= n) {
+      size_t size = front.size();
+      n -= size;
+      length_ -= size;
+      dst.Append(std::move(front));  // leaves `front` empty
+      ++head_;
+    } else {
+      dst.Append(front.Sub(0, n));
+      front.RemovePrefix(n);
+      length_ -= n;
+      n = 0;
+    }
+  }
+  Drain(0);  // compacts the drained slots
+}
+
 void Buffer::Drain(size_t n) {
   assert(n <= length_);
   length_ -= n;

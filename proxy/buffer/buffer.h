@@ -128,8 +128,21 @@ class ReadArena {
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(Buffer&&) = default;
-  Buffer& operator=(Buffer&&) = default;
+  // A moved-from buffer is empty and usable (the defaults would leave its length behind).
+  Buffer(Buffer&& o) noexcept : slices_(std::move(o.slices_)), head_(o.head_), length_(o.length_) {
+    o.slices_.clear();
+    o.head_ = o.length_ = 0;
+  }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      slices_ = std::move(o.slices_);
+      head_ = o.head_;
+      length_ = o.length_;
+      o.slices_.clear();
+      o.head_ = o.length_ = 0;
+    }
+    return *this;
+  }
 
   size_t length() const { return length_; }
   bool empty() const { return length_ == 0; }
@@ -147,6 +160,9 @@ class Buffer {
   // Moves up to `max_slices` whole slices from the front of this buffer to the end of `dst`.
   // Returns how many moved.
   size_t MoveSlices(Buffer& dst, size_t max_slices);
+  // Moves the first n bytes (n <= length()) to the end of `dst`: whole slices move, a slice cut
+  // in two is shared (no byte is copied).
+  void MoveFront(Buffer& dst, size_t n);
   // Drops the first n bytes (n <= length()).
   void Drain(size_t n);
   void Clear() { Drain(length_); }
