@@ -5,8 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
-#include "proxy/http/path.h"
-#include "proxy/http/router.h"
+#include "proxy/http/http2_connection_manager.h"
 
 namespace remora::http {
 
@@ -16,15 +15,6 @@ namespace {
 
 HeaderLimits LimitsOf(const config::Listener& l) {
   return HeaderLimits{l.max_request_header_bytes, l.max_request_headers};
-}
-
-// The client's address without the port: "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1".
-std::string HostOf(const std::string& peer) {
-  if (!peer.empty() && peer[0] == '[') {
-    size_t close = peer.find(']');
-    return peer.substr(1, close == std::string::npos ? std::string::npos : close - 1);
-  }
-  return peer.substr(0, peer.rfind(':'));
 }
 
 }  // namespace
@@ -55,7 +45,7 @@ HttpConnectionManager::HttpConnectionManager(server::WorkerContext& ctx,
   codec_.set_decoder(this);
   timer_ = ctx_.dispatcher.CreateTimer([this] { OnTimer(); });
   flush_timer_ = ctx_.dispatcher.CreateTimer([this] { FlushOut(); });
-  info_.downstream_address = HostOf(conn_->peer());
+  peer_host_ = PeerHost(conn_->peer());
   // A client that connects must start a request within the header timeout, like one that
   // started it.
   ArmTimer(listener_.config->request_header_timeout);
@@ -72,15 +62,42 @@ void HttpConnectionManager::OnRead(buffer::Buffer& data) {
     return;
   }
   if (tunnel_sink_ != nullptr) {
+    stream_->NoteActivity();
     tunnel_sink_->OnTunnelData(data);
     return;
   }
   // The first bytes of a request (re)start the header deadline; the idle deadline ends.
-  if (!stream_active_ && in_.empty() && !codec_.message_started()) {
+  if (!stream_ && in_.empty() && !codec_.message_started()) {
     ArmTimer(listener_.config->request_header_timeout);
   }
   in_.Move(data);
+  if (first_bytes_ && MaybeHandOverToHttp2()) return;
   Dispatch();
+}
+
+bool HttpConnectionManager::MaybeHandOverToHttp2() {
+  // Prior knowledge (RFC 9113 3.3): the client preface instead of a request line. A prefix of it
+  // waits for more bytes.
+  const absl::string_view preface = Http2ServerCodec::kClientPreface;
+  std::string got;
+  for (size_t i = 0; i < in_.slice_count() && got.size() < preface.size(); ++i) {
+    absl::string_view v = in_.slice(i).view().substr(0, preface.size() - got.size());
+    got.append(v.data(), v.size());
+  }
+  if (!absl::StartsWith(preface, got)) {
+    first_bytes_ = false;
+    return false;
+  }
+  if (got.size() < preface.size()) return true;
+  // The connection (its stats included) moves to the HTTP/2 manager; this one goes quietly.
+  first_bytes_ = false;
+  finished_ = true;
+  timer_.reset();
+  flush_timer_.reset();
+  ctx_.connections.Remove(this);
+  Http2ConnectionManager::Start(ctx_, std::move(snapshot_), listener_, std::move(conn_), in_);
+  ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
+  return true;
 }
 
 void HttpConnectionManager::Dispatch() {
@@ -93,7 +110,7 @@ void HttpConnectionManager::Dispatch() {
     redispatch_ = false;
     // A client that does not read its responses gets no new ones: parsing (and below, reading)
     // waits until its backlog drains.
-    while (!closing_ && !in_.empty() && !(downstream_above_high_ && !stream_active_)) {
+    while (!closing_ && !in_.empty() && !(downstream_above_high_ && !stream_)) {
       DispatchResult r = codec_.Dispatch(in_);
       if (r == DispatchResult::kError) {
         OnCodecError();
@@ -118,14 +135,11 @@ void HttpConnectionManager::OnCodecError() {
   if (status == 505) reason = "http_version_not_supported";
   if (status == 501) reason = "not_implemented";
   if (status == 405) reason = "connect_not_allowed";
-  if (stream_active_) {
-    // A malformed body after a good head: the request may already be upstream.
-    if (response_started_) {
-      ResetStream();
-    } else {
-      request_complete_ = false;
-      SendLocalReply(status, reason, codec_.error_detail());
-    }
+  if (stream_) {
+    // A malformed body after a good head: the request may already be upstream. The reply (or
+    // the reset, once the response has begun) is the connection's last.
+    close_after_response_ = true;
+    stream_->SendLocalReply(status, reason, codec_.error_detail());
     return;
   }
   DirectReply(status, reason, codec_.error_detail());
@@ -133,9 +147,10 @@ void HttpConnectionManager::OnCodecError() {
 
 void HttpConnectionManager::DirectReply(int status, absl::string_view reason,
                                         absl::string_view detail) {
-  buffer::Buffer body = BuildLocalReply(status, reason, detail);
-  local_reply_.keep_alive = false;
-  codec_.EncodeHeaders(local_reply_, false);
+  ResponseHead reply;
+  buffer::Buffer body = ActiveStream::BuildLocalReply(reply, false, status, reason, detail);
+  reply.keep_alive = false;
+  codec_.EncodeHeaders(reply, false);
   codec_.EncodeData(body, true);
   FlushOut();
   CloseAfterFlush();
@@ -148,7 +163,7 @@ void HttpConnectionManager::OnEndOfStream() {
     if (tunnel_upstream_done_) CloseAfterFlush();
     return;
   }
-  if (stream_active_ && request_complete_ && !closing_) return;  // answer, then close
+  if (stream_ && stream_->request_complete() && !closing_) return;  // answer, then close
   CloseAfterFlush();
 }
 
@@ -159,13 +174,13 @@ void HttpConnectionManager::OnEvent(TcpConnection::Event) {
 
 void HttpConnectionManager::OnWriteHighWatermark() {
   downstream_above_high_ = true;
-  if (watermark_callbacks_ != nullptr) watermark_callbacks_->OnDownstreamAboveHighWatermark();
+  if (stream_) stream_->OnDownstreamAboveHighWatermark();
   if (!dispatching_) UpdateReading();
 }
 
 void HttpConnectionManager::OnWriteLowWatermark() {
   downstream_above_high_ = false;
-  if (watermark_callbacks_ != nullptr) watermark_callbacks_->OnDownstreamBelowLowWatermark();
+  if (stream_) stream_->OnDownstreamBelowLowWatermark();
   // Requests parked while the client was not taking responses may go on.
   UpdateReading();
   Dispatch();
@@ -198,7 +213,7 @@ void HttpConnectionManager::OnTimer() {
     Finish();  // the close-flush deadline
     return;
   }
-  if (stream_active_) return;  // the head arrived; route timeouts belong to the router
+  if (stream_) return;  // the head arrived; route timeouts belong to the router
   if (codec_.message_started() || !in_.empty()) {
     DirectReply(408, "header_timeout", "request header not received in time");
     return;
@@ -219,14 +234,14 @@ void HttpConnectionManager::CloseAfterFlush() {
     }
     timer_->Enable(kCloseFlushTimeout);
   }
-  if (stream_active_) EndStream();
+  EndStream();
   if (out_.empty() && conn_->write_backlog() == 0) Finish();
 }
 
 void HttpConnectionManager::Finish(TcpConnection::CloseMode mode) {
   if (finished_) return;
   finished_ = true;
-  if (stream_active_) EndStream();
+  EndStream();
   timer_.reset();
   flush_timer_.reset();
   conn_->Close(mode);
@@ -237,334 +252,79 @@ void HttpConnectionManager::Finish(TcpConnection::CloseMode mode) {
 
 void HttpConnectionManager::StartDrain() {
   draining_ = true;
-  if (!stream_active_ && !codec_.message_started()) CloseAfterFlush();
+  if (!stream_ && !codec_.message_started()) CloseAfterFlush();
 }
 
 void HttpConnectionManager::CloseNow() { Finish(); }
 
 // ---- the stream ---------------------------------------------------------------------------------
 
-void HttpConnectionManager::ApplyForwardingPolicy(RequestHead& head) {
-  if (listener_.config->direction != config::Direction::kInbound) return;
-  // From the mesh to the local app: headers that claim to come from this proxy cannot be
-  // trusted, and the app learns who called it.
-  for (size_t i = head.headers.size(); i-- > 0;) {
-    if (absl::StartsWithIgnoreCase(head.headers.name(i), "x-remora-")) head.headers.RemoveAt(i);
-  }
-  int xff = head.headers.Find("x-forwarded-for");
-  if (xff >= 0) {
-    std::string joined =
-        absl::StrCat(head.headers.value(static_cast<size_t>(xff)), ", ", info_.downstream_address);
-    head.headers.Set("x-forwarded-for", joined);
-  } else {
-    head.headers.Add("x-forwarded-for", info_.downstream_address);
-  }
-  head.headers.Set("x-forwarded-proto", "http");
-}
-
 void HttpConnectionManager::OnHeaders(RequestHead& head, bool end_stream) {
   timer_->Disable();
-  BeginStream();
-  request_complete_ = end_stream;
-  if (!NormalizePath(head.path, &head.normalized_path)) {
-    close_after_response_ = true;  // malformed input ends the connection, like a parse error
-    SendLocalReply(400, "bad_request", "malformed percent-encoding in the path");
-    return;
-  }
-  ApplyForwardingPolicy(head);
-  DecodeHeadersFrom(0);
+  stream_ = std::make_unique<ActiveStream>(ctx_, *snapshot_, listener_, *this, head, peer_host_);
+  stream_->DecodeHeaders(end_stream);
   // Headers-only requests are complete here; a body keeps the deadline off until the response.
 }
 
 void HttpConnectionManager::OnData(buffer::Buffer& data, bool end_stream) {
-  if (end_stream) request_complete_ = true;
-  if (local_replied_ || !stream_active_) {
+  if (!stream_) {
     data.Clear();  // the answer is given; the rest of the body is read and dropped
     return;
   }
-  DecodeDataFrom(0, data, end_stream);
+  stream_->DecodeData(data, end_stream);
 }
 
 void HttpConnectionManager::OnTrailers(HeaderMap& trailers) {
-  request_complete_ = true;
-  if (local_replied_ || !stream_active_) return;
-  DecodeTrailersFrom(0, trailers);
-}
-
-void HttpConnectionManager::BeginStream() {
-  stream_active_ = true;
-  ++stream_id_;
-  request_complete_ = response_started_ = response_complete_ = local_replied_ = false;
-  decode_.Reset();
-  encode_.Reset();
-  info_.start = ctx_.dispatcher.Now();
-  info_.reason = {};
-  info_.response_status = 0;
-  for (const FilterFactory* f : listener_.filters) filters_.push_back(f->create(listener_));
-  filters_.push_back(RouterFilter::kFactory.create(listener_));
-  for (auto& f : filters_) f->set_callbacks(this);
+  if (stream_) stream_->DecodeTrailers(trailers);
 }
 
 void HttpConnectionManager::EndStream() {
-  if (!stream_active_) return;
-  stream_active_ = false;
-  watermark_callbacks_ = nullptr;
+  if (!stream_) return;
   tunnel_sink_ = nullptr;
   read_disabled_by_stream_ = false;
-  decode_.Reset();
-  encode_.Reset();
-  for (auto& f : filters_) f->OnDestroy();
-  for (auto& f : filters_) ctx_.dispatcher.DeferredDelete(std::move(f));
-  filters_.clear();
+  stream_->End();
+  ctx_.dispatcher.DeferredDelete(std::move(stream_));
 }
 
-void HttpConnectionManager::DecodeHeadersFrom(size_t from) {
-  RequestHead& head = codec_.request();
-  for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
-    if (filters_[i]->DecodeHeaders(head, request_complete_ && !decode_.active) ==
-        FilterStatus::kStop) {
-      if (i + 1 < filters_.size()) {
-        decode_.active = true;
-        decode_.headers = true;
-        decode_.stopped_at = i;
-      }
-      return;
-    }
-  }
-}
-
-void HttpConnectionManager::DecodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
-  if (decode_.active) {
-    decode_.data.Move(data);
-    decode_.end = decode_.end || end_stream;
-    return;
-  }
-  for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
-    if (filters_[i]->DecodeData(data, end_stream) == FilterStatus::kStop) {
-      if (i + 1 < filters_.size()) {
-        decode_.active = true;
-        decode_.stopped_at = i;
-        decode_.data.Move(data);
-        decode_.end = end_stream;
-      }
-      return;
-    }
-  }
-}
-
-void HttpConnectionManager::DecodeTrailersFrom(size_t from, HeaderMap& trailers) {
-  if (decode_.active) {
-    decode_.trailers = &trailers;
-    return;
-  }
-  for (size_t i = from; i < filters_.size() && stream_active_ && !local_replied_; ++i) {
-    if (filters_[i]->DecodeTrailers(trailers) == FilterStatus::kStop) {
-      if (i + 1 < filters_.size()) {
-        decode_.active = true;
-        decode_.stopped_at = i;
-        decode_.trailers = &trailers;
-      }
-      return;
-    }
-  }
-}
-
-void HttpConnectionManager::ContinueDecoding() {
-  if (!decode_.active || !stream_active_) return;
-  // Each step below may end this stream and, through a pipelined request, begin the next one:
-  // stop as soon as the stream is no longer the one that was held.
-  const uint64_t id = stream_id_;
-  auto gone = [&] { return decode_.active || !stream_active_ || stream_id_ != id; };
-  decode_.active = false;
-  size_t next = decode_.stopped_at + 1;
-  if (decode_.headers) {
-    decode_.headers = false;
-    DecodeHeadersFrom(next);
-    next = 0;  // held body bytes have been seen by no filter yet
-  }
-  if (gone()) return;
-  if (!decode_.data.empty() || decode_.end) {
-    buffer::Buffer data = std::move(decode_.data);
-    bool end = decode_.end && decode_.trailers == nullptr;
-    decode_.end = false;
-    DecodeDataFrom(next, data, end);
-    next = 0;
-  }
-  if (gone()) return;
-  if (HeaderMap* t = std::exchange(decode_.trailers, nullptr)) DecodeTrailersFrom(next, *t);
-  Dispatch();
-}
-
-void HttpConnectionManager::SendLocalReply(int status, absl::string_view reason,
-                                           absl::string_view detail) {
-  if (!stream_active_) return;
-  if (response_started_) {
-    ResetStream();
-    return;
-  }
-  local_replied_ = true;
-  info_.reason = reason;
-  // Whether the connection survives the reply (not if request bytes are still unread) is
-  // decided where every response head is: EncodeHeadersFrom.
-  buffer::Buffer body = BuildLocalReply(status, reason, detail);
-  encode_.active = false;
-  EncodeHeadersFrom(filters_.size() - 1, local_reply_, false);
-  if (!stream_active_) return;
-  EncodeDataFrom(filters_.size() - 1, body, true);
-}
-
-buffer::Buffer HttpConnectionManager::BuildLocalReply(int status, absl::string_view reason,
-                                                      absl::string_view detail) {
-  ResponseHead& h = local_reply_;
-  h.Clear();
-  h.status = status;
-  h.headers.Add("content-type", "text/plain");
-  h.headers.Add("x-remora-reason", reason);
-  buffer::Buffer body;
-  body.Append(detail);
-  body.Append("\n");
-  h.framing = Framing::kContentLength;
-  h.content_length = body.length();
-  return body;
-}
-
-// ---- encoding -----------------------------------------------------------------------------------
-
-// Encode runs from the filter before the router down to the first; `from` is one past the first
-// filter to run (so filters_.size() - 1 skips the router, which produces responses).
-void HttpConnectionManager::EncodeHeadersFrom(size_t from, ResponseHead& head, bool end_stream) {
-  const uint64_t id = stream_id_;
-  for (size_t i = from; i-- > 0;) {
-    FilterStatus status = filters_[i]->EncodeHeaders(head, end_stream);
-    if (!stream_active_ || stream_id_ != id || response_started_) return;  // answered or ended
-    if (status == FilterStatus::kStop) {
-      encode_.active = true;
-      encode_.stopped_at = i;
-      encode_.head = &head;
-      encode_.end = end_stream;
-      return;
-    }
-  }
-  if (head.status >= 200 || head.status == 101) {
-    response_started_ = true;
-    info_.response_status = head.status;
-  }
-  // Tell the client when this response is the connection's last (drain, a half-closed or
-  // misbehaving client, or a response that starts before the request has ended: the rest of the
-  // upload has nowhere to go), so it does not send another request into a closing socket.
-  if (draining_ || close_after_response_ || peer_eof_ || !request_complete_) {
-    head.keep_alive = false;
-  }
-  codec_.EncodeHeaders(head, end_stream);
-  if (end_stream) {
-    OnResponseComplete();
-  } else {
-    // The body usually follows in the same loop turn and goes out in the same write; if not,
-    // the head leaves on its own at the start of the next turn.
-    flush_timer_->Enable(absl::ZeroDuration());
-  }
-}
-
-void HttpConnectionManager::EncodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
-  if (encode_.active) {
-    encode_.data.Move(data);
-    encode_.end = encode_.end || end_stream;
-    return;
-  }
-  const uint64_t id = stream_id_;
-  for (size_t i = from; i-- > 0;) {
-    FilterStatus status = filters_[i]->EncodeData(data, end_stream);
-    if (!stream_active_ || stream_id_ != id) return;
-    if (status == FilterStatus::kStop) {
-      encode_.active = true;
-      encode_.stopped_at = i;
-      encode_.data.Move(data);
-      encode_.end = end_stream;
-      return;
-    }
-  }
-  codec_.EncodeData(data, end_stream);
-  FlushOut();
-  if (end_stream) OnResponseComplete();
-}
-
-void HttpConnectionManager::EncodeTrailersFrom(size_t from, HeaderMap& trailers) {
-  if (encode_.active) {
-    encode_.trailers = &trailers;
-    return;
-  }
-  const uint64_t id = stream_id_;
-  for (size_t i = from; i-- > 0;) {
-    FilterStatus status = filters_[i]->EncodeTrailers(trailers);
-    if (!stream_active_ || stream_id_ != id) return;
-    if (status == FilterStatus::kStop) {
-      encode_.active = true;
-      encode_.stopped_at = i;
-      encode_.trailers = &trailers;
-      return;
-    }
-  }
-  codec_.EncodeTrailers(trailers);
-  FlushOut();
-  OnResponseComplete();
-}
-
-void HttpConnectionManager::ContinueEncoding() {
-  if (!encode_.active || !stream_active_) return;
-  const uint64_t id = stream_id_;
-  auto gone = [&] { return encode_.active || !stream_active_ || stream_id_ != id; };
-  encode_.active = false;
-  size_t next = encode_.stopped_at;  // EncodeXFrom runs filters below `from`
-  if (ResponseHead* h = std::exchange(encode_.head, nullptr)) {
-    bool end = encode_.end && encode_.data.empty() && encode_.trailers == nullptr;
-    if (end) encode_.end = false;
-    EncodeHeadersFrom(next, *h, end);
-    next = filters_.size() - 1;
-  }
-  if (gone()) return;
-  if (!encode_.data.empty() || encode_.end) {
-    buffer::Buffer data = std::move(encode_.data);
-    bool end = encode_.end && encode_.trailers == nullptr;
-    encode_.end = false;
-    EncodeDataFrom(next, data, end);
-    next = filters_.size() - 1;
-  }
-  if (gone()) return;
-  if (HeaderMap* t = std::exchange(encode_.trailers, nullptr)) EncodeTrailersFrom(next, *t);
-}
-
-void HttpConnectionManager::EncodeInformational(ResponseHead& head) {
+void HttpConnectionManager::WriteInformational(ActiveStream&, ResponseHead& head) {
   codec_.EncodeInformational(head);
   FlushOut();
 }
 
-void HttpConnectionManager::EncodeHeaders(ResponseHead& head, bool end_stream) {
-  if (!stream_active_ || local_replied_) return;
-  EncodeHeadersFrom(filters_.size() - 1, head, end_stream);
+void HttpConnectionManager::WriteHeaders(ActiveStream& s, ResponseHead& head, bool end_stream) {
+  // Tell the client when this response is the connection's last (drain, a half-closed or
+  // misbehaving client, or a response that starts before the request has ended: the rest of the
+  // upload has nowhere to go), so it does not send another request into a closing socket.
+  if (draining_ || close_after_response_ || s.malformed() || peer_eof_ || !s.request_complete()) {
+    head.keep_alive = false;
+  }
+  codec_.EncodeHeaders(head, end_stream);
+  // The body usually follows in the same loop turn and goes out in the same write; if not, the
+  // head leaves on its own at the start of the next turn.
+  if (!end_stream) flush_timer_->Enable(absl::ZeroDuration());
 }
 
-void HttpConnectionManager::EncodeData(buffer::Buffer& data, bool end_stream) {
-  if (!stream_active_ || local_replied_) return data.Clear();
-  EncodeDataFrom(filters_.size() - 1, data, end_stream);
+void HttpConnectionManager::WriteData(ActiveStream&, buffer::Buffer& data, bool end_stream) {
+  codec_.EncodeData(data, end_stream);
+  FlushOut();
 }
 
-void HttpConnectionManager::EncodeTrailers(HeaderMap& trailers) {
-  if (!stream_active_ || local_replied_) return;
-  EncodeTrailersFrom(filters_.size() - 1, trailers);
+void HttpConnectionManager::WriteTrailers(ActiveStream&, HeaderMap& trailers) {
+  codec_.EncodeTrailers(trailers);
+  FlushOut();
 }
 
-void HttpConnectionManager::OnResponseComplete() {
-  response_complete_ = true;
+void HttpConnectionManager::OnResponseComplete(ActiveStream& s) {
   FlushOut();
   if (finished_) return;
-  if (!request_complete_) {
+  if (!s.request_complete()) {
     // An answer (the upstream's or our own) before the whole request: the rest of the body has
     // nowhere to go, and the response said Connection: close.
     CloseAfterFlush();
     return;
   }
   bool keep = codec_.response_keeps_alive() && !peer_eof_ && !draining_ && !closing_ &&
-              !close_after_response_;
+              !close_after_response_ && !s.malformed();
   EndStream();
   if (!keep) {
     CloseAfterFlush();
@@ -577,7 +337,7 @@ void HttpConnectionManager::OnResponseComplete() {
 
 // ---- tunnels and resets -------------------------------------------------------------------------
 
-void HttpConnectionManager::StartTunnel(TunnelSink* sink) {
+void HttpConnectionManager::StartTunnel(ActiveStream&, FilterCallbacks::TunnelSink* sink) {
   tunnel_sink_ = sink;
   FlushOut();
   conn_->ReadEnable(true);
@@ -600,15 +360,15 @@ void HttpConnectionManager::TunnelShutdown() {
   }
 }
 
-void HttpConnectionManager::ResetStream() {
+void HttpConnectionManager::ResetStream(ActiveStream& s) {
   // After a response has begun, an RST (not a FIN) tells the client its body is cut short, even
   // a body that would otherwise end with the connection.
-  bool reset = response_started_;
+  bool reset = s.response_started();
   EndStream();
   Finish(reset ? TcpConnection::CloseMode::kReset : TcpConnection::CloseMode::kNow);
 }
 
-void HttpConnectionManager::SetDownstreamReadDisabled(bool disabled) {
+void HttpConnectionManager::SetReadDisabled(ActiveStream&, bool disabled) {
   read_disabled_by_stream_ = disabled;
   if (!dispatching_) UpdateReading();
 }

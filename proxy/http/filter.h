@@ -38,6 +38,7 @@ struct StreamInfo {
   // Why the proxy answered or failed the request itself (x-remora-reason), empty otherwise.
   absl::string_view reason;
   int response_status = 0;
+  bool downstream_http2 = false;  // the request arrived over HTTP/2
 };
 
 // Told about the downstream connection's write backlog, so a filter that produces the response
@@ -84,7 +85,8 @@ class FilterCallbacks {
   virtual void StartTunnel(TunnelSink* sink) = 0;
   virtual void TunnelWrite(buffer::Buffer& data) = 0;
   virtual void TunnelShutdown() = 0;
-  // Ends the stream abruptly: the downstream connection is closed (HTTP/1 has no stream reset).
+  // Ends the stream abruptly: HTTP/2 resets it; HTTP/1, having no stream reset, closes the
+  // connection.
   virtual void ResetStream() = 0;
 
   // Backpressure: the request's destination is full (or not connected yet), so stop reading the
