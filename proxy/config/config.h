@@ -88,6 +88,14 @@ struct Listener {
   bool create_trace_context = true;
   // Forward the normalised path upstream instead of the path as the client sent it.
   bool forward_normalized_path = false;
+  // A stream with no bytes moving either way for this long is ended (0: never).
+  absl::Duration stream_idle_timeout = absl::Minutes(5);
+  // HTTP/2 (h2c prior knowledge on the same listener): streams a client may have open at once,
+  // and the token bucket of stream resets it may send before the connection is closed with
+  // GOAWAY (rapid reset).
+  uint32_t http2_max_concurrent_streams = 100;
+  uint32_t http2_reset_burst = 1000;
+  uint32_t http2_reset_rate = 33;
   // Bytes buffered per direction before reading from the other side stops (high watermark);
   // reading resumes when the backlog falls below half of it.
   uint32_t buffer_limit_bytes = 256 * 1024;
@@ -99,8 +107,12 @@ struct Endpoint {
   uint32_t weight = 1;
 };
 
+// The protocol spoken to a cluster's endpoints; kAuto: the one the request arrived with.
+enum class UpstreamProtocol : uint8_t { kAuto, kHttp1, kHttp2 };
+
 struct Cluster {
   std::string name;
+  UpstreamProtocol protocol = UpstreamProtocol::kAuto;
   std::vector<Endpoint> endpoints;
   absl::Duration connect_timeout = absl::Seconds(5);
   // Upper bound on concurrent upstream connections to the whole cluster (all workers together);
@@ -135,5 +147,6 @@ struct Config {
 const char* LogLevelName(LogLevel level);
 const char* ListenerKindName(ListenerKind kind);
 const char* DirectionName(Direction direction);
+const char* UpstreamProtocolName(UpstreamProtocol protocol);
 
 }  // namespace remora::config

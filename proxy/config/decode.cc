@@ -62,7 +62,11 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "max_request_header_bytes",
                                                  "max_request_headers",
                                                  "create_trace_context",
-                                                 "forward_normalized_path"};
+                                                 "forward_normalized_path",
+                                                 "stream_idle_timeout",
+                                                 "http2_max_concurrent_streams",
+                                                 "http2_reset_burst",
+                                                 "http2_reset_rate"};
 // The fields after the first five apply to http listeners only.
 constexpr size_t kFirstHttpOnlyListenerField = 5;
 constexpr absl::string_view kRouteFields[] = {"name",
@@ -78,6 +82,7 @@ constexpr absl::string_view kMatchFields[] = {"authority", "prefix", "path",
 constexpr absl::string_view kHeaderMatchFields[] = {"name", "value"};
 constexpr absl::string_view kHeaderValueFields[] = {"name", "value"};
 constexpr absl::string_view kClusterFields[] = {"name",
+                                                "protocol",
                                                 "connect_timeout",
                                                 "max_connections",
                                                 "max_idle_connections",
@@ -89,9 +94,12 @@ constexpr absl::string_view kEndpointFields[] = {"address", "weight"};
 constexpr absl::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error", "off"};
 constexpr absl::string_view kListenerKindNames[] = {"tcp", "http"};
 constexpr absl::string_view kDirectionNames[] = {"outbound", "inbound"};
+constexpr absl::string_view kUpstreamProtocolNames[] = {"auto", "http1", "http2"};
 constexpr int64_t kMaxRequestHeaderBytes = 1024 * 1024;
 constexpr int64_t kMaxRequestHeaders = 1000;
 constexpr int64_t kMaxIdleConnections = 10000;
+constexpr int64_t kMaxHttp2Streams = 10000;
+constexpr int64_t kMaxHttp2Resets = 1000000;
 constexpr absl::Duration kMaxHttpTimeout = absl::Hours(24);
 
 constexpr char kNameRule[] = "use 1 to 64 characters from a-z, A-Z, 0-9, '_', '.' and '-'";
@@ -666,6 +674,25 @@ class Decoder {
     if (const Value* b = Optional(item, "forward_normalized_path")) {
       Bool(*b, JoinPath(path, "forward_normalized_path"), &listener->forward_normalized_path);
     }
+    if (const Value* t = Optional(item, "stream_idle_timeout")) {
+      Duration(*t, JoinPath(path, "stream_idle_timeout"), absl::ZeroDuration(), kMaxHttpTimeout,
+               &listener->stream_idle_timeout);
+    }
+    if (const Value* b = Optional(item, "http2_max_concurrent_streams")) {
+      if (Int(*b, JoinPath(path, "http2_max_concurrent_streams"), 1, kMaxHttp2Streams, "", &n)) {
+        listener->http2_max_concurrent_streams = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* b = Optional(item, "http2_reset_burst")) {
+      if (Int(*b, JoinPath(path, "http2_reset_burst"), 1, kMaxHttp2Resets, "", &n)) {
+        listener->http2_reset_burst = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* b = Optional(item, "http2_reset_rate")) {
+      if (Int(*b, JoinPath(path, "http2_reset_rate"), 1, kMaxHttp2Resets, "", &n)) {
+        listener->http2_reset_rate = static_cast<uint32_t>(n);
+      }
+    }
     const Value* r = Required(item, path, "routes", " (an http listener needs at least one route)");
     if (r == nullptr) return;
     std::string rpath = JoinPath(path, "routes");
@@ -852,6 +879,12 @@ class Decoder {
       } else {
         clusters_complete_ = false;
       }
+      if (const Value* p = Optional(item, "protocol")) {
+        size_t index;
+        if (Enum(*p, JoinPath(path, "protocol"), "protocol", kUpstreamProtocolNames, &index)) {
+          cluster.protocol = static_cast<UpstreamProtocol>(index);
+        }
+      }
       if (const Value* t = Optional(item, "connect_timeout")) {
         Duration(*t, JoinPath(path, "connect_timeout"), kMinConnectTimeout, kMaxConnectTimeout,
                  &cluster.connect_timeout);
@@ -1007,6 +1040,11 @@ const char* LogLevelName(LogLevel level) {
 const char* DirectionName(Direction direction) {
   size_t i = static_cast<size_t>(direction);
   return i < std::size(kDirectionNames) ? kDirectionNames[i].data() : "unknown";
+}
+
+const char* UpstreamProtocolName(UpstreamProtocol protocol) {
+  auto i = static_cast<size_t>(protocol);
+  return i < std::size(kUpstreamProtocolNames) ? kUpstreamProtocolNames[i].data() : "unknown";
 }
 
 const char* ListenerKindName(ListenerKind kind) {

@@ -73,6 +73,10 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
       j["max_request_headers"] = l.max_request_headers;
       j["create_trace_context"] = l.create_trace_context;
       j["forward_normalized_path"] = l.forward_normalized_path;
+      j["stream_idle_timeout"] = DurationToString(l.stream_idle_timeout);
+      j["http2_max_concurrent_streams"] = l.http2_max_concurrent_streams;
+      j["http2_reset_burst"] = l.http2_reset_burst;
+      j["http2_reset_rate"] = l.http2_reset_rate;
       nlohmann::json routes = nlohmann::json::array();
       for (const Route& r : l.routes) routes.push_back(RouteToJson(r));
       j["routes"] = std::move(routes);
@@ -88,6 +92,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     }
     nlohmann::json j = nlohmann::json::object();
     j["name"] = cl.name;
+    j["protocol"] = UpstreamProtocolName(cl.protocol);
     j["connect_timeout"] = DurationToString(cl.connect_timeout);
     j["max_connections"] = cl.max_connections;
     j["max_idle_connections"] = cl.max_idle_connections;

@@ -1,5 +1,6 @@
 #include "proxy/http/router.h"
 
+#include "absl/strings/match.h"
 #include "proxy/common/log.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
@@ -28,6 +29,12 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   for (const std::string& name : r.request_headers_to_remove) head.headers.Remove(name);
   for (const config::HeaderValue& h : r.request_headers_to_add) head.headers.Set(h.name, h.value);
   if (listener.config->forward_normalized_path) head.path = head.normalized_path;
+  if (!UsesHttp2() &&
+      absl::StartsWithIgnoreCase(head.headers.Get("content-type"), "application/grpc")) {
+    callbacks_->SendLocalReply(502, "upstream_protocol_unsupported",
+                               "gRPC needs an HTTP/2 upstream; this cluster speaks HTTP/1.1");
+    return FilterStatus::kStop;
+  }
   callbacks_->SetDownstreamWatermarkCallbacks(this);
   if (request_complete_) StartTimeout();
   Attempt(/*force_new=*/false);
@@ -39,6 +46,16 @@ void RouterFilter::Attempt(bool force_new) {
   server::WorkerContext& worker = callbacks_->worker();
   auto& rr = cluster.per_worker[static_cast<size_t>(worker.index)].rr_next;
   const server::EndpointRuntime& ep = cluster.endpoints[rr++ % cluster.endpoints.size()];
+  if (UsesHttp2()) {
+    h2_ = worker.http2_pool->Request(cluster, ep, *this);
+    if (h2_ == nullptr) {
+      worker.stats.Add(cluster.stats.overflow);
+      callbacks_->SendLocalReply(503, "overflow", "upstream cluster is at its connection limit");
+      return;
+    }
+    if (h2_->ready()) SendRequestHead();
+    return;
+  }
   bool reused = false;
   conn_ = worker.http1_pool->Acquire(cluster, ep, this, force_new, &reused);
   if (conn_ == nullptr) {
@@ -49,9 +66,30 @@ void RouterFilter::Attempt(bool force_new) {
   if (reused) SendRequestHead();
 }
 
+bool RouterFilter::UsesHttp2() const {
+  switch (route_->cluster->config->protocol) {
+    case config::UpstreamProtocol::kHttp1:
+      return false;
+    case config::UpstreamProtocol::kHttp2:
+      return true;
+    case config::UpstreamProtocol::kAuto:
+      break;
+  }
+  return callbacks_->info().downstream_http2;
+}
+
+RequestEncoder& RouterFilter::encoder() {
+  if (h2_ != nullptr) return h2_->encoder();
+  return conn_->codec();
+}
+
+void RouterFilter::FlushUpstream() {
+  if (conn_ != nullptr) conn_->Flush();  // HTTP/2 streams: the connection batches its frames
+}
+
 void RouterFilter::SendRequestHead() {
-  http::Http1ClientCodec& codec = conn_->codec();
-  codec.set_decoder(this);
+  if (conn_ != nullptr) conn_->codec().set_decoder(this);
+  RequestEncoder& codec = encoder();
   bool end = request_complete_ && pending_body_.empty() && !trailers_pending_;
   codec.EncodeHeaders(*request_, end);
   head_sent_ = true;
@@ -59,7 +97,7 @@ void RouterFilter::SendRequestHead() {
     codec.EncodeData(pending_body_, request_complete_ && !trailers_pending_);
   }
   if (trailers_pending_) codec.EncodeTrailers(pending_trailers_);
-  conn_->Flush();
+  FlushUpstream();
   pending_over_limit_ = false;
   UpdateDownstreamReading();
 }
@@ -87,9 +125,9 @@ FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
     request_complete_ = true;
     StartTimeout();
   }
-  if (conn_ != nullptr && head_sent_) {
-    conn_->codec().EncodeData(data, end_stream);
-    conn_->Flush();
+  if (head_sent_) {
+    encoder().EncodeData(data, end_stream);
+    FlushUpstream();
     return FilterStatus::kStop;
   }
   pending_body_.Move(data);
@@ -103,9 +141,9 @@ FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
 FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
   request_complete_ = true;
   StartTimeout();
-  if (conn_ != nullptr && head_sent_) {
-    conn_->codec().EncodeTrailers(trailers);
-    conn_->Flush();
+  if (head_sent_) {
+    encoder().EncodeTrailers(trailers);
+    FlushUpstream();
     return FilterStatus::kStop;
   }
   trailers_pending_ = true;
@@ -117,6 +155,7 @@ FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
 void RouterFilter::OnDestroy() {
   destroyed_ = true;
   timeout_.reset();
+  h2_.reset();  // cancels a stream still open
   // Inside the codec's Dispatch the connection must not go back to the pool yet: the parser is
   // mid-message, and it must deliver nothing more to this router. OnUpstreamData releases it
   // when Dispatch returns.
@@ -129,6 +168,7 @@ void RouterFilter::OnDestroy() {
 }
 
 void RouterFilter::ReleaseConnection(bool reusable) {
+  h2_.reset();
   if (conn_ == nullptr) return;
   upstream::Http1Connection* c = conn_;
   conn_ = nullptr;
@@ -256,10 +296,49 @@ void RouterFilter::OnUpstreamBelowLowWatermark() {
 
 void RouterFilter::OnDownstreamAboveHighWatermark() {
   if (conn_ != nullptr) conn_->ReadEnable(false);
+  if (h2_ != nullptr) h2_->ReadDisable(true);
 }
 
 void RouterFilter::OnDownstreamBelowLowWatermark() {
   if (conn_ != nullptr) conn_->ReadEnable(true);
+  if (h2_ != nullptr) h2_->ReadDisable(false);
+}
+
+// ---- Http2UpstreamRequest::Owner --------------------------------------------------------------
+
+void RouterFilter::OnUpstreamReady() { SendRequestHead(); }
+
+void RouterFilter::OnUpstreamFailed(upstream::Http2UpstreamRequest::Failure failure) {
+  using Failure = upstream::Http2UpstreamRequest::Failure;
+  h2_.reset();
+  switch (failure) {
+    case Failure::kConnectFailure:
+      retried_ = true;
+      OnUpstreamFailure(502, "connect_failure", "upstream connect failed", false);
+      return;
+    case Failure::kConnectTimeout:
+      retried_ = true;
+      OnUpstreamFailure(504, "connect_timeout", "upstream connect timed out", false);
+      return;
+    case Failure::kRefused:
+      // Never processed by the server: any method may go again, if its body was not consumed.
+      if (!retried_ && !response_started_ && request_->framing == Framing::kNone) {
+        retried_ = true;
+        head_sent_ = false;
+        Attempt(/*force_new=*/true);
+        return;
+      }
+      OnUpstreamFailure(502, "upstream_reset", "upstream refused the stream", false);
+      return;
+    case Failure::kReset:
+      OnUpstreamFailure(502, "upstream_reset", "upstream reset the stream", false);
+      return;
+  }
+}
+
+void RouterFilter::OnUpstreamQueueLimit(bool above) {
+  upstream_above_high_ = above;
+  UpdateDownstreamReading();
 }
 
 void RouterFilter::OnTunnelData(buffer::Buffer& data) {

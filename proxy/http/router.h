@@ -2,8 +2,11 @@
 
 // The router: the terminal filter of every http listener's chain. It matches the request to a
 // route, applies the route's header changes, picks an endpoint of the route's cluster (round robin
-// per worker), and runs one attempt on a pooled HTTP/1.1 connection: request out, response back
-// through the encode chain, bodies streamed both ways with backpressure.
+// per worker), and runs one attempt upstream: on a pooled HTTP/1.1 connection, or a stream of a
+// pooled HTTP/2 connection (the cluster's `protocol`; `auto` follows the downstream's). Request
+// out, response back through the encode chain, bodies streamed both ways with backpressure. A
+// gRPC request is never sent to an HTTP/1 upstream: 502 upstream_protocol_unsupported (gRPC
+// UNAVAILABLE).
 //
 // Failures before any response byte become local replies with their reason:
 //   404 no_route, 503 overflow (cluster at max_connections), 502 connect_failure,
@@ -12,7 +15,9 @@
 // After the response has begun, a failure resets the downstream (the client sees the cut).
 //
 // Retry (the keep-alive race, DESIGN.md 3): a reused connection that dies before any response
-// byte is retried once on a fresh connection, if the request is idempotent and had no body.
+// byte is retried once on a fresh connection, if the request is idempotent and had no body. An
+// HTTP/2 stream the server refused unprocessed (GOAWAY, REFUSED_STREAM) is retried once on
+// another connection, whatever its method, if it had no body.
 // Retry policies proper (#retry issue) plug in at Attempt().
 
 #include <memory>
@@ -22,11 +27,12 @@
 #include "proxy/http/filter.h"
 #include "proxy/http/route_table.h"
 #include "proxy/upstream/http1_pool.h"
+#include "proxy/upstream/http2_pool.h"
 
 namespace remora::http {
 
 class RouterFilter final : public StreamFilter,
-                           public ResponseDecoder,
+                           public upstream::Http2UpstreamRequest::Owner,  // a ResponseDecoder
                            public upstream::Http1Connection::Owner,
                            public DownstreamWatermarkCallbacks,
                            public FilterCallbacks::TunnelSink {
@@ -42,6 +48,9 @@ class RouterFilter final : public StreamFilter,
  private:
   void Attempt(bool force_new);
   void SendRequestHead();
+  RequestEncoder& encoder();
+  bool UsesHttp2() const;
+  void FlushUpstream();
   // Ends the exchange on the current connection; `reusable` lets the pool keep it.
   void ReleaseConnection(bool reusable);
   // The upstream failed before or during the response.
@@ -68,6 +77,11 @@ class RouterFilter final : public StreamFilter,
   void OnUpstreamAboveHighWatermark() override;
   void OnUpstreamBelowLowWatermark() override;
 
+  // Http2UpstreamRequest::Owner
+  void OnUpstreamReady() override;
+  void OnUpstreamFailed(upstream::Http2UpstreamRequest::Failure failure) override;
+  void OnUpstreamQueueLimit(bool above) override;
+
   // DownstreamWatermarkCallbacks
   void OnDownstreamAboveHighWatermark() override;
   void OnDownstreamBelowLowWatermark() override;
@@ -78,7 +92,8 @@ class RouterFilter final : public StreamFilter,
 
   const CompiledRoute* route_ = nullptr;
   RequestHead* request_ = nullptr;
-  upstream::Http1Connection* conn_ = nullptr;
+  upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
+  std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream
   std::unique_ptr<event::Timer> timeout_;
   buffer::Buffer pending_body_;  // request body waiting for the connection
   HeaderMap pending_trailers_;

@@ -25,6 +25,8 @@ void Worker::Start() {
   thread_ = std::thread([this] {
     http1_pool_ = std::make_unique<upstream::Http1Pool>(ctx_);
     ctx_.http1_pool = http1_pool_.get();
+    http2_pool_ = std::make_unique<upstream::Http2Pool>(ctx_);
+    ctx_.http2_pool = http2_pool_.get();
     // Let the slab pool give back what a past burst left behind, a bit at a time.
     trim_timer_ = dispatcher_.CreateTimer([this] {
       buffer::SlabPool::ForThisThread().Trim();
@@ -38,6 +40,8 @@ void Worker::Start() {
     connections_.ForEach([](ActiveConnection* c) { c->CloseNow(); });
     http1_pool_.reset();
     ctx_.http1_pool = nullptr;
+    http2_pool_.reset();
+    ctx_.http2_pool = nullptr;
     snapshot_.reset();
     // Finish every close here, while this thread's slab pool still exists.
     dispatcher_.Quiesce();
@@ -102,6 +106,7 @@ void Worker::StartDrain() {
     listeners_closed_.store(true, std::memory_order_release);
     connections_.ForEach([](ActiveConnection* c) { c->StartDrain(); });
     if (http1_pool_ != nullptr) http1_pool_->CloseIdle();
+    if (http2_pool_ != nullptr) http2_pool_->CloseIdle();
   });
 }
 

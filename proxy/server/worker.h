@@ -18,6 +18,7 @@
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
 #include "proxy/upstream/http1_pool.h"
+#include "proxy/upstream/http2_pool.h"
 
 namespace remora::server {
 
@@ -68,6 +69,7 @@ class Worker {
   ConnectionList connections_;
   WorkerContext ctx_;
   std::unique_ptr<upstream::Http1Pool> http1_pool_;  // created and destroyed on the thread
+  std::unique_ptr<upstream::Http2Pool> http2_pool_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<std::unique_ptr<ListenerSlot>> listeners_;
   std::thread thread_;

@@ -10,7 +10,8 @@
 
 namespace remora::upstream {
 class Http1Pool;
-}
+class Http2Pool;
+}  // namespace remora::upstream
 
 namespace remora::server {
 
@@ -20,6 +21,7 @@ struct WorkerContext {
   ConnectionList& connections;
   int index;  // 0..workers-1, for per-worker slots in shared runtime objects
   upstream::Http1Pool* http1_pool = nullptr;  // this worker's keep-alive pools
+  upstream::Http2Pool* http2_pool = nullptr;  // this worker's multiplexed HTTP/2 connections
   // A handler could not open a socket (out of descriptors or ports): the worker pauses accepting,
   // so connections wait in the kernel's backlog rather than being accepted only to be closed.
   absl::AnyInvocable<void()> local_resource_pressure = [] {};

@@ -1,0 +1,302 @@
+#include "proxy/http/http2_connection_manager.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "proxy/common/log.h"
+
+namespace remora::http {
+
+using event::TcpConnection;
+
+namespace {
+// How long drain waits for the PING that follows the shutdown notice before the final GOAWAY.
+constexpr absl::Duration kGoawayPingWait = absl::Seconds(1);
+constexpr absl::Duration kCloseFlushTimeout = absl::Seconds(5);
+}  // namespace
+
+// One request stream: the codec's stream and the ActiveStream running its filter chain.
+class Http2ConnectionManager::Stream final : public RequestDecoder, public StreamConnection {
+ public:
+  Stream(Http2ConnectionManager& cm, Http2ServerCodec::ServerStream& s) : cm_(cm), codec_(&s) {}
+  ~Stream() override { EndActive(); }
+
+  Http2ServerCodec::ServerStream* codec() { return codec_; }
+  ActiveStream* active() { return active_.get(); }
+  // The codec closed the stream: nothing more may be encoded on it.
+  void Detach() {
+    codec_ = nullptr;
+    EndActive();
+  }
+  // The filter chain is done with the stream; the codec stream may live on (the response is
+  // still queued, or the request is still arriving: its bytes are dropped).
+  void EndActive() {
+    if (!active_) return;
+    if (codec_ != nullptr) codec_->set_decoder(nullptr);
+    active_->End();
+    cm_.ctx_.dispatcher.DeferredDelete(std::move(active_));
+  }
+
+  // RequestDecoder
+  void OnHeaders(RequestHead& head, bool end_stream) override {
+    active_ = std::make_unique<ActiveStream>(cm_.ctx_, *cm_.snapshot_, cm_.listener_, *this, head,
+                                             cm_.peer_host_);
+    active_->info().downstream_http2 = true;
+    active_->DecodeHeaders(end_stream);
+  }
+  void OnData(buffer::Buffer& data, bool end_stream) override {
+    if (active_) {
+      active_->DecodeData(data, end_stream);
+    } else {
+      data.Clear();
+    }
+  }
+  void OnTrailers(HeaderMap& trailers) override {
+    if (active_) active_->DecodeTrailers(trailers);
+  }
+
+  // StreamConnection
+  void WriteInformational(ActiveStream&, ResponseHead& head) override {
+    if (codec_ != nullptr) codec_->EncodeInformational(head);
+  }
+  void WriteHeaders(ActiveStream&, ResponseHead& head, bool end_stream) override {
+    if (codec_ != nullptr) codec_->EncodeHeaders(head, end_stream);
+  }
+  void WriteData(ActiveStream&, buffer::Buffer& data, bool end_stream) override {
+    if (codec_ != nullptr) {
+      codec_->EncodeData(data, end_stream);
+    } else {
+      data.Clear();
+    }
+  }
+  void WriteTrailers(ActiveStream&, HeaderMap& trailers) override {
+    if (codec_ != nullptr) codec_->EncodeTrailers(trailers);
+  }
+  void OnResponseComplete(ActiveStream&) override { EndActive(); }
+  void ResetStream(ActiveStream& s) override {
+    uint32_t code =
+        s.info().reason == "stream_idle_timeout" ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR;
+    if (codec_ != nullptr) codec_->Reset(code);
+    EndActive();
+  }
+  void SetReadDisabled(ActiveStream&, bool disabled) override {
+    if (codec_ != nullptr) codec_->ReadDisable(disabled);
+  }
+  void StartTunnel(ActiveStream& s, FilterCallbacks::TunnelSink*) override {
+    ResetStream(s);  // no upgrade over HTTP/2 (the request could not have asked for one)
+  }
+  void TunnelWrite(buffer::Buffer& data) override { data.Clear(); }
+  void TunnelShutdown() override {}
+
+ private:
+  Http2ConnectionManager& cm_;
+  Http2ServerCodec::ServerStream* codec_;
+  std::unique_ptr<ActiveStream> active_;
+};
+
+Http2Settings Http2ConnectionManager::SettingsFor(const config::Listener& l) {
+  Http2Settings s;
+  s.max_concurrent_streams = l.http2_max_concurrent_streams;
+  s.initial_stream_window = l.buffer_limit_bytes;
+  s.stream_buffer_limit = l.buffer_limit_bytes;
+  s.connection_window = std::max<uint32_t>(l.buffer_limit_bytes * 4, 1024 * 1024);
+  s.header_limits = HeaderLimits{l.max_request_header_bytes, l.max_request_headers};
+  s.reset_burst = l.http2_reset_burst;
+  s.reset_rate = l.http2_reset_rate;
+  return s;
+}
+
+void Http2ConnectionManager::Start(server::WorkerContext& ctx,
+                                   std::shared_ptr<const server::Snapshot> snapshot,
+                                   const server::ListenerRuntime& listener,
+                                   std::unique_ptr<TcpConnection> downstream,
+                                   buffer::Buffer& first_bytes) {
+  auto* m = new Http2ConnectionManager(ctx, std::move(snapshot), listener, std::move(downstream));
+  ctx.connections.Add(m);
+  m->conn_->ReadEnable(true);
+  m->OnRead(first_bytes);
+}
+
+Http2ConnectionManager::Http2ConnectionManager(server::WorkerContext& ctx,
+                                               std::shared_ptr<const server::Snapshot> snapshot,
+                                               const server::ListenerRuntime& listener,
+                                               std::unique_ptr<TcpConnection> downstream)
+    : ctx_(ctx),
+      snapshot_(std::move(snapshot)),
+      listener_(listener),
+      conn_(std::move(downstream)),
+      codec_(SettingsFor(*listener.config), out_, ctx.dispatcher, *this) {
+  conn_->SetCallbacks(this);
+  uint32_t limit = listener_.config->buffer_limit_bytes;
+  conn_->SetWriteWatermarks(limit / 2, limit);
+  peer_host_ = PeerHost(conn_->peer());
+  timer_ = ctx_.dispatcher.CreateTimer([this] { OnTimer(); });
+  send_timer_ = ctx_.dispatcher.CreateTimer([this] { SendOut(); });
+  UpdateIdleTimer();
+}
+
+Http2ConnectionManager::~Http2ConnectionManager() = default;
+
+// ---- socket -------------------------------------------------------------------------------------
+
+void Http2ConnectionManager::OnRead(buffer::Buffer& data) {
+  ctx_.stats.Add(listener_.stats.rx_bytes, data.length());
+  if (closing_) {
+    data.Clear();
+    return;
+  }
+  dispatching_ = true;
+  bool ok = codec_.Dispatch(data);
+  dispatching_ = false;
+  if (finished_) return;
+  if (!ok) {
+    LOG_DEBUG("HTTP/2 connection error from %s: %s", conn_->peer(), codec_.error_detail());
+    closing_ = true;
+    conn_->ReadEnable(false);
+    timer_->Enable(kCloseFlushTimeout);
+  }
+  SendOut();
+  UpdateIdleTimer();
+}
+
+void Http2ConnectionManager::OnEndOfStream() {
+  // The client will send nothing more, so no stream can complete its request or be reset:
+  // what it has open ends here.
+  Finish();
+}
+
+void Http2ConnectionManager::OnEvent(TcpConnection::Event) { Finish(); }
+
+void Http2ConnectionManager::OnFlushed() {
+  if (closing_ && out_.empty()) Finish();
+}
+
+void Http2ConnectionManager::SendOut() {
+  if (finished_) return;
+  send_timer_->Disable();
+  // Until the socket holds the buffer limit (then the low watermark calls again) or the codec
+  // has nothing more: a write may go out at once, leaving room without any watermark event.
+  uint32_t limit = listener_.config->buffer_limit_bytes;
+  while (conn_->write_backlog() < limit) {
+    codec_.Send(limit - conn_->write_backlog());
+    if (out_.empty()) break;
+    ctx_.stats.Add(listener_.stats.tx_bytes, out_.length());
+    conn_->Write(out_);
+  }
+  if (finished_) return;
+  if (!closing_ && codec_.WantsClose()) {
+    closing_ = true;
+    conn_->ReadEnable(false);
+    timer_->Enable(kCloseFlushTimeout);
+  }
+  if (closing_ && conn_->write_backlog() == 0) Finish();
+}
+
+void Http2ConnectionManager::OnWantsSend() {
+  // Frames queued by an upstream event: batch the turn's frames into one write.
+  if (!dispatching_ && !send_timer_->Enabled()) send_timer_->Enable(absl::ZeroDuration());
+}
+
+// ---- streams ------------------------------------------------------------------------------------
+
+void Http2ConnectionManager::OnNewStream(Http2ServerCodec::ServerStream& s) {
+  auto stream = std::make_unique<Stream>(*this, s);
+  Stream* raw = stream.get();
+  streams_[s.id()] = std::move(stream);
+  timer_->Disable();
+  if (s.reject_status() != 0) {
+    int status = s.reject_status();
+    bool grpc =
+        absl::StartsWithIgnoreCase(s.request().headers.Get("content-type"), "application/grpc");
+    ResponseHead head;
+    buffer::Buffer body = ActiveStream::BuildLocalReply(
+        head, grpc, status, status == 431 ? "headers_too_large" : "connect_not_allowed",
+        status == 431 ? "request header block over the listener's limits"
+                      : "CONNECT is not supported");
+    s.EncodeHeaders(head, body.empty());
+    if (!body.empty()) s.EncodeData(body, true);
+    return;
+  }
+  s.set_decoder(raw);
+}
+
+void Http2ConnectionManager::OnStreamClosed(Http2Codec::Stream& s, uint32_t) {
+  auto it = streams_.find(s.id());
+  if (it == streams_.end()) return;
+  it->second->Detach();
+  streams_.erase(it);
+  if (!dispatching_) UpdateIdleTimer();
+}
+
+void Http2ConnectionManager::OnStreamQueueLimit(Http2Codec::Stream& s, bool above) {
+  auto it = streams_.find(s.id());
+  if (it == streams_.end() || it->second->active() == nullptr) return;
+  if (above) {
+    it->second->active()->OnDownstreamAboveHighWatermark();
+  } else {
+    it->second->active()->OnDownstreamBelowLowWatermark();
+  }
+}
+
+// ---- timers, drain, close -----------------------------------------------------------------------
+
+void Http2ConnectionManager::UpdateIdleTimer() {
+  if (closing_ || finished_ || draining_) return;
+  if (streams_.empty()) {
+    if (!timer_->Enabled()) timer_->Enable(listener_.config->idle_timeout);
+  } else {
+    timer_->Disable();
+  }
+}
+
+void Http2ConnectionManager::OnTimer() {
+  if (closing_) {
+    Finish();  // the close-flush deadline
+    return;
+  }
+  if (draining_ && !goaway_sent_) {
+    SendGoaway();  // the client did not answer the PING in time
+    return;
+  }
+  if (streams_.empty()) {
+    // Idle: a GOAWAY tells the client not to send more; the connection closes once it is out.
+    draining_ = true;
+    SendGoaway();
+  }
+}
+
+void Http2ConnectionManager::StartDrain() {
+  if (draining_ || closing_) return;
+  draining_ = true;
+  codec_.SubmitShutdownNotice();
+  codec_.SubmitPing();
+  timer_->Enable(kGoawayPingWait);
+  SendOut();
+}
+
+void Http2ConnectionManager::OnPingAck() {
+  if (draining_ && !goaway_sent_) SendGoaway();
+}
+
+void Http2ConnectionManager::SendGoaway() {
+  goaway_sent_ = true;
+  timer_->Disable();
+  codec_.SubmitGoaway(NGHTTP2_NO_ERROR);
+  if (!dispatching_) SendOut();
+}
+
+void Http2ConnectionManager::CloseNow() { Finish(); }
+
+void Http2ConnectionManager::Finish() {
+  if (finished_) return;
+  finished_ = true;
+  codec_.CloseAllStreams(NGHTTP2_CANCEL);
+  timer_.reset();
+  send_timer_.reset();
+  conn_->Close(TcpConnection::CloseMode::kNow);
+  ctx_.stats.AddSigned(listener_.stats.cx_active, -1);
+  ctx_.connections.Remove(this);
+  ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
+}
+
+}  // namespace remora::http
