@@ -1,20 +1,29 @@
 """Shared helpers for integration tests: run the real remora binary on loopback with port 0
-everywhere, read the bound ports from its log, and talk to its admin API.
+everywhere, read the bound ports from its log, and talk to its admin API; the real peers the
+tests put around it (a TCP echo server, an HTTP/1.1 upstream, curl).
 
 Every helper is bounded in time; a test that hangs fails instead of stalling CI.
 """
 
+import hashlib
+import http.server
+import json
 import os
 import re
 import select
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+
+KiB = 1 << 10
+MiB = 1 << 20
 
 REMORA_BIN = os.environ.get("REMORA_BIN", "build/dev/remora")
 SOURCE_DIR = os.environ.get("REMORA_SOURCE_DIR", os.getcwd())
@@ -56,6 +65,27 @@ def render_config(listeners, clusters, admin_token=None, workers=1, drain_timeou
         out += [f"  - name: {name}", "    connect_timeout: 1s", "    endpoints:"]
         out += [f"      - address: {a}" for a in addrs]
     return "\n".join(out) + "\n" + extra
+
+
+def http_config(routes, clusters, listener_extra=(), workers=1, cluster_extra=None):
+    """YAML for one http listener `web` with `routes` [(match_yaml, cluster[, extra_lines])].
+
+    clusters: dict name -> [addr, ...]; cluster_extra: dict name -> extra lines for that cluster
+    (`protocol: http2`, ...)."""
+    out = ["admin:", "  address: 127.0.0.1:0", f"workers: {workers}", "drain_timeout: 5s",
+           "listeners:", "  - name: web", "    address: 127.0.0.1:0", "    kind: http"]
+    out += ["    " + line for line in listener_extra]
+    out.append("    routes:")
+    for match, cluster, *extra in routes:
+        out += [f"      - match: {match}", f"        cluster: {cluster}"]
+        out += ["        " + line for line in (extra[0] if extra else [])]
+    out.append("clusters:")
+    for name, addrs in clusters.items():
+        out += [f"  - name: {name}", "    connect_timeout: 1s"]
+        out += ["    " + line for line in (cluster_extra or {}).get(name, [])]
+        out.append("    endpoints:")
+        out += [f"      - address: {a}" for a in addrs]
+    return "\n".join(out) + "\n"
 
 
 class Remora:
@@ -240,6 +270,208 @@ class EchoServer:
         self.close()
 
 
+def payload(n):
+    """`n` deterministic, non-repeating bytes (SHAKE-256 of a fixed seed): what GET /bytes?n=N
+    answers on every test upstream, so a client can check a body by its sha256."""
+    return hashlib.shake_256(b"remora").digest(n)
+
+
+class _QuietHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops connects when a proxy opens 100 at once
+
+    def handle_error(self, request, client_address):
+        # A proxy that hangs up mid-exchange is what several tests do on purpose; anything else
+        # (a bug in a handler) is still printed.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class Upstream:
+    """python's ThreadingHTTPServer with HTTP/1.1 keep-alive, counting requests, connections
+    (client addresses) and request body bytes (`body_bytes`: an upload can be seen arriving
+    while the client is still sending it).
+
+    GET /echo...      -> JSON {path, headers, protocol} (headers as a list of [name, value])
+    GET /bytes?n=N    -> payload(N), with content-length
+    POST /sha         -> JSON {length, sha256, content_length} of the body it read (content-length
+                         or chunked), sent chunked with the trailers `x-sha256: <hex>` and
+                         `x-echo-NAME: value` for each request trailer NAME
+    POST/PUT any      -> JSON {length, sha256} of the body it read (content-length or chunked)
+    HEAD /head        -> 200 with Content-Length: 1234 and no body
+    GET /204, /304    -> bodiless statuses
+    GET /noclen       -> a body without length, then close
+    GET /sse          -> text/event-stream: one event, a pause, a second event
+    GET /delay        -> sleeps 1 s before answering
+    GET /slow         -> sleeps 3 s before answering
+    GET /big?n=N      -> N bytes (content-length), written as fast as the client takes them
+    """
+
+    def __init__(self):
+        self.requests = 0
+        self.connections = set()
+        self.body_bytes = 0
+        self.lock = threading.Lock()
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def count(self):
+                with upstream.lock:
+                    upstream.requests += 1
+                    upstream.connections.add(self.client_address)
+
+            def reply(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                if status not in (204, 304):
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body and self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def consume(self, h, left):
+                while left:
+                    chunk = self.rfile.read(min(left, 256 * KiB))
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    left -= len(chunk)
+                    with upstream.lock:
+                        upstream.body_bytes += len(chunk)
+                return left
+
+            def read_body(self):
+                """(length, sha256 hex, trailers [(name, value)]) of the request body."""
+                h = hashlib.sha256()
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    n = 0
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        if size == 0:
+                            trailers = []
+                            while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                                name, _, value = line.decode().partition(":")
+                                trailers.append((name.strip().lower(), value.strip()))
+                            return n, h.hexdigest(), trailers
+                        if self.consume(h, size):
+                            raise ValueError("chunk cut short")
+                        n += size
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length", 0))
+                return length - self.consume(h, length), h.hexdigest(), []
+
+            def do_GET(self):
+                self.count()
+                url = urllib.parse.urlsplit(self.path)
+                if self.path.startswith("/echo") or "/api" in self.path:
+                    body = json.dumps({"path": self.path,
+                                       "headers": [[k, v] for k, v in self.headers.items()],
+                                       "protocol": self.request_version})
+                    self.reply(200, body.encode(), [("Content-Type", "application/json")])
+                elif url.path == "/bytes":
+                    body = memoryview(payload(int(urllib.parse.parse_qs(url.query)["n"][0])))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for i in range(0, len(body), 256 * KiB):
+                        self.wfile.write(body[i:i + 256 * KiB])
+                elif self.path == "/204":
+                    self.reply(204)
+                elif self.path == "/304":
+                    self.reply(304, headers=[("ETag", '"v1"')])
+                elif self.path == "/noclen":
+                    self.send_response(200)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b"no length here")
+                    self.close_connection = True
+                elif self.path == "/sse":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i, pause in ((1, 1.5), (2, 0)):
+                        event = f"data: event {i}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        self.wfile.flush()
+                        time.sleep(pause)
+                    self.wfile.write(b"0\r\n\r\n")
+                elif self.path == "/delay":
+                    time.sleep(1)
+                    self.reply(200, b"delayed")
+                elif self.path == "/slow":
+                    time.sleep(3)
+                    self.reply(200, b"late")
+                elif self.path.startswith("/big"):
+                    n = int(self.path.split("=")[1])
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(n))
+                    self.end_headers()
+                    block = b"b" * (256 * KiB)
+                    left = n
+                    while left:
+                        k = min(left, len(block))
+                        self.wfile.write(block[:k])
+                        left -= k
+                else:
+                    self.reply(404, b"upstream has no " + self.path.encode())
+
+            def do_HEAD(self):
+                self.count()
+                self.send_response(200)
+                self.send_header("Content-Length", "1234")
+                self.end_headers()
+
+            def do_POST(self):
+                self.count()
+                try:
+                    n, digest, trailers = self.read_body()
+                except ValueError:  # the proxy cut a malformed upload short: expected
+                    self.close_connection = True
+                    return
+                if urllib.parse.urlsplit(self.path).path != "/sha":
+                    self.reply(200, json.dumps({"length": n, "sha256": digest}).encode())
+                    return
+                body = json.dumps({"length": n, "sha256": digest,
+                                   "content_length": self.headers.get("Content-Length")})
+                out = [("x-sha256", digest)] + [("x-echo-" + k, v) for k, v in trailers]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Trailer", ", ".join(k for k, _ in out))
+                self.end_headers()
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n" % (len(body), body.encode())
+                                 + "".join(f"{k}: {v}\r\n" for k, v in out).encode() + b"\r\n")
+
+            do_PUT = do_POST
+
+        self.server = _QuietHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve_connection(self, conn, addr):
+        """Serves an already accepted connection (a peer that sniffs the protocol hands
+        HTTP/1.1 connections over this way)."""
+        self.server.process_request(conn, addr)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def free_port_refused():
     """A loopback address where nothing listens (bound then closed), so connects are refused."""
     s = socket.socket()
@@ -260,3 +492,44 @@ def recv_until_closed(sock, out=b""):
 
 def connect(port, host="127.0.0.1", timeout=5):
     return socket.create_connection((host, port), timeout=timeout)
+
+
+def curl(*args, timeout=20, head=True):
+    """curl's stdout: the response head and body (-i), or with head=False the body alone (with
+    trailers, if any, left out). Fails only on transport errors (add -f to fail on >= 400)."""
+    cmd = ["curl", "-s", "-S"] + (["-i"] if head else []) + ["--max-time", str(timeout)]
+    p = subprocess.run(cmd + list(args), capture_output=True, timeout=timeout + 5)
+    if p.returncode != 0:
+        raise AssertionError(f"curl {args} failed ({p.returncode}): {p.stderr.decode()}")
+    return p.stdout
+
+
+def split_response(raw):
+    """(final head, body) of `curl -i` output, HTTP/1.x or HTTP/2: interim 1xx heads before the
+    final one are skipped (a 101 is final)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    while re.match(rb"HTTP/[\d.]+ 1\d\d ", head) and not re.match(rb"HTTP/[\d.]+ 101", head):
+        head, _, body = body.partition(b"\r\n\r\n")
+    return head.decode(), body
+
+
+def listening_port(pid, timeout=5.0):
+    """The port a process (one that cannot print it) listens on: its listening TCP socket's
+    inode matched in /proc/net/tcp."""
+    def find():
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                        return int(fields[1].rsplit(":", 1)[1], 16)
+        return None
+    return wait_until(find, timeout=timeout, what=f"process {pid} to listen")

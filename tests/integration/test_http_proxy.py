@@ -25,7 +25,6 @@ Run (from the source tree):
 import asyncio
 import contextlib
 import hashlib
-import http.server
 import json
 import os
 import re
@@ -39,160 +38,15 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Remora, free_port_refused, recv_until_closed  # noqa: E402
+from harness import (KiB, MiB, Remora, Upstream, curl, free_port_refused,  # noqa: E402
+                     http_config, recv_until_closed, split_response)
 
-KiB = 1 << 10
-MiB = 1 << 20
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 # --------------------------------------------------------------------------------------------
 # Upstreams
 # --------------------------------------------------------------------------------------------
-
-class Upstream:
-    """python's ThreadingHTTPServer with HTTP/1.1 keep-alive, counting requests and connections.
-
-    GET /echo...      -> JSON {path, headers} (headers as a list of [name, value])
-    POST/PUT any      -> JSON {length, sha256} of the body it read (content-length or chunked)
-    HEAD /head        -> 200 with Content-Length: 1234 and no body
-    GET /204, /304    -> bodiless statuses
-    GET /noclen       -> a body without length, then close
-    GET /sse          -> text/event-stream: one event, a pause, a second event
-    GET /delay        -> sleeps 1 s before answering
-    GET /slow         -> sleeps 3 s before answering
-    GET /big?n=N      -> N bytes (content-length), written as fast as the client takes them
-    """
-
-    def __init__(self):
-        self.requests = 0
-        self.connections = set()
-        self.lock = threading.Lock()
-        upstream = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def count(self):
-                with upstream.lock:
-                    upstream.requests += 1
-                    upstream.connections.add(self.client_address)
-
-            def reply(self, status, body=b"", headers=()):
-                self.send_response(status)
-                for k, v in headers:
-                    self.send_header(k, v)
-                if status not in (204, 304):
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if body and self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def read_body(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    h = hashlib.sha256()
-                    n = 0
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0], 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b""):
-                                pass
-                            return n, h.hexdigest()
-                        left = size
-                        while left:
-                            chunk = self.rfile.read(min(left, 256 * KiB))
-                            h.update(chunk)
-                            left -= len(chunk)
-                        n += size
-                        self.rfile.readline()
-                length = int(self.headers.get("Content-Length", 0))
-                h = hashlib.sha256()
-                left = length
-                while left:
-                    chunk = self.rfile.read(min(left, 256 * KiB))
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    left -= len(chunk)
-                return length - left, h.hexdigest()
-
-            def do_GET(self):
-                self.count()
-                if self.path.startswith("/echo") or "/api" in self.path:
-                    body = json.dumps({"path": self.path,
-                                       "headers": [[k, v] for k, v in self.headers.items()]})
-                    self.reply(200, body.encode(), [("Content-Type", "application/json")])
-                elif self.path == "/204":
-                    self.reply(204)
-                elif self.path == "/304":
-                    self.reply(304, headers=[("ETag", '"v1"')])
-                elif self.path == "/noclen":
-                    self.send_response(200)
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(b"no length here")
-                    self.close_connection = True
-                elif self.path == "/sse":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    for i, pause in ((1, 1.5), (2, 0)):
-                        event = f"data: event {i}\n\n".encode()
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-                        self.wfile.flush()
-                        time.sleep(pause)
-                    self.wfile.write(b"0\r\n\r\n")
-                elif self.path == "/delay":
-                    time.sleep(1)
-                    self.reply(200, b"delayed")
-                elif self.path == "/slow":
-                    time.sleep(3)
-                    self.reply(200, b"late")
-                elif self.path.startswith("/big"):
-                    n = int(self.path.split("=")[1])
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(n))
-                    self.end_headers()
-                    block = b"b" * (256 * KiB)
-                    left = n
-                    while left:
-                        k = min(left, len(block))
-                        self.wfile.write(block[:k])
-                        left -= k
-                else:
-                    self.reply(404, b"upstream has no " + self.path.encode())
-
-            def do_HEAD(self):
-                self.count()
-                self.send_response(200)
-                self.send_header("Content-Length", "1234")
-                self.end_headers()
-
-            def do_POST(self):
-                self.count()
-                try:
-                    n, digest = self.read_body()
-                except ValueError:  # the proxy cut a malformed upload short: expected
-                    self.close_connection = True
-                    return
-                self.reply(200, json.dumps({"length": n, "sha256": digest}).encode())
-
-            do_PUT = do_POST
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 class RawUpstream:
     """A socket server that answers each connection with `behaviour(conn)`, counting requests
@@ -262,22 +116,6 @@ def close_after_head(up, conn):
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def http_config(routes, clusters, listener_extra=(), workers=1):
-    """YAML for one http listener `web` with `routes` [(match_yaml, cluster, extra_lines)]."""
-    out = ["admin:", "  address: 127.0.0.1:0", f"workers: {workers}", "drain_timeout: 5s",
-           "listeners:", "  - name: web", "    address: 127.0.0.1:0", "    kind: http"]
-    out += ["    " + line for line in listener_extra]
-    out.append("    routes:")
-    for match, cluster, *extra in routes:
-        out += [f"      - match: {match}", f"        cluster: {cluster}"]
-        out += ["        " + line for line in (extra[0] if extra else [])]
-    out.append("clusters:")
-    for name, addrs in clusters.items():
-        out += [f"  - name: {name}", "    connect_timeout: 1s", "    endpoints:"]
-        out += [f"      - address: {a}" for a in addrs]
-    return "\n".join(out) + "\n"
-
-
 @contextlib.contextmanager
 def raw_upstream(behaviour):
     up = RawUpstream(behaviour)
@@ -333,23 +171,6 @@ def header_of(response, name):
         if k.strip().lower() == name.lower():
             return v.strip()
     return None
-
-
-def curl(*args, timeout=20):
-    """curl with the response head and body on stdout (-i), failing only on transport errors."""
-    p = subprocess.run(["curl", "-s", "-S", "-i", "--max-time", str(timeout)] + list(args),
-                       capture_output=True, timeout=timeout + 5)
-    if p.returncode != 0:
-        raise AssertionError(f"curl {args} failed ({p.returncode}): {p.stderr.decode()}")
-    return p.stdout
-
-
-def split_response(raw):
-    """(final head, body): interim 1xx heads before the final one are skipped."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    while re.match(rb"HTTP/1\.1 1\d\d ", head) and not head.startswith(b"HTTP/1.1 101"):
-        head, _, body = body.partition(b"\r\n\r\n")
-    return head.decode(), body
 
 
 def assert_back_to_baseline(test, r, baseline_fds, port):
