@@ -8,7 +8,7 @@ REMORA_PACKAGES=(
   libuv1-dev libnghttp2-dev node-llhttp libssl-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev clang-format-14
-  python3 python3-websockets python3-h2 curl nghttp2-client nghttp2-server prometheus procps
+  python3 python3-websockets python3-h2 python3-grpcio curl nghttp2-client nghttp2-server prometheus procps
 )
 
 sudo_if_needed() {

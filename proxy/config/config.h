@@ -119,7 +119,7 @@ struct Cluster {
   // a connection over it is refused and counted as overflow, never as an endpoint failure.
   uint32_t max_connections = 1024;
   // HTTP keep-alive pools (per worker, per endpoint): idle connections kept, and for how long.
-  uint32_t max_idle_connections = 64;
+  uint32_t max_idle_connections = 1024;
   absl::Duration idle_connection_timeout = absl::Seconds(30);
   int line = 0;
 };
