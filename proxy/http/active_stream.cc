@@ -100,7 +100,7 @@ void ActiveStream::ApplyForwardingPolicy(RequestHead& head) {
 
 void ActiveStream::DecodeHeaders(bool end_stream) {
   request_complete_ = end_stream;
-  grpc_ = absl::StartsWithIgnoreCase(request_.headers.Get("content-type"), "application/grpc");
+  grpc_ = IsGrpc(request_.headers);
   if (!NormalizePath(request_.path, &request_.normalized_path)) {
     malformed_ = true;  // malformed input ends the connection, like a parse error
     SendLocalReply(400, "bad_request", "malformed percent-encoding in the path");

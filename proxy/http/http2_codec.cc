@@ -454,7 +454,14 @@ nghttp2_data_provider Http2Codec::Stream::DataProvider() {
 }
 
 void Http2Codec::Stream::QueueBody(buffer::Buffer& data, bool end_stream) {
-  out_body_.Move(data);
+  // Bytes usually leave within this loop turn. Behind a closed window or a full socket they
+  // wait: small slices of shared read slabs are then copied out, so a stalled stream does not
+  // pin 64 KiB slabs for a few bytes each.
+  if (out_body_.empty()) {
+    out_body_.Move(data);
+  } else {
+    out_body_.MoveCompacting(data);
+  }
   out_end_ = out_end_ || end_stream;
   if (data_deferred_ && id_ >= 0 && !closed_) {
     data_deferred_ = false;
@@ -528,6 +535,12 @@ void Http2ServerCodec::ServerStream::EncodeInformational(const ResponseHead& hea
 void Http2ServerCodec::ServerStream::EncodeHeaders(const ResponseHead& head, bool end_stream) {
   if (closed_ || response_headers_sent_) return;
   response_headers_sent_ = true;
+  // A response to HEAD has no body (RFC 9110 9.3.2), whatever is offered after its head (a local
+  // reply's text); its content-length, if any, stays as given.
+  if (request_.method == "HEAD") {
+    end_stream = true;
+    bodyless_ = true;
+  }
   server_.ResetNv();
   server_.AddNv(":status", absl::StrCat(head.status));
   server_.AppendFields(head.headers, false);
@@ -543,12 +556,12 @@ void Http2ServerCodec::ServerStream::EncodeHeaders(const ResponseHead& head, boo
 }
 
 void Http2ServerCodec::ServerStream::EncodeData(buffer::Buffer& data, bool end_stream) {
-  if (closed_) return data.Clear();
+  if (closed_ || bodyless_) return data.Clear();
   QueueBody(data, end_stream);
 }
 
 void Http2ServerCodec::ServerStream::EncodeTrailers(const HeaderMap& trailers) {
-  if (closed_) return;
+  if (closed_ || bodyless_) return;
   QueueTrailers(trailers);
 }
 
@@ -582,15 +595,14 @@ void Http2ClientCodec::ClientStream::EncodeHeaders(const RequestHead& head, bool
   c.ResetNv();
   c.AddNv(":method", head.method);
   c.AddNv(":scheme", "http");
-  c.AddNv(":authority", head.authority);
+  if (!head.authority.empty()) c.AddNv(":authority", head.authority);
   c.AddNv(":path", head.path);
   c.AppendFields(head.headers, false);
   if (head.framing == Framing::kContentLength) {
     c.AddNv("content-length", absl::StrCat(head.content_length));
   }
   // HTTP/1 clients' TE is gone (hop-by-hop); gRPC needs it on HTTP/2.
-  if (!head.headers.Has("te") &&
-      absl::StartsWithIgnoreCase(head.headers.Get("content-type"), "application/grpc")) {
+  if (!head.headers.Has("te") && IsGrpc(head.headers)) {
     c.AddNv("te", "trailers");
   }
   out_end_ = end_stream;

@@ -218,6 +218,7 @@ class Http2ServerCodec final : public Http2Codec {
     RequestDecoder* decoder_ = nullptr;
     int reject_status_ = 0;
     bool response_headers_sent_ = false;
+    bool bodyless_ = false;  // a HEAD request's response
   };
 
   class ServerCallbacks : public Callbacks {

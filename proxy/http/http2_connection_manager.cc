@@ -32,7 +32,12 @@ class Http2ConnectionManager::Stream final : public RequestDecoder, public Strea
   // still queued, or the request is still arriving: its bytes are dropped).
   void EndActive() {
     if (!active_) return;
-    if (codec_ != nullptr) codec_->set_decoder(nullptr);
+    if (codec_ != nullptr) {
+      codec_->set_decoder(nullptr);
+      // The rest of the upload is read and dropped: its window must come back, whatever the
+      // router last asked.
+      codec_->ReadDisable(false);
+    }
     active_->End();
     cm_.ctx_.dispatcher.DeferredDelete(std::move(active_));
   }
@@ -114,7 +119,7 @@ void Http2ConnectionManager::Start(server::WorkerContext& ctx,
   auto* m = new Http2ConnectionManager(ctx, std::move(snapshot), listener, std::move(downstream));
   ctx.connections.Add(m);
   m->conn_->ReadEnable(true);
-  m->OnRead(first_bytes);
+  m->Receive(first_bytes);  // counted in rx_bytes by the HTTP/1 manager already
 }
 
 Http2ConnectionManager::Http2ConnectionManager(server::WorkerContext& ctx,
@@ -141,6 +146,10 @@ Http2ConnectionManager::~Http2ConnectionManager() = default;
 
 void Http2ConnectionManager::OnRead(buffer::Buffer& data) {
   ctx_.stats.Add(listener_.stats.rx_bytes, data.length());
+  Receive(data);
+}
+
+void Http2ConnectionManager::Receive(buffer::Buffer& data) {
   if (closing_) {
     data.Clear();
     return;
@@ -168,7 +177,9 @@ void Http2ConnectionManager::OnEndOfStream() {
 void Http2ConnectionManager::OnEvent(TcpConnection::Event) { Finish(); }
 
 void Http2ConnectionManager::OnFlushed() {
-  if (closing_ && out_.empty()) Finish();
+  // The socket took its whole backlog: frames held back for budget may go now (and a closing
+  // connection ends once they are out).
+  SendOut();
 }
 
 void Http2ConnectionManager::SendOut() {
@@ -203,11 +214,10 @@ void Http2ConnectionManager::OnNewStream(Http2ServerCodec::ServerStream& s) {
   auto stream = std::make_unique<Stream>(*this, s);
   Stream* raw = stream.get();
   streams_[s.id()] = std::move(stream);
-  timer_->Disable();
+  if (!draining_ && !closing_) timer_->Disable();  // the idle timer; not drain's PING wait
   if (s.reject_status() != 0) {
     int status = s.reject_status();
-    bool grpc =
-        absl::StartsWithIgnoreCase(s.request().headers.Get("content-type"), "application/grpc");
+    bool grpc = IsGrpc(s.request().headers);
     ResponseHead head;
     buffer::Buffer body = ActiveStream::BuildLocalReply(
         head, grpc, status, status == 431 ? "headers_too_large" : "connect_not_allowed",

@@ -65,6 +65,7 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   void OnWantsSend() override;
   void OnPingAck() override;
 
+  void Receive(buffer::Buffer& data);
   // Runs the codec's output into the socket, up to the listener's buffer limit in flight.
   void SendOut();
   void SendGoaway();

@@ -1,5 +1,7 @@
 #include "proxy/http/message.h"
 
+#include "absl/strings/match.h"
+
 namespace remora::http {
 
 void MessageHead::Clear() {
@@ -27,6 +29,15 @@ void ResponseHead::Clear() {
 
 bool IsIdempotentMethod(absl::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
+bool IsGrpc(const HeaderMap& headers) {
+  absl::string_view ct = headers.Get("content-type");
+  constexpr absl::string_view kGrpc = "application/grpc";
+  if (ct.size() < kGrpc.size() || !absl::EqualsIgnoreCase(ct.substr(0, kGrpc.size()), kGrpc)) {
+    return false;
+  }
+  return ct.size() == kGrpc.size() || ct[kGrpc.size()] == '+' || ct[kGrpc.size()] == ';';
 }
 
 }  // namespace remora::http

@@ -56,4 +56,8 @@ struct ResponseHead : MessageHead {
 // RFC 9110 9.2.2.
 bool IsIdempotentMethod(absl::string_view method);
 
+// A gRPC message (content-type application/grpc, +proto and other suffixes, parameters), not
+// gRPC-Web (application/grpc-web...), which is plain HTTP/1-compatible traffic.
+bool IsGrpc(const HeaderMap& headers);
+
 }  // namespace remora::http

@@ -29,8 +29,7 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   for (const std::string& name : r.request_headers_to_remove) head.headers.Remove(name);
   for (const config::HeaderValue& h : r.request_headers_to_add) head.headers.Set(h.name, h.value);
   if (listener.config->forward_normalized_path) head.path = head.normalized_path;
-  if (!UsesHttp2() &&
-      absl::StartsWithIgnoreCase(head.headers.Get("content-type"), "application/grpc")) {
+  if (!UsesHttp2() && IsGrpc(head.headers)) {
     callbacks_->SendLocalReply(502, "upstream_protocol_unsupported",
                                "gRPC needs an HTTP/2 upstream; this cluster speaks HTTP/1.1");
     return FilterStatus::kStop;
@@ -76,6 +75,10 @@ bool RouterFilter::UsesHttp2() const {
       break;
   }
   return callbacks_->info().downstream_http2;
+}
+
+bool RouterFilter::UpstreamOpen() const {
+  return conn_ != nullptr || (h2_ != nullptr && h2_->ready());
 }
 
 RequestEncoder& RouterFilter::encoder() {
@@ -126,8 +129,12 @@ FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
     StartTimeout();
   }
   if (head_sent_) {
-    encoder().EncodeData(data, end_stream);
-    FlushUpstream();
+    if (UpstreamOpen()) {
+      encoder().EncodeData(data, end_stream);
+      FlushUpstream();
+    } else {
+      data.Clear();  // the upstream exchange is over (its response is complete): nowhere to go
+    }
     return FilterStatus::kStop;
   }
   pending_body_.Move(data);
@@ -142,8 +149,10 @@ FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
   request_complete_ = true;
   StartTimeout();
   if (head_sent_) {
-    encoder().EncodeTrailers(trailers);
-    FlushUpstream();
+    if (UpstreamOpen()) {
+      encoder().EncodeTrailers(trailers);
+      FlushUpstream();
+    }
     return FilterStatus::kStop;
   }
   trailers_pending_ = true;

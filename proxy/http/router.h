@@ -50,6 +50,8 @@ class RouterFilter final : public StreamFilter,
   void SendRequestHead();
   RequestEncoder& encoder();
   bool UsesHttp2() const;
+  // A connection or stream is there to take request bytes.
+  bool UpstreamOpen() const;
   void FlushUpstream();
   // Ends the exchange on the current connection; `reusable` lets the pool keep it.
   void ReleaseConnection(bool reusable);

@@ -111,10 +111,13 @@ void Http2UpstreamConnection::OnWantsSend() {
 }
 
 void Http2UpstreamConnection::Fail(Failure failure) {
+  // No new stream from here on: an owner told below may start its next request (a pipelined
+  // one) at once, and it must go to another connection.
+  goaway_ = true;
   // Every request still here learns of the failure once; their destructors find them detached.
-  std::vector<Http2UpstreamRequest*> waiting = std::move(waiting_);
-  waiting_.clear();
-  for (Http2UpstreamRequest* r : waiting) {
+  while (!waiting_.empty()) {
+    Http2UpstreamRequest* r = waiting_.front();
+    waiting_.erase(waiting_.begin());
     r->conn_ = nullptr;
     r->owner_.OnUpstreamFailed(failure);
   }
@@ -140,13 +143,13 @@ void Http2UpstreamConnection::OnEvent(TcpConnection::Event event) {
   server::WorkerContext& ctx = pool_.ctx_;
   if (event == TcpConnection::Event::kConnected) {
     connected_ = true;
-    std::vector<Http2UpstreamRequest*> waiting = std::move(waiting_);
-    waiting_.clear();
-    for (Http2UpstreamRequest* r : waiting) OpenStream(r);
-    for (Http2UpstreamRequest* r : waiting) {
-      // A request may have gone (or failed the connection) through an earlier one's call.
-      if (closed_) break;
-      if (r->stream_ != nullptr && streams_.contains(r->stream_)) r->owner_.OnUpstreamReady();
+    // One at a time from the list itself: an owner's call may end other waiting requests (they
+    // leave the list) or the connection.
+    while (!waiting_.empty() && !closed_) {
+      Http2UpstreamRequest* r = waiting_.front();
+      waiting_.erase(waiting_.begin());
+      OpenStream(r);
+      r->owner_.OnUpstreamReady();
     }
     SendOut();
     return;

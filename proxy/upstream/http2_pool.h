@@ -48,8 +48,10 @@ class Http2UpstreamRequest {
   };
 
   ~Http2UpstreamRequest();
-  http::RequestEncoder& encoder() { return *stream_; }
+  // The stream is open and takes the request (false before the connection is up and after the
+  // stream closed).
   bool ready() const { return stream_ != nullptr; }
+  http::RequestEncoder& encoder() { return *stream_; }  // only while ready()
   // Stop or resume taking the response (the client is slow).
   void ReadDisable(bool disabled);
 
@@ -92,6 +94,7 @@ class Http2UpstreamConnection final : public event::TcpConnection::Callbacks,
   void OnEvent(event::TcpConnection::Event event) override;
   void OnWriteHighWatermark() override {}
   void OnWriteLowWatermark() override { SendOut(); }
+  void OnFlushed() override { SendOut(); }
 
   // Http2ClientCodec::ClientCallbacks
   void OnStreamClosed(http::Http2Codec::Stream& s, uint32_t error_code) override;

@@ -47,8 +47,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from h2.settings import SettingCodes  # noqa: E402
 
-from harness import (KiB, MiB, Remora, Upstream, curl, http_config,  # noqa: E402
-                     listening_port, payload, split_response, wait_until)
+from harness import (KiB, MiB, Remora, Upstream, curl, free_port_refused,  # noqa: E402
+                     http_config, listening_port, payload, split_response, wait_until)
 from h2_peers import (CANCEL, DATA, GOAWAY, INTERNAL_ERROR, PREFACE,  # noqa: E402
                       PROTOCOL_ERROR, SETTINGS, H2Client, H2Upstream, Http1Client, frame,
                       http1_head, http1_request, read_frames)
@@ -365,6 +365,21 @@ class ProtocolTest(unittest.TestCase):
         cookies = [v for k, v in resp.json()["headers"] if k.lower() == "cookie"]
         self.assertEqual(cookies, ["a=1; b=2"])
 
+    def test_head_local_reply_over_http2_has_no_body(self):
+        # No x-upstream header: no route. A body after a HEAD response's head would be a
+        # protocol error to the client (nghttp2 resets the stream), so curl would fail.
+        raw = curl("-I", "--http2-prior-knowledge", f"{self.url}/nowhere")
+        head, body = split_response(raw)
+        self.assertTrue(head.startswith("HTTP/2 404"), head)
+        self.assertIn("x-remora-reason: no_route", head)
+        self.assertEqual(body, b"")
+
+    def test_grpc_web_is_not_grpc(self):
+        # gRPC-Web is HTTP/1-compatible: it goes to an HTTP/1.1 upstream like any request.
+        head, got = self.echo("http1", "--http1.1", "-H", "content-type: application/grpc-web+proto")
+        self.assertTrue(head.startswith("HTTP/1.1 200"), head)
+        self.assertNotIn("x-remora-reason", head)
+
     def test_nghttpd_upstream(self):
         want = payload(MiB)
         route = route_arg("nghttpd")
@@ -500,6 +515,25 @@ class OwnProxy(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.stack.close()
+
+
+class UploadToDeadUpstreamTest(unittest.TestCase):
+    def test_http2_upload_to_refused_upstream_gets_502_and_completes(self):
+        # The body waits for a connection that fails: once it is over the buffer limit the
+        # stream stops taking bytes. The 502 must give the window back, or the rest of the
+        # upload (and with it curl) stalls until a timeout.
+        config = http_config([("{prefix: /}", "down")], {"down": [free_port_refused()]},
+                             listener_extra=["buffer_limit_bytes: 16384"])
+        with Remora(config) as r, tempfile.NamedTemporaryFile() as body:
+            body.write(payload(MiB))
+            body.flush()
+            start = time.monotonic()
+            raw = curl("--http2-prior-knowledge", "--data-binary", f"@{body.name}",
+                       f"http://127.0.0.1:{r.port('web')}/up", timeout=15)
+            head, _ = split_response(raw)
+            self.assertTrue(head.startswith("HTTP/2 502"), head)
+            self.assertIn("x-remora-reason: connect_failure", head)
+            self.assertLess(time.monotonic() - start, 10)
 
 
 class RapidResetTest(OwnProxy):
