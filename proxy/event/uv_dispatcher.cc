@@ -9,16 +9,13 @@ namespace {
 
 class UvTimer final : public Timer {
  public:
-  UvTimer(uv_loop_t* loop, absl::AnyInvocable<void()> cb) : cb_(std::move(cb)) {
-    handle_ = new uv_timer_t;
-    uv_timer_init(loop, handle_);
+  UvTimer(UvDispatcher& dispatcher, absl::AnyInvocable<void()> cb)
+      : dispatcher_(dispatcher), handle_(dispatcher.AcquireTimerHandle()), cb_(std::move(cb)) {
     handle_->data = this;
   }
   ~UvTimer() override {
-    // The handle's memory may only be freed in its close callback (libuv handle.rst).
     handle_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(handle_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    dispatcher_.ReleaseTimerHandle(handle_);
   }
   void Enable(absl::Duration after) override {
     int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(after, absl::Milliseconds(1)));
@@ -34,9 +31,16 @@ class UvTimer final : public Timer {
     auto* self = static_cast<UvTimer*>(handle->data);
     if (self != nullptr) self->cb_();  // may destroy self: touch nothing after
   }
+  UvDispatcher& dispatcher_;
   uv_timer_t* handle_;
   absl::AnyInvocable<void()> cb_;
 };
+
+void CloseAndFreeTimer(uv_timer_t* h) {
+  // The handle's memory may only be freed in its close callback (libuv handle.rst).
+  uv_close(reinterpret_cast<uv_handle_t*>(h),
+           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+}
 
 }  // namespace
 
@@ -65,6 +69,9 @@ void UvDispatcher::Quiesce() {
   }
   RunPosted();
   RunDeferredDeletes();
+  timers_pooled_ = false;
+  for (uv_timer_t* h : spare_timers_) CloseAndFreeTimer(h);
+  spare_timers_.clear();
   uv_walk(
       &loop_,
       [](uv_handle_t* h, void*) {
@@ -121,7 +128,27 @@ void UvDispatcher::RunPosted() {
 }
 
 std::unique_ptr<Timer> UvDispatcher::CreateTimer(absl::AnyInvocable<void()> cb) {
-  return std::make_unique<UvTimer>(&loop_, std::move(cb));
+  return std::make_unique<UvTimer>(*this, std::move(cb));
+}
+
+uv_timer_t* UvDispatcher::AcquireTimerHandle() {
+  if (!spare_timers_.empty()) {
+    uv_timer_t* h = spare_timers_.back();
+    spare_timers_.pop_back();
+    return h;
+  }
+  auto* h = new uv_timer_t;
+  uv_timer_init(&loop_, h);
+  return h;
+}
+
+void UvDispatcher::ReleaseTimerHandle(uv_timer_t* h) {
+  uv_timer_stop(h);
+  if (timers_pooled_ && spare_timers_.size() < kMaxSpareTimers) {
+    spare_timers_.push_back(h);
+  } else {
+    CloseAndFreeTimer(h);
+  }
 }
 
 void UvDispatcher::DeferredDelete(std::unique_ptr<DeferredDeletable> object) {

@@ -40,6 +40,12 @@ class HeaderMap {
   absl::string_view Get(absl::string_view name) const;
   size_t Count(absl::string_view name) const;
   void Clear();
+  // Room for `bytes` of names and values in `fields` fields without growing: a map that is not
+  // reused (an HTTP/2 stream's) allocates twice instead of once per doubling.
+  void Reserve(size_t bytes, size_t fields) {
+    storage_.reserve(bytes);
+    entries_.reserve(fields);
+  }
 
   // Incremental building for parsers whose input arrives in pieces: a name in one or more
   // pieces, FinishName(), then its value in zero or more pieces; the next AppendName starts the

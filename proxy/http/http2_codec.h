@@ -72,6 +72,10 @@ class Http2Codec {
    protected:
     friend class Http2Codec;
     friend struct Http2Codec::Glue;
+    // A typical header block with what filters add (trace context, forwarding fields): one
+    // allocation each for a stream's head instead of one per doubling.
+    static constexpr size_t kHeadBytesGuess = 1024;
+    static constexpr size_t kHeadFieldsGuess = 24;
     explicit Stream(Http2Codec& codec) : codec_(codec) {}
     // Queues body bytes (moved out of `data`); `trailers` non-null ends the message with them.
     void QueueBody(buffer::Buffer& data, bool end_stream);
@@ -206,7 +210,9 @@ class Http2ServerCodec final : public Http2Codec {
 
    private:
     friend class Http2ServerCodec;
-    explicit ServerStream(Http2ServerCodec& codec) : Stream(codec), server_(codec) {}
+    explicit ServerStream(Http2ServerCodec& codec) : Stream(codec), server_(codec) {
+      request_.headers.Reserve(kHeadBytesGuess, kHeadFieldsGuess);
+    }
     MessageHead& head() override { return request_; }
     void OnPseudoHeader(absl::string_view name, absl::string_view value) override;
     void OnHeadersDone(bool end_stream) override;
@@ -253,7 +259,9 @@ class Http2ClientCodec final : public Http2Codec {
 
    private:
     friend class Http2ClientCodec;
-    explicit ClientStream(Http2ClientCodec& codec) : Stream(codec), client_(codec) {}
+    explicit ClientStream(Http2ClientCodec& codec) : Stream(codec), client_(codec) {
+      response_.headers.Reserve(kHeadBytesGuess, kHeadFieldsGuess);
+    }
     MessageHead& head() override { return response_; }
     void OnPseudoHeader(absl::string_view name, absl::string_view value) override;
     void OnHeadersDone(bool end_stream) override;
