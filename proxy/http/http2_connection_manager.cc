@@ -169,9 +169,10 @@ void Http2ConnectionManager::Receive(buffer::Buffer& data) {
 }
 
 void Http2ConnectionManager::OnEndOfStream() {
-  // The client will send nothing more, so no stream can complete its request or be reset:
-  // what it has open ends here.
-  Finish();
+  // The client sends nothing more (a half-close): streams whose requests are whole still get
+  // their responses; the connection closes when the last stream ends.
+  peer_eof_ = true;
+  if (streams_.empty()) Finish();
 }
 
 void Http2ConnectionManager::OnEvent(TcpConnection::Event) { Finish(); }
@@ -235,6 +236,11 @@ void Http2ConnectionManager::OnStreamClosed(Http2Codec::Stream& s, uint32_t) {
   if (it == streams_.end()) return;
   it->second->Detach();
   streams_.erase(it);
+  if (peer_eof_ && streams_.empty() && !closing_) {
+    closing_ = true;
+    timer_->Enable(kCloseFlushTimeout);  // Finish once the last frames are out (SendOut)
+    return;
+  }
   if (!dispatching_) UpdateIdleTimer();
 }
 

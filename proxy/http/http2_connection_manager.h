@@ -86,6 +86,7 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   bool dispatching_ = false;
   bool draining_ = false;
   bool goaway_sent_ = false;
+  bool peer_eof_ = false;  // the client half-closed
   bool closing_ = false;
   bool finished_ = false;
 };
