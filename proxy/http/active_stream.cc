@@ -19,7 +19,8 @@ std::string PeerHost(const std::string& peer) {
 
 ActiveStream::ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                            const server::ListenerRuntime& listener, StreamConnection& connection,
-                           RequestHead& request, absl::string_view downstream_address)
+                           RequestHead& request, absl::string_view downstream_address,
+                           bool own_idle_timer)
     : ctx_(ctx),
       snapshot_(snapshot),
       listener_(listener),
@@ -30,9 +31,9 @@ ActiveStream::ActiveStream(server::WorkerContext& ctx, const server::Snapshot& s
   for (const FilterFactory* f : listener_.filters) filters_.push_back(f->create(listener_));
   filters_.push_back(RouterFilter::kFactory.create(listener_));
   for (auto& f : filters_) f->set_callbacks(this);
+  last_activity_ = info_.start;
   absl::Duration idle = listener_.config->stream_idle_timeout;
-  if (idle > absl::ZeroDuration()) {
-    last_activity_ = info_.start;
+  if (own_idle_timer && idle > absl::ZeroDuration()) {
     idle_timer_ = ctx_.dispatcher.CreateTimer([this] { OnIdleTimer(); });
     idle_timer_->Enable(idle);
   }
@@ -53,12 +54,15 @@ void ActiveStream::End() {
 }
 
 void ActiveStream::OnIdleTimer() {
-  absl::Duration idle = listener_.config->stream_idle_timeout;
+  if (CheckIdle()) return;
   absl::Duration quiet = ctx_.dispatcher.Now() - last_activity_;
-  if (quiet < idle) {
-    idle_timer_->Enable(idle - quiet);
-    return;
-  }
+  idle_timer_->Enable(listener_.config->stream_idle_timeout - quiet);
+}
+
+bool ActiveStream::CheckIdle() {
+  absl::Duration idle = listener_.config->stream_idle_timeout;
+  if (!alive_ || idle <= absl::ZeroDuration()) return false;
+  if (ctx_.dispatcher.Now() - last_activity_ < idle) return false;
   // Nothing moved either way for the whole timeout: a stalled peer or upstream holds buffers
   // and a slot for nothing.
   if (!response_started_) {
@@ -68,6 +72,7 @@ void ActiveStream::OnIdleTimer() {
     info_.reason = "stream_idle_timeout";
     connection_.ResetStream(*this);
   }
+  return true;
 }
 
 void ActiveStream::OnDownstreamAboveHighWatermark() {

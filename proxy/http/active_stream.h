@@ -53,9 +53,12 @@ class StreamConnection {
 
 class ActiveStream final : public FilterCallbacks, public event::DeferredDeletable {
  public:
+  // `own_idle_timer`: the stream keeps its own idle timer; otherwise its connection calls
+  // CheckIdle() often enough (an HTTP/2 connection sweeps its streams with one timer).
   ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                const server::ListenerRuntime& listener, StreamConnection& connection,
-               RequestHead& request, absl::string_view downstream_address);
+               RequestHead& request, absl::string_view downstream_address,
+               bool own_idle_timer = true);
   ~ActiveStream() override;
 
   // The request, from the codec. DecodeHeaders normalises the path, applies the forwarding
@@ -73,6 +76,8 @@ class ActiveStream final : public FilterCallbacks, public event::DeferredDeletab
 
   // Bytes moved on the stream outside the calls above (a tunnel's): the idle timeout restarts.
   void NoteActivity() { last_activity_ = ctx_.dispatcher.Now(); }
+  // Ends the stream if nothing moved for stream_idle_timeout; returns whether it did.
+  bool CheckIdle();
 
   bool alive() const { return alive_; }
   bool request_complete() const { return request_complete_; }

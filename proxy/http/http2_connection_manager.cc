@@ -1,6 +1,8 @@
 #include "proxy/http/http2_connection_manager.h"
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "proxy/common/log.h"
@@ -30,8 +32,12 @@ class Http2ConnectionManager::Stream final : public RequestDecoder, public Strea
   }
   // The filter chain is done with the stream; the codec stream may live on (the response is
   // still queued, or the request is still arriving: its bytes are dropped).
+  // When the filter chain ended: a stream whose response is queued but never taken (a closed
+  // window) is cancelled stream_idle_timeout after that.
+  absl::Time ended_at() const { return ended_at_; }
   void EndActive() {
     if (!active_) return;
+    ended_at_ = cm_.ctx_.dispatcher.Now();
     if (codec_ != nullptr) {
       codec_->set_decoder(nullptr);
       // The rest of the upload is read and dropped: its window must come back, whatever the
@@ -45,7 +51,8 @@ class Http2ConnectionManager::Stream final : public RequestDecoder, public Strea
   // RequestDecoder
   void OnHeaders(RequestHead& head, bool end_stream) override {
     active_ = std::make_unique<ActiveStream>(cm_.ctx_, *cm_.snapshot_, cm_.listener_, *this, head,
-                                             cm_.peer_host_);
+                                             cm_.peer_host_, /*own_idle_timer=*/false);
+    cm_.ArmIdleSweep();
     active_->info().downstream_http2 = true;
     active_->DecodeHeaders(end_stream);
   }
@@ -77,7 +84,10 @@ class Http2ConnectionManager::Stream final : public RequestDecoder, public Strea
   void WriteTrailers(ActiveStream&, HeaderMap& trailers) override {
     if (codec_ != nullptr) codec_->EncodeTrailers(trailers);
   }
-  void OnResponseComplete(ActiveStream&) override { EndActive(); }
+  void OnResponseComplete(ActiveStream&) override {
+    EndActive();
+    cm_.ArmIdleSweep();  // until the response has left
+  }
   void ResetStream(ActiveStream& s) override {
     uint32_t code =
         s.info().reason == "stream_idle_timeout" ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR;
@@ -97,6 +107,7 @@ class Http2ConnectionManager::Stream final : public RequestDecoder, public Strea
   Http2ConnectionManager& cm_;
   Http2ServerCodec::ServerStream* codec_;
   std::unique_ptr<ActiveStream> active_;
+  absl::Time ended_at_;
 };
 
 Http2Settings Http2ConnectionManager::SettingsFor(const config::Listener& l) {
@@ -137,6 +148,7 @@ Http2ConnectionManager::Http2ConnectionManager(server::WorkerContext& ctx,
   peer_host_ = PeerHost(conn_->peer());
   timer_ = ctx_.dispatcher.CreateTimer([this] { OnTimer(); });
   send_timer_ = ctx_.dispatcher.CreateTimer([this] { SendOut(); });
+  sweep_timer_ = ctx_.dispatcher.CreateTimer([this] { SweepIdleStreams(); });
   UpdateIdleTimer();
 }
 
@@ -256,6 +268,37 @@ void Http2ConnectionManager::OnStreamQueueLimit(Http2Codec::Stream& s, bool abov
 
 // ---- timers, drain, close -----------------------------------------------------------------------
 
+void Http2ConnectionManager::ArmIdleSweep() {
+  absl::Duration idle = listener_.config->stream_idle_timeout;
+  if (idle <= absl::ZeroDuration() || sweep_timer_->Enabled()) return;
+  // A stream is ended at most an eighth of the timeout late; the per-stream cost is one time
+  // stamp per event instead of a timer started and stopped per stream.
+  sweep_timer_->Enable(std::max(idle / 8, absl::Milliseconds(10)));
+}
+
+void Http2ConnectionManager::SweepIdleStreams() {
+  // Collected first: ending a stream queues frames but may not change streams_ until they go.
+  std::vector<ActiveStream*> active;
+  std::vector<Http2ServerCodec::ServerStream*> lingering;
+  bool any = false;
+  absl::Time now = ctx_.dispatcher.Now();
+  for (auto& [id, stream] : streams_) {
+    if (stream->active() != nullptr) {
+      active.push_back(stream->active());
+    } else if (stream->codec() != nullptr) {
+      if (now - stream->ended_at() >= listener_.config->stream_idle_timeout) {
+        lingering.push_back(stream->codec());
+      } else {
+        any = true;
+      }
+    }
+  }
+  for (ActiveStream* a : active) any = !a->CheckIdle() || any;
+  for (Http2ServerCodec::ServerStream* s : lingering) s->Reset(NGHTTP2_CANCEL);
+  if (any) ArmIdleSweep();
+  SendOut();
+}
+
 void Http2ConnectionManager::UpdateIdleTimer() {
   if (closing_ || finished_ || draining_) return;
   if (streams_.empty()) {
@@ -309,6 +352,7 @@ void Http2ConnectionManager::Finish() {
   codec_.CloseAllStreams(NGHTTP2_CANCEL);
   timer_.reset();
   send_timer_.reset();
+  sweep_timer_.reset();
   conn_->Close(TcpConnection::CloseMode::kNow);
   ctx_.stats.AddSigned(listener_.stats.cx_active, -1);
   ctx_.connections.Remove(this);

@@ -70,6 +70,9 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   void SendOut();
   void SendGoaway();
   void UpdateIdleTimer();
+  // stream_idle_timeout for every stream of the connection, with one timer.
+  void ArmIdleSweep();
+  void SweepIdleStreams();
   void OnTimer();
   void Finish();
 
@@ -81,8 +84,9 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   buffer::Buffer out_;
   Http2ServerCodec codec_;
   absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;
-  std::unique_ptr<event::Timer> timer_;       // idle, drain's PING wait, close deadline
-  std::unique_ptr<event::Timer> send_timer_;  // batches frames queued outside a read
+  std::unique_ptr<event::Timer> timer_;        // idle, drain's PING wait, close deadline
+  std::unique_ptr<event::Timer> send_timer_;   // batches frames queued outside a read
+  std::unique_ptr<event::Timer> sweep_timer_;  // stream idle timeouts
   bool dispatching_ = false;
   bool draining_ = false;
   bool goaway_sent_ = false;

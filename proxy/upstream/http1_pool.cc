@@ -97,7 +97,6 @@ Http1Connection* Http1Pool::Acquire(const server::ClusterRuntime& cluster,
   if (!fresh && !ep.idle.empty()) {
     Http1Connection* c = ep.idle.back();
     ep.idle.pop_back();
-    c->idle_timer_->Disable();
     c->owner_ = owner;
     c->reused_ = true;
     c->read_mark_ = c->conn_->bytes_read();
@@ -118,7 +117,7 @@ Http1Connection* Http1Pool::Acquire(const server::ClusterRuntime& cluster,
                              cluster.config->connect_timeout);
   c->conn_->SetCallbacks(c);
   c->conn_->ReadEnable(true);
-  c->idle_timer_ = ctx_.dispatcher.CreateTimer([this, c] { Close(c); });
+  c->idle_timer_ = ctx_.dispatcher.CreateTimer([this, c] { OnIdleTimer(c); });
   ++ep.total;
   endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
   endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);
@@ -136,8 +135,21 @@ void Http1Pool::Release(Http1Connection* c, bool reusable) {
   }
   c->codec_.Resume();
   c->conn_->ReadEnable(true);
-  c->idle_timer_->Enable(ep.idle_timeout);
+  // The timer stays armed across reuses (no stop/start per request): it checks when it fires.
+  c->idle_since_ = ctx_.dispatcher.Now();
+  if (!c->idle_timer_->Enabled()) c->idle_timer_->Enable(ep.idle_timeout);
   ep.idle.push_back(c);
+}
+
+void Http1Pool::OnIdleTimer(Http1Connection* c) {
+  if (c->owner_ != nullptr) return;  // busy: Release arms it again
+  Http1Connection::EndpointPool& ep = c->endpoint_pool_;
+  absl::Duration idle = ctx_.dispatcher.Now() - c->idle_since_;
+  if (idle < ep.idle_timeout) {
+    c->idle_timer_->Enable(ep.idle_timeout - idle);
+    return;
+  }
+  Close(c);
 }
 
 void Http1Pool::Close(Http1Connection* c) {

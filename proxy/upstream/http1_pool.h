@@ -80,6 +80,7 @@ class Http1Connection final : public event::TcpConnection::Callbacks,
   http::Http1ClientCodec codec_;
   std::unique_ptr<event::TcpConnection> conn_;
   std::unique_ptr<event::Timer> idle_timer_;
+  absl::Time idle_since_;  // when it last went idle
   Owner* owner_ = nullptr;
   uint64_t read_mark_ = 0;
   bool connected_ = false;
@@ -116,6 +117,7 @@ class Http1Pool {
     bool operator==(const EndpointKey& o) const { return state == o.state; }
   };
   void Close(Http1Connection* c);
+  void OnIdleTimer(Http1Connection* c);
 
   server::WorkerContext& ctx_;
   absl::flat_hash_map<EndpointKey, std::unique_ptr<Http1Connection::EndpointPool>> pools_;

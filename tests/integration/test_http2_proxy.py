@@ -665,6 +665,21 @@ class StreamIdleTimeoutTest(OwnProxy):
             wait_until(lambda: up.resets > resets_before, timeout=1,
                        what="the upstream stream to be reset")
 
+    def test_whole_response_waiting_for_window_is_reset(self):
+        # A response small enough to be queued whole: the stream's filter chain is done, only
+        # the client's window keeps it open. It must not hold its slot forever.
+        route = [route_to("http1")]
+        with H2Client(self.port, settings={SettingCodes.INITIAL_WINDOW_SIZE: 0}) as c:
+            c.handshake()
+            stalled = c.request("GET", f"/bytes?n={16 * KiB}", route)
+            c.stalled.add(stalled)
+            c.run(lambda: c.streams[stalled].done, timeout=2 * self.IDLE,
+                  what="the stalled stream to be reset")
+            s = c.streams[stalled]
+            self.assertIsNotNone(s.reset, s)
+            # Its clock starts when the response is queued, just after the request.
+            self.assert_on_time("queued response reset", s.reset_at - s.opened_at)
+
     def test_stalled_http1_upload_is_closed(self):
         with Http1Client(self.port) as c:
             c.send(http1_head("POST", "/sha", [route_to("http1"), ("Content-Length", MiB)]))
