@@ -97,7 +97,7 @@ class EchoPeer:
 
         def on_termination():
             call.ended = time.monotonic()
-            call.cancelled = not call.finished
+            call.cancelled = call.cancelled or not call.finished
             call.terminated.set()
 
         with self._lock:
@@ -147,6 +147,10 @@ class EchoPeer:
             context.send_initial_metadata(initial)
             return request
         finally:
+            # A cancelled RPC may end the handler's loop before the termination callback runs,
+            # so it is judged here too: a cancelled context is no longer active.
+            if not context.is_active():
+                call.cancelled = True
             call.finished = True
 
     def server_stream(self, request, context):
@@ -169,6 +173,10 @@ class EchoPeer:
                 yield message
             context.set_trailing_metadata([("x-echo-trailer", digest.hexdigest())])
         finally:
+            # A cancelled RPC may end the handler's loop before the termination callback runs,
+            # so it is judged here too: a cancelled context is no longer active.
+            if not context.is_active():
+                call.cancelled = True
             call.finished = True
 
     def client_stream(self, request_iterator, context):
@@ -184,6 +192,10 @@ class EchoPeer:
             return json.dumps({"count": count, "bytes": total,
                                "sha256": digest.hexdigest()}).encode()
         finally:
+            # A cancelled RPC may end the handler's loop before the termination callback runs,
+            # so it is judged here too: a cancelled context is no longer active.
+            if not context.is_active():
+                call.cancelled = True
             call.finished = True
 
     def bidi(self, request_iterator, context):
@@ -196,6 +208,10 @@ class EchoPeer:
                 yield message
             context.set_trailing_metadata([("x-echo-count", str(count))])
         finally:
+            # A cancelled RPC may end the handler's loop before the termination callback runs,
+            # so it is judged here too: a cancelled context is no longer active.
+            if not context.is_active():
+                call.cancelled = True
             call.finished = True
 
 
