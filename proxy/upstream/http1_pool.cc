@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "proxy/common/log.h"
+#include "proxy/upstream/counted_connection.h"
 
 namespace remora::upstream {
 
@@ -39,21 +40,7 @@ void Http1Connection::OnEvent(TcpConnection::Event event) {
     if (owner_ != nullptr) owner_->OnUpstreamConnected();
     return;
   }
-  server::WorkerContext& ctx = pool_.ctx_;
-  switch (event) {
-    case TcpConnection::Event::kConnectFailed:
-      ctx.stats.Add(stats_.connect_refused);
-      break;
-    case TcpConnection::Event::kConnectTimeout:
-      ctx.stats.Add(stats_.connect_timeout);
-      break;
-    case TcpConnection::Event::kConnectLocalError:
-      ctx.stats.Add(stats_.connect_local);
-      ctx.local_resource_pressure();
-      break;
-    default:
-      break;
-  }
+  CountConnectFailure(pool_.ctx_, stats_, event);
   if (owner_ == nullptr) return OnIdleEvent();
   Owner* owner = owner_;
   if (event == TcpConnection::Event::kRemoteReset) {
@@ -104,25 +91,14 @@ Http1Connection* Http1Pool::Acquire(const server::ClusterRuntime& cluster,
     return c;
   }
   *reused = false;
-  // Reserve the cluster-wide slot before connecting, so the limit is exact across workers.
-  if (cluster.state->active_connections.fetch_add(1, std::memory_order_relaxed) >=
-      static_cast<int64_t>(cluster.config->max_connections)) {
-    cluster.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
-    return nullptr;
-  }
+  if (!ReserveConnectionSlot(cluster)) return nullptr;
   auto* c = new Http1Connection(*this, ep, cluster);
   c->owner_ = owner;
-  c->conn_ =
-      TcpConnection::Connect(ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint.address),
-                             cluster.config->connect_timeout);
+  c->conn_ = ConnectCounted(ctx_, cluster, endpoint);
   c->conn_->SetCallbacks(c);
   c->conn_->ReadEnable(true);
   c->idle_timer_ = ctx_.dispatcher.CreateTimer([this, c] { OnIdleTimer(c); });
   ++ep.total;
-  endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
-  endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);
-  ctx_.stats.Add(c->stats_.cx_total);
-  ctx_.stats.AddSigned(c->stats_.cx_active, 1);
   return c;
 }
 
@@ -158,12 +134,7 @@ void Http1Pool::Close(Http1Connection* c) {
   Http1Connection::EndpointPool& ep = c->endpoint_pool_;
   std::erase(ep.idle, c);
   --ep.total;
-  ctx_.stats.Add(c->stats_.rx_bytes, c->conn_->bytes_read());
-  ctx_.stats.Add(c->stats_.tx_bytes, c->conn_->bytes_written());
-  ctx_.stats.AddSigned(c->stats_.cx_active, -1);
-  c->cluster_state_->active_connections.fetch_sub(1, std::memory_order_relaxed);
-  ep.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
-  c->conn_->Close(TcpConnection::CloseMode::kNow);
+  CloseCounted(ctx_, c->stats_, *c->cluster_state_, *ep.state, *c->conn_);
   c->idle_timer_.reset();
   ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(c));
   if (ep.total == 0) pools_.erase(EndpointKey{ep.state.get()});

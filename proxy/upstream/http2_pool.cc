@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "proxy/common/log.h"
+#include "proxy/upstream/counted_connection.h"
 
 namespace remora::upstream {
 
@@ -140,7 +141,6 @@ void Http2UpstreamConnection::OnEndOfStream() {
 }
 
 void Http2UpstreamConnection::OnEvent(TcpConnection::Event event) {
-  server::WorkerContext& ctx = pool_.ctx_;
   if (event == TcpConnection::Event::kConnected) {
     connected_ = true;
     // One at a time from the list itself: an owner's call may end other waiting requests (they
@@ -154,23 +154,13 @@ void Http2UpstreamConnection::OnEvent(TcpConnection::Event event) {
     SendOut();
     return;
   }
+  CountConnectFailure(pool_.ctx_, stats_, event);
   Failure failure = Failure::kReset;
-  switch (event) {
-    case TcpConnection::Event::kConnectFailed:
-      ctx.stats.Add(stats_.connect_refused);
-      failure = Failure::kConnectFailure;
-      break;
-    case TcpConnection::Event::kConnectTimeout:
-      ctx.stats.Add(stats_.connect_timeout);
-      failure = Failure::kConnectTimeout;
-      break;
-    case TcpConnection::Event::kConnectLocalError:
-      ctx.stats.Add(stats_.connect_local);
-      ctx.local_resource_pressure();
-      failure = Failure::kConnectFailure;
-      break;
-    default:
-      break;
+  if (event == TcpConnection::Event::kConnectTimeout) {
+    failure = Failure::kConnectTimeout;
+  } else if (event == TcpConnection::Event::kConnectFailed ||
+             event == TcpConnection::Event::kConnectLocalError) {
+    failure = Failure::kConnectFailure;
   }
   Fail(failure);
   pool_.Close(this);
@@ -239,29 +229,20 @@ std::unique_ptr<Http2UpstreamRequest> Http2Pool::Request(const server::ClusterRu
       return r;
     }
   }
-  if (cluster.state->active_connections.fetch_add(1, std::memory_order_relaxed) >=
-      static_cast<int64_t>(cluster.config->max_connections)) {
-    cluster.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  if (!ReserveConnectionSlot(cluster)) {
     if (ep.conns.empty()) pools_.erase(endpoint.state.get());
     return nullptr;
   }
   http::Http2Settings settings;
-  settings.header_limits = http::HeaderLimits{};
   auto* c = new Http2UpstreamConnection(*this, ep, cluster, settings);
   c->idle_timeout_ = cluster.config->idle_connection_timeout;
-  c->conn_ =
-      TcpConnection::Connect(ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint.address),
-                             cluster.config->connect_timeout);
+  c->conn_ = ConnectCounted(ctx_, cluster, endpoint);
   c->conn_->SetCallbacks(c);
   c->conn_->SetWriteWatermarks(settings.stream_buffer_limit / 2, settings.stream_buffer_limit);
   c->conn_->ReadEnable(true);
   c->idle_timer_ = ctx_.dispatcher.CreateTimer([this, c] { Close(c); });
   c->send_timer_ = ctx_.dispatcher.CreateTimer([c] { c->SendOut(); });
   ep.conns.push_back(c);
-  endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
-  endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);
-  ctx_.stats.Add(c->stats_.cx_total);
-  ctx_.stats.AddSigned(c->stats_.cx_active, 1);
   c->Attach(r.get());
   return r;
 }
@@ -271,12 +252,7 @@ void Http2Pool::Close(Http2UpstreamConnection* c) {
   c->closed_ = true;
   Http2UpstreamConnection::EndpointPool& ep = c->endpoint_pool_;
   std::erase(ep.conns, c);
-  ctx_.stats.Add(c->stats_.rx_bytes, c->conn_->bytes_read());
-  ctx_.stats.Add(c->stats_.tx_bytes, c->conn_->bytes_written());
-  ctx_.stats.AddSigned(c->stats_.cx_active, -1);
-  c->cluster_state_->active_connections.fetch_sub(1, std::memory_order_relaxed);
-  ep.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
-  c->conn_->Close(TcpConnection::CloseMode::kNow);
+  CloseCounted(ctx_, c->stats_, *c->cluster_state_, *ep.state, *c->conn_);
   c->idle_timer_.reset();
   c->send_timer_.reset();
   ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(c));

@@ -1,0 +1,57 @@
+#include "proxy/upstream/counted_connection.h"
+
+namespace remora::upstream {
+
+using event::TcpConnection;
+
+bool ReserveConnectionSlot(const server::ClusterRuntime& cluster) {
+  if (cluster.state->active_connections.fetch_add(1, std::memory_order_relaxed) <
+      static_cast<int64_t>(cluster.config->max_connections)) {
+    return true;
+  }
+  cluster.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+std::unique_ptr<TcpConnection> ConnectCounted(server::WorkerContext& ctx,
+                                              const server::ClusterRuntime& cluster,
+                                              const server::EndpointRuntime& endpoint) {
+  auto conn =
+      TcpConnection::Connect(ctx.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint.address),
+                             cluster.config->connect_timeout);
+  endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
+  endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);
+  ctx.stats.Add(cluster.stats.cx_total);
+  ctx.stats.AddSigned(cluster.stats.cx_active, 1);
+  return conn;
+}
+
+void CloseCounted(server::WorkerContext& ctx, const stats::ClusterStats& stats,
+                  ClusterState& cluster, EndpointState& endpoint, TcpConnection& conn) {
+  ctx.stats.Add(stats.rx_bytes, conn.bytes_read());
+  ctx.stats.Add(stats.tx_bytes, conn.bytes_written());
+  ctx.stats.AddSigned(stats.cx_active, -1);
+  cluster.active_connections.fetch_sub(1, std::memory_order_relaxed);
+  endpoint.active_connections.fetch_sub(1, std::memory_order_relaxed);
+  conn.Close(TcpConnection::CloseMode::kNow);
+}
+
+void CountConnectFailure(server::WorkerContext& ctx, const stats::ClusterStats& stats,
+                         TcpConnection::Event event) {
+  switch (event) {
+    case TcpConnection::Event::kConnectFailed:
+      ctx.stats.Add(stats.connect_refused);
+      break;
+    case TcpConnection::Event::kConnectTimeout:
+      ctx.stats.Add(stats.connect_timeout);
+      break;
+    case TcpConnection::Event::kConnectLocalError:
+      ctx.stats.Add(stats.connect_local);
+      ctx.local_resource_pressure();
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace remora::upstream
