@@ -517,11 +517,35 @@ class OwnProxy(unittest.TestCase):
         cls.stack.close()
 
 
+@contextlib.contextmanager
+def unanswered_endpoint():
+    """An address whose connects hang: a listener with a backlog of one, held full."""
+    with socket.socket() as listener, socket.socket() as holder:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        holder.connect(listener.getsockname())
+        yield "127.0.0.1:%d" % listener.getsockname()[1]
+
+
 class UploadToDeadUpstreamTest(unittest.TestCase):
+    def test_upload_held_for_a_connect_gets_its_window_back_after_the_reply(self):
+        # The body waits for a connect that never completes, goes over the buffer limit, and
+        # the stream stops taking bytes. The 504 ends the stream's filter chain: the rest of
+        # the upload must still be taken (and dropped), or the client stalls on its window.
+        with unanswered_endpoint() as address:
+            config = http_config([("{prefix: /}", "down")], {"down": [address]},
+                                 listener_extra=["buffer_limit_bytes: 16384"])
+            with Remora(config) as r, H2Client(r.port("web")) as c:
+                sid = c.request("POST", "/up", body=payload(MiB))
+                resp = c.response(sid, timeout=5)
+                self.assertEqual(resp.status, 504, resp)
+                self.assertEqual(resp.header("x-remora-reason"), "connect_timeout")
+                self.assertGreater(c.unsent(sid), 0, "the whole body went before the reply")
+                c.run(lambda: c.unsent(sid) == 0, timeout=3, what="the rest of the upload")
+
     def test_http2_upload_to_refused_upstream_gets_502_and_completes(self):
-        # The body waits for a connection that fails: once it is over the buffer limit the
-        # stream stops taking bytes. The 502 must give the window back, or the rest of the
-        # upload (and with it curl) stalls until a timeout.
+        # A refused connect fails before the body backs up (the test above holds it back):
+        # curl gets the 502 and finishes its upload.
         config = http_config([("{prefix: /}", "down")], {"down": [free_port_refused()]},
                              listener_extra=["buffer_limit_bytes: 16384"])
         with Remora(config) as r, tempfile.NamedTemporaryFile() as body:
