@@ -16,8 +16,8 @@
 //
 // Retry (the keep-alive race, DESIGN.md 3): a reused connection that dies before any response
 // byte is retried once on a fresh connection, if the request is idempotent and had no body. An
-// HTTP/2 stream the server refused unprocessed (GOAWAY, REFUSED_STREAM) is retried once on
-// another connection, whatever its method, if it had no body.
+// HTTP/2 stream the server refused unprocessed (GOAWAY, REFUSED_STREAM) is retried once,
+// whatever its method, if it had no body (on a connection with room: after a GOAWAY, another).
 // Retry policies proper (#retry issue) plug in at Attempt().
 
 #include <memory>

@@ -6,8 +6,8 @@
 // SETTINGS_MAX_CONCURRENT_STREAMS, assumed to be 100 until it says), else on a new connection.
 // A request made while its connection is still connecting waits for it. A connection that
 // receives GOAWAY takes no new streams and closes when its last stream ends; its streams above
-// the GOAWAY's last-stream-id fail as refused (never processed: the router retries them on
-// another connection). A connection with no stream for the cluster's idle_connection_timeout
+// the GOAWAY's last-stream-id fail as refused (never processed: the router retries them, on
+// another connection since this one takes no new stream). A connection with no stream for the cluster's idle_connection_timeout
 // closes.
 //
 // Connections count towards the cluster's max_connections like every other upstream connection.

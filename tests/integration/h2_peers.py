@@ -28,14 +28,17 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 
 from harness import KiB, payload
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # Frame types and error codes (RFC 9113 6 and 7) the tests use.
-DATA, SETTINGS, GOAWAY = 0x0, 0x4, 0x7
-PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL = 0x1, 0x2, 0x8
+DATA, HEADERS, SETTINGS, PING = 0x0, 0x1, 0x4, 0x6
+GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x7, 0x8, 0x9
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x2, 0x7, 0x8
 
 
 def _settings(client, values):
@@ -63,6 +66,9 @@ class H2Upstream:
                        content-length), then the trailers `x-sha256: <hex>` and `x-echo-NAME:
                        value` for each request trailer NAME
     GET /echo...    -> JSON {path, headers, protocol: "HTTP/2"} (headers: regular fields only)
+    GET /refuse-once-NAME -> the first request for a NAME: RST_STREAM REFUSED_STREAM (never
+                       processed); later ones: 200 "ok"
+    GET /goaway     -> 200 "bye", then GOAWAY naming this stream as the last, then close
     other           -> 404
 
     Counts requests (request heads), connections (peer addresses), body_bytes (request body bytes
@@ -77,6 +83,7 @@ class H2Upstream:
         self.connections = set()
         self.body_bytes = 0
         self.resets = 0
+        self.refused = set()  # the NAMEs of /refuse-once-NAME refused so far
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -245,6 +252,20 @@ class _ServerSession:
                                "content_length": head.get("content-length")}).encode()
             headers.append(("content-type", "application/json"))
             trailers = [("x-sha256", digest)] + [("x-echo-" + k, v) for k, v in req["trailers"]]
+        elif url.path.startswith("/refuse-once-"):
+            with self.up.lock:
+                first = url.path not in self.up.refused
+                self.up.refused.add(url.path)
+            if first:
+                self.h2.reset_stream(sid, error_code=REFUSED_STREAM)
+                return
+            body = b"ok"
+        elif method == "GET" and url.path == "/goaway":
+            self.h2.send_headers(sid, headers)
+            self.h2.send_data(sid, b"bye", end_stream=True)
+            self.h2.close_connection(last_stream_id=sid)
+            self.closing = True
+            return
         elif method == "GET" and url.path.startswith("/echo"):
             fields = [[k, v] for k, v in req["headers"] if not k.startswith(":")]
             body = json.dumps({"path": head[":path"], "headers": fields,
@@ -637,3 +658,64 @@ def read_frames(sock, timeout=5.0):
 def frame(kind, flags, sid, body=b""):
     """The bytes of one raw HTTP/2 frame."""
     return len(body).to_bytes(3, "big") + struct.pack("!BBI", kind, flags, sid) + body
+
+
+class RawH2:
+    """Frames by hand on one connection, for what a conforming client library will not send or
+    will not read (many CONTINUATIONs; frames after a GOAWAY). Header blocks are HPACK-encoded
+    here; received frames come back raw."""
+
+    def __init__(self, port, settings=b"", timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.encoder = hpack.Encoder()
+        self.buf = b""
+        self.closed = False
+        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, settings))
+
+    def headers_block(self, headers):
+        return self.encoder.encode(headers)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def next_frame(self, timeout=5.0):
+        """The next (type, flags, stream id, payload), or None when the peer closed or `timeout`
+        passed first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 9:
+                length = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) >= 9 + length:
+                    kind, flags, sid = struct.unpack("!BBI", self.buf[3:9])
+                    f = (kind, flags, sid & 0x7FFFFFFF, self.buf[9:9 + length])
+                    self.buf = self.buf[9 + length:]
+                    return f
+            left = deadline - time.monotonic()
+            if self.closed or left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            self.closed = not chunk
+            self.buf += chunk
+
+    def wait_for(self, kind, timeout=5.0):
+        """Frames up to the first of `kind`: (that frame or None, the frames before it)."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            f = self.next_frame(max(0.0, deadline - time.monotonic()))
+            if f is None or f[0] == kind:
+                return f, seen
+            seen.append(f)
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+

@@ -16,8 +16,11 @@ What is covered:
     (PROTOCOL_ERROR, nothing sent upstream); a broken connection preface gets GOAWAY
     PROTOCOL_ERROR;
   * rapid reset (CVE-2023-44487): a HEADERS+RST_STREAM flood gets a GOAWAY (libnghttp2's
-    reset limiter sends INTERNAL_ERROR) before it ends and reaches the upstream only about `http2_reset_burst` times; resets within the burst
-    are fine;
+    reset limiter sends INTERNAL_ERROR) before it ends and reaches the upstream only about
+    `http2_reset_burst` times; resets within the burst are fine;
+  * a header block over the limits gets 431, CONNECT 405, a CONTINUATION flood GOAWAY; an
+    upstream's REFUSED_STREAM is retried once (not with a body), its GOAWAY sends new requests to
+    a new connection; drain is the two-step GOAWAY and the stream in flight finishes;
   * `stream_idle_timeout`: a stream whose client never opens its window is reset on time while
     the other streams of its connection complete; a stalled HTTP/1.1 upload is closed on time;
     `http2_max_concurrent_streams` is what SETTINGS advertises.
@@ -36,6 +39,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -49,8 +53,9 @@ from h2.settings import SettingCodes  # noqa: E402
 
 from harness import (KiB, MiB, Remora, Upstream, curl, free_port_refused,  # noqa: E402
                      http_config, listening_port, payload, split_response, wait_until)
-from h2_peers import (CANCEL, DATA, GOAWAY, INTERNAL_ERROR, PREFACE,  # noqa: E402
-                      PROTOCOL_ERROR, SETTINGS, H2Client, H2Upstream, Http1Client, frame,
+from h2_peers import (ACK, CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM,  # noqa: E402
+                      GOAWAY, HEADERS, INTERNAL_ERROR, PING, PREFACE, PROTOCOL_ERROR, SETTINGS,
+                      WINDOW_UPDATE, H2Client, H2Upstream, Http1Client, RawH2, frame,
                       http1_head, http1_request, read_frames)
 
 NGHTTPD = "/usr/sbin/nghttpd"
@@ -376,7 +381,8 @@ class ProtocolTest(unittest.TestCase):
 
     def test_grpc_web_is_not_grpc(self):
         # gRPC-Web is HTTP/1-compatible: it goes to an HTTP/1.1 upstream like any request.
-        head, got = self.echo("http1", "--http1.1", "-H", "content-type: application/grpc-web+proto")
+        head, got = self.echo("http1", "--http1.1", "-H",
+                              "content-type: application/grpc-web+proto")
         self.assertTrue(head.startswith("HTTP/1.1 200"), head)
         self.assertNotIn("x-remora-reason", head)
 
@@ -485,6 +491,112 @@ class MalformedTest(unittest.TestCase):
                 self.assertEqual(len(goaways), 1, frames)
                 self.assertEqual(int.from_bytes(goaways[0][3][4:8], "big"), PROTOCOL_ERROR)
                 self.assertTrue(closed, "connection left open after GOAWAY")
+
+
+# --------------------------------------------------------------------------------------------
+# Limits, rejections and GOAWAY, both sides
+# --------------------------------------------------------------------------------------------
+
+class Http2EdgeTest(unittest.TestCase):
+    def test_header_block_over_the_limit_gets_431(self):
+        before = FIX.h2.requests
+        with H2Client(FIX.port) as c:  # 70 KiB in one field: over the 60 KiB default
+            resp = c.response(c.request("GET", "/bytes?n=10",
+                                        [route_to("http2"), ("x-big", "b" * (70 * KiB))]))
+            self.assertEqual(resp.status, 431, resp)
+            self.assertEqual(resp.header("x-remora-reason"), "headers_too_large")
+            self.assertIsNone(c.goaway)  # the stream is answered, the connection goes on
+        self.assertEqual(FIX.h2.requests, before, "the upstream saw the request")
+
+    def test_connect_gets_405(self):
+        with H2Client(FIX.port, validate=False) as c:
+            resp = c.response(c.open_stream([(":method", "CONNECT"),
+                                             (":authority", "example.test:443")]))
+            self.assertEqual(resp.status, 405, resp)
+
+    def test_continuation_flood_gets_goaway(self):
+        # More than 8 CONTINUATION frames after one HEADERS: the connection ends.
+        with RawH2(FIX.port) as raw:
+            block = raw.headers_block(PSEUDO + REGULAR + [(f"x-{i}", "v") for i in range(40)])
+            pieces = [block[i:i + 8] for i in range(0, len(block), 8)]
+            self.assertGreater(len(pieces), 10)
+            raw.send(frame(HEADERS, END_STREAM, 1, pieces[0]) + b"".join(
+                frame(CONTINUATION, END_HEADERS if i == len(pieces) - 1 else 0, 1, p)
+                for i, p in enumerate(pieces[1:], 1)))
+            goaway, _ = raw.wait_for(GOAWAY)
+            self.assertIsNotNone(goaway, "no GOAWAY")
+            self.assertIsNone(raw.wait_for(-1, timeout=3)[0])
+            self.assertTrue(raw.closed, "connection left open after GOAWAY")
+
+    def test_stream_refused_unprocessed_is_retried_once(self):
+        before = FIX.h2.requests
+        raw = curl("--http2-prior-knowledge", "-H", route_arg("http2"),
+                   f"http://127.0.0.1:{FIX.port}/refuse-once-get")
+        head, body = split_response(raw)
+        self.assertTrue(head.startswith("HTTP/2 200"), head)
+        self.assertEqual(body, b"ok")
+        self.assertEqual(FIX.h2.requests - before, 2)
+
+    def test_refused_stream_with_a_body_is_not_retried(self):
+        # Its body went to the refused stream; the proxy keeps no copy to send again.
+        before = FIX.h2.requests
+        raw = curl("--http2-prior-knowledge", "-H", route_arg("http2"), "--data-binary", "x",
+                   f"http://127.0.0.1:{FIX.port}/refuse-once-post")
+        head, _ = split_response(raw)
+        self.assertTrue(head.startswith("HTTP/2 502"), head)
+        self.assertIn("x-remora-reason: upstream_reset", head)
+        self.assertEqual(FIX.h2.requests - before, 1)
+
+    def test_upstream_goaway_moves_new_requests_to_a_new_connection(self):
+        url = f"http://127.0.0.1:{FIX.port}"
+        head, body = split_response(curl("--http2-prior-knowledge", "-H", route_arg("http2"),
+                                         f"{url}/goaway"))
+        self.assertEqual((head.split()[1], body), ("200", b"bye"), head)
+        connections = len(FIX.h2.connections)
+        head, body = split_response(curl("--http2-prior-knowledge", "-H", route_arg("http2"),
+                                         f"{url}/bytes?n=10"))
+        self.assertEqual((head.split()[1], body), ("200", payload(10)), head)
+        self.assertEqual(len(FIX.h2.connections), connections + 1)
+
+
+class DrainTest(unittest.TestCase):
+    def test_two_step_goaway_lets_the_stream_in_flight_finish(self):
+        config = http_config([("{prefix: /}", "up")], {"up": [FIX.h2.address]},
+                             cluster_extra={"up": ["protocol: http2"]})
+        with Remora(config) as r:
+            # A client that opens no window: its stream stays in flight until it does.
+            no_window = (4).to_bytes(2, "big") + (0).to_bytes(4, "big")
+            with RawH2(r.port("web"), settings=no_window) as raw:
+                raw.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, raw.headers_block(
+                    [(":method", "GET"), (":scheme", "http"), (":authority", "remora.test"),
+                     (":path", "/bytes?n=1000")])))
+                response, _ = raw.wait_for(HEADERS)
+                self.assertIsNotNone(response, "no response head")
+                r.signal(signal.SIGTERM)
+                # The shutdown notice (last stream 2^31-1) and a PING, in either order (nghttp2
+                # sends PINGs first).
+                notice, before = raw.wait_for(GOAWAY)
+                self.assertIsNotNone(notice, "no shutdown notice")
+                self.assertEqual(int.from_bytes(notice[3][:4], "big"), 2**31 - 1)
+                ping = next((f for f in before if f[0] == PING), None) or raw.wait_for(PING)[0]
+                self.assertIsNotNone(ping, "no PING with the notice")
+                raw.send(frame(PING, ACK, 0, ping[3]))
+                final, _ = raw.wait_for(GOAWAY)
+                self.assertIsNotNone(final, "no final GOAWAY")
+                self.assertEqual(int.from_bytes(final[3][:4], "big"), 1)  # the last stream taken
+                raw.send(frame(WINDOW_UPDATE, 0, 1, (1 << 20).to_bytes(4, "big")))
+                data = b""
+                while True:
+                    f = raw.next_frame()
+                    self.assertIsNotNone(f, f"stream cut after {len(data)} bytes")
+                    if f[0] == DATA and f[2] == 1:
+                        data += f[3]
+                        if f[1] & END_STREAM:
+                            break
+                self.assertEqual(data, payload(1000))
+                self.assertIsNone(raw.wait_for(-1, timeout=5)[0])
+                self.assertTrue(raw.closed, "connection left open after the last stream")
+            r.wait_exit()
 
 
 # --------------------------------------------------------------------------------------------
