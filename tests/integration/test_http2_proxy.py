@@ -822,14 +822,27 @@ class StreamIdleTimeoutTest(OwnProxy):
             c.send(payload(64 * KiB))
             start = time.monotonic()
             c.sock.settimeout(2 * self.IDLE)
+            got = b""
             try:
-                while c.sock.recv(65536):
-                    pass
+                while chunk := c.sock.recv(65536):
+                    got += chunk
             except ConnectionResetError:
                 pass
             except socket.timeout:
                 self.fail(f"connection still open after {2 * self.IDLE}s")
             self.assert_on_time("stalled HTTP/1.1 upload closed", time.monotonic() - start)
+        # Nothing of the response had begun: the request, unfinished, gets 408.
+        self.assertTrue(got.startswith(b"HTTP/1.1 408"), got[:200])
+        self.assertIn(b"x-remora-reason: stream_idle_timeout", got.lower())
+
+    def test_silent_upstream_gets_504(self):
+        # A whole request and an upstream that answers nothing (its /slow takes 3 s): 504.
+        start = time.monotonic()
+        head, _ = split_response(curl("-H", route_arg("http1"),
+                                      f"http://127.0.0.1:{self.port}/slow"))
+        self.assert_on_time("silent upstream answered", time.monotonic() - start)
+        self.assertTrue(head.startswith("HTTP/1.1 504"), head)
+        self.assertIn("x-remora-reason: stream_idle_timeout", head.lower())
 
 
 if __name__ == "__main__":
