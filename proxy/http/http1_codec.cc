@@ -13,16 +13,6 @@
 namespace remora::http {
 namespace {
 
-constexpr absl::string_view kHopByHop[] = {"connection", "keep-alive",        "proxy-connection",
-                                           "te",         "transfer-encoding", "upgrade"};
-
-bool IsHopByHop(absl::string_view name) {
-  for (absl::string_view h : kHopByHop) {
-    if (absl::EqualsIgnoreCase(name, h)) return true;
-  }
-  return false;
-}
-
 void AppendHeaders(std::string& out, const HeaderMap& headers) {
   for (size_t i = 0; i < headers.size(); ++i) {
     absl::string_view n = headers.name(i), v = headers.value(i);

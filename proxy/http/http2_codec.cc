@@ -12,15 +12,6 @@ namespace remora::http {
 
 namespace {
 
-// Fields that mean something only on one HTTP/1 connection (RFC 9113 8.2.2); the HTTP/1 codec
-// takes most of them out already, but a filter or a route may add one.
-bool ConnectionSpecific(absl::string_view name) {
-  return absl::EqualsIgnoreCase(name, "connection") || absl::EqualsIgnoreCase(name, "keep-alive") ||
-         absl::EqualsIgnoreCase(name, "proxy-connection") ||
-         absl::EqualsIgnoreCase(name, "transfer-encoding") ||
-         absl::EqualsIgnoreCase(name, "upgrade") || absl::EqualsIgnoreCase(name, "host");
-}
-
 bool IsInformational(int status) { return status >= 100 && status < 200 && status != 101; }
 
 }  // namespace
@@ -421,11 +412,11 @@ const nghttp2_nv* Http2Codec::FinishNv() {
 void Http2Codec::AppendFields(const HeaderMap& fields, bool trailers) {
   for (size_t i = 0; i < fields.size(); ++i) {
     absl::string_view name = fields.name(i);
-    if (ConnectionSpecific(name)) continue;
-    if (absl::EqualsIgnoreCase(name, "te") &&
-        (trailers || !absl::EqualsIgnoreCase(fields.value(i), "trailers"))) {
-      continue;  // only `te: trailers` crosses into HTTP/2
-    }
+    // The HTTP/1 codec takes hop-by-hop fields out already, but a filter or a route may add
+    // one; only `te: trailers` crosses into HTTP/2, and Host travels as :authority.
+    bool te_trailers = !trailers && absl::EqualsIgnoreCase(name, "te") &&
+                       absl::EqualsIgnoreCase(fields.value(i), "trailers");
+    if ((IsHopByHop(name) && !te_trailers) || absl::EqualsIgnoreCase(name, "host")) continue;
     AddNv(name, fields.value(i));
   }
 }

@@ -31,6 +31,15 @@ bool IsIdempotentMethod(absl::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
 
+bool IsHopByHop(absl::string_view name) {
+  constexpr absl::string_view kHopByHop[] = {"connection", "keep-alive",        "proxy-connection",
+                                             "te",         "transfer-encoding", "upgrade"};
+  for (absl::string_view h : kHopByHop) {
+    if (absl::EqualsIgnoreCase(name, h)) return true;
+  }
+  return false;
+}
+
 bool IsGrpc(const HeaderMap& headers) {
   absl::string_view ct = headers.Get("content-type");
   constexpr absl::string_view kGrpc = "application/grpc";

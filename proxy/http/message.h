@@ -56,6 +56,11 @@ struct ResponseHead : MessageHead {
 // RFC 9110 9.2.2.
 bool IsIdempotentMethod(absl::string_view method);
 
+// Connection, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade: fields that mean
+// something on one connection only (RFC 9110 7.6.1, RFC 9113 8.2.2). The fields a Connection
+// header names are hop-by-hop too; callers handle those.
+bool IsHopByHop(absl::string_view name);
+
 // A gRPC message (content-type application/grpc, +proto and other suffixes, parameters), not
 // gRPC-Web (application/grpc-web...), which is plain HTTP/1-compatible traffic.
 bool IsGrpc(const HeaderMap& headers);
