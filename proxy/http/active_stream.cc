@@ -19,8 +19,7 @@ std::string PeerHost(const std::string& peer) {
 
 ActiveStream::ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                            const server::ListenerRuntime& listener, StreamConnection& connection,
-                           RequestHead& request, absl::string_view downstream_address,
-                           bool own_idle_timer)
+                           RequestHead& request, absl::string_view downstream_address)
     : ctx_(ctx),
       snapshot_(snapshot),
       listener_(listener),
@@ -32,11 +31,6 @@ ActiveStream::ActiveStream(server::WorkerContext& ctx, const server::Snapshot& s
   filters_.push_back(RouterFilter::kFactory.create(listener_));
   for (auto& f : filters_) f->set_callbacks(this);
   last_activity_ = info_.start;
-  absl::Duration idle = listener_.config->stream_idle_timeout;
-  if (own_idle_timer && idle > absl::ZeroDuration()) {
-    idle_timer_ = ctx_.dispatcher.CreateTimer([this] { OnIdleTimer(); });
-    idle_timer_->Enable(idle);
-  }
 }
 
 ActiveStream::~ActiveStream() = default;
@@ -45,18 +39,11 @@ void ActiveStream::End() {
   if (!alive_) return;
   alive_ = false;
   watermark_callbacks_ = nullptr;
-  idle_timer_.reset();
   decode_ = Held();
   encode_ = Held();
   for (auto& f : filters_) f->OnDestroy();
   for (auto& f : filters_) ctx_.dispatcher.DeferredDelete(std::move(f));
   filters_.clear();
-}
-
-void ActiveStream::OnIdleTimer() {
-  if (CheckIdle()) return;
-  absl::Duration quiet = ctx_.dispatcher.Now() - last_activity_;
-  idle_timer_->Enable(listener_.config->stream_idle_timeout - quiet);
 }
 
 bool ActiveStream::CheckIdle() {

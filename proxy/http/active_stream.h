@@ -53,12 +53,9 @@ class StreamConnection {
 
 class ActiveStream final : public FilterCallbacks, public event::DeferredDeletable {
  public:
-  // `own_idle_timer`: the stream keeps its own idle timer; otherwise its connection calls
-  // CheckIdle() often enough (an HTTP/2 connection sweeps its streams with one timer).
   ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                const server::ListenerRuntime& listener, StreamConnection& connection,
-               RequestHead& request, absl::string_view downstream_address,
-               bool own_idle_timer = true);
+               RequestHead& request, absl::string_view downstream_address);
   ~ActiveStream() override;
 
   // The request, from the codec. DecodeHeaders normalises the path, applies the forwarding
@@ -76,8 +73,14 @@ class ActiveStream final : public FilterCallbacks, public event::DeferredDeletab
 
   // Bytes moved on the stream outside the calls above (a tunnel's): the idle timeout restarts.
   void NoteActivity() { last_activity_ = ctx_.dispatcher.Now(); }
-  // Ends the stream if nothing moved for stream_idle_timeout; returns whether it did.
+  // The stream idle timeout. The stream keeps no timer of its own (one per request would be a
+  // timer started and stopped on every exchange): its connection calls CheckIdle() when the
+  // timeout may have passed, with the connection's own timer. It ends the stream if nothing
+  // moved for stream_idle_timeout and says whether it did; else IdleLeft() is the time to wait.
   bool CheckIdle();
+  absl::Duration IdleLeft() const {
+    return listener_.config->stream_idle_timeout - (ctx_.dispatcher.Now() - last_activity_);
+  }
 
   bool alive() const { return alive_; }
   bool request_complete() const { return request_complete_; }
@@ -128,7 +131,6 @@ class ActiveStream final : public FilterCallbacks, public event::DeferredDeletab
   void EncodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream);
   void EncodeTrailersFrom(size_t from, HeaderMap& trailers);
   void ResponseComplete();
-  void OnIdleTimer();
 
   server::WorkerContext& ctx_;
   const server::Snapshot& snapshot_;
@@ -139,10 +141,7 @@ class ActiveStream final : public FilterCallbacks, public event::DeferredDeletab
   StreamInfo info_;
   ResponseHead local_reply_;
   DownstreamWatermarkCallbacks* watermark_callbacks_ = nullptr;
-  // One timer per stream, armed once: activity only records its time, and the timer re-arms
-  // itself for the remainder when it fires early.
-  std::unique_ptr<event::Timer> idle_timer_;
-  absl::Time last_activity_;
+  absl::Time last_activity_;  // of the last byte moved, for the idle timeout
 
   // A direction held by a filter's kStop: where it stopped (index of that filter) and what waits
   // behind it, including whether the end of the message is among it.

@@ -213,7 +213,14 @@ void HttpConnectionManager::OnTimer() {
     Finish();  // the close-flush deadline
     return;
   }
-  if (stream_) return;  // the head arrived; route timeouts belong to the router
+  if (stream_) {
+    // The stream idle timeout (route timeouts belong to the router). Activity only records its
+    // time; an early firing waits for the rest.
+    if (!stream_->CheckIdle() && stream_ && !closing_ && !finished_) {
+      timer_->Enable(stream_->IdleLeft());
+    }
+    return;
+  }
   if (codec_.message_started() || !in_.empty()) {
     DirectReply(408, "header_timeout", "request header not received in time");
     return;
@@ -260,7 +267,12 @@ void HttpConnectionManager::CloseNow() { Finish(); }
 // ---- the stream ---------------------------------------------------------------------------------
 
 void HttpConnectionManager::OnHeaders(RequestHead& head, bool end_stream) {
-  timer_->Disable();
+  // The connection's timer turns from header deadline to the stream's idle timeout.
+  if (listener_.config->stream_idle_timeout > absl::ZeroDuration()) {
+    timer_->Enable(listener_.config->stream_idle_timeout);
+  } else {
+    timer_->Disable();
+  }
   stream_ = std::make_unique<ActiveStream>(ctx_, *snapshot_, listener_, *this, head, peer_host_);
   stream_->DecodeHeaders(end_stream);
   // Headers-only requests are complete here; a body keeps the deadline off until the response.

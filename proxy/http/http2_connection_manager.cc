@@ -51,7 +51,7 @@ class Http2ConnectionManager::Stream final : public RequestDecoder, public Strea
   // RequestDecoder
   void OnHeaders(RequestHead& head, bool end_stream) override {
     active_ = std::make_unique<ActiveStream>(cm_.ctx_, *cm_.snapshot_, cm_.listener_, *this, head,
-                                             cm_.peer_host_, /*own_idle_timer=*/false);
+                                             cm_.peer_host_);
     cm_.ArmIdleSweep();
     active_->info().downstream_http2 = true;
     active_->DecodeHeaders(end_stream);
