@@ -92,7 +92,7 @@ void ActiveStream::ApplyForwardingPolicy(RequestHead& head) {
 
 void ActiveStream::DecodeHeaders(bool end_stream) {
   request_complete_ = end_stream;
-  grpc_ = IsGrpc(request_.headers);
+  info_.grpc = IsGrpc(request_.headers);
   if (!NormalizePath(request_.path, &request_.normalized_path)) {
     malformed_ = true;  // malformed input ends the connection, like a parse error
     SendLocalReply(400, "bad_request", "malformed percent-encoding in the path");
@@ -251,7 +251,7 @@ void ActiveStream::SendLocalReply(int status, absl::string_view reason, absl::st
   }
   local_replied_ = true;
   info_.reason = reason;
-  buffer::Buffer body = BuildLocalReply(local_reply_, grpc_, status, reason, detail);
+  buffer::Buffer body = BuildLocalReply(local_reply_, info_.grpc, status, reason, detail);
   encode_ = Held();
   bool headers_only = body.empty();
   EncodeHeadersFrom(filters_.size() - 1, local_reply_, headers_only);

@@ -89,7 +89,6 @@ class ActiveStream final : public FilterCallbacks, public event::DeferredDeletab
   bool local_replied() const { return local_replied_; }
   // The request was answered as malformed (the connection does not carry another).
   bool malformed() const { return malformed_; }
-  bool grpc() const { return grpc_; }
 
   // FilterCallbacks
   server::WorkerContext& worker() override { return ctx_; }
@@ -163,7 +162,6 @@ class ActiveStream final : public FilterCallbacks, public event::DeferredDeletab
   bool response_complete_ = false;
   bool local_replied_ = false;
   bool malformed_ = false;
-  bool grpc_ = false;
 };
 
 }  // namespace remora::http

@@ -39,6 +39,7 @@ struct StreamInfo {
   absl::string_view reason;
   int response_status = 0;
   bool downstream_http2 = false;  // the request arrived over HTTP/2
+  bool grpc = false;              // a gRPC request (IsGrpc: not gRPC-Web)
 };
 
 // Told about the downstream connection's write backlog, so a filter that produces the response

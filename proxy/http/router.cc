@@ -29,7 +29,7 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   for (const std::string& name : r.request_headers_to_remove) head.headers.Remove(name);
   for (const config::HeaderValue& h : r.request_headers_to_add) head.headers.Set(h.name, h.value);
   if (listener.config->forward_normalized_path) head.path = head.normalized_path;
-  if (!UsesHttp2() && IsGrpc(head.headers)) {
+  if (!UsesHttp2() && callbacks_->info().grpc) {
     callbacks_->SendLocalReply(502, "upstream_protocol_unsupported",
                                "gRPC needs an HTTP/2 upstream; this cluster speaks HTTP/1.1");
     return FilterStatus::kStop;
