@@ -7,8 +7,8 @@
 // A request made while its connection is still connecting waits for it. A connection that
 // receives GOAWAY takes no new streams and closes when its last stream ends; its streams above
 // the GOAWAY's last-stream-id fail as refused (never processed: the router retries them, on
-// another connection since this one takes no new stream). A connection with no stream for the cluster's idle_connection_timeout
-// closes.
+// another connection since this one takes no new stream). A connection with no stream for the
+// cluster's idle_connection_timeout closes.
 //
 // Connections count towards the cluster's max_connections like every other upstream connection.
 // Pools outlive snapshots: they hold the endpoint's shared state, never a snapshot's objects.
