@@ -119,8 +119,7 @@ void RouterFilter::StartTimeout() {
   // is backpressure, not an unresponsive upstream.
   absl::Duration timeout = route_->config->timeout;
   if (timeout <= absl::ZeroDuration() || response_started_) return;
-  timeout_ = callbacks_->dispatcher().CreateTimer([this] { OnTimeout(); });
-  timeout_->Enable(timeout);
+  Arm(callbacks_->worker().timeouts->For(timeout));
 }
 
 FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
@@ -163,7 +162,7 @@ FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
 
 void RouterFilter::OnDestroy() {
   destroyed_ = true;
-  timeout_.reset();
+  Disarm();
   h2_.reset();  // cancels a stream still open
   // Inside the codec's Dispatch the connection must not go back to the pool yet: the parser is
   // mid-message, and it must deliver nothing more to this router. OnUpstreamData releases it
@@ -196,7 +195,7 @@ void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl:
     Attempt(/*force_new=*/true);
     return;
   }
-  timeout_.reset();
+  Disarm();
   if (response_started_) {
     callbacks_->ResetStream();
   } else {
@@ -371,7 +370,7 @@ void RouterFilter::OnInformational(ResponseHead& head) {
 void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
   if (destroyed_) return;
   response_started_ = true;
-  timeout_.reset();
+  Disarm();
   const config::Route& r = *route_->config;
   for (const std::string& name : r.response_headers_to_remove) head.headers.Remove(name);
   for (const config::HeaderValue& h : r.response_headers_to_add) head.headers.Set(h.name, h.value);

@@ -23,6 +23,7 @@
 #include <memory>
 
 #include "proxy/event/dispatcher.h"
+#include "proxy/event/timeout_list.h"
 #include "proxy/http/codec.h"
 #include "proxy/http/filter.h"
 #include "proxy/http/route_table.h"
@@ -35,7 +36,8 @@ class RouterFilter final : public StreamFilter,
                            public upstream::Http2UpstreamRequest::Owner,  // a ResponseDecoder
                            public upstream::Http1Connection::Owner,
                            public DownstreamWatermarkCallbacks,
-                           public FilterCallbacks::TunnelSink {
+                           public FilterCallbacks::TunnelSink,
+                           public event::TimeoutList::Entry {  // the route timeout
  public:
   static std::unique_ptr<StreamFilter> Create(const server::ListenerRuntime& listener);
   static const FilterFactory kFactory;
@@ -59,7 +61,7 @@ class RouterFilter final : public StreamFilter,
   void OnUpstreamFailure(int status, absl::string_view reason, absl::string_view detail,
                          bool retryable);
   void OnResponseComplete();
-  void OnTimeout();
+  void OnTimeout() override;
   // The route's timeout runs from the end of the request to the first byte of the response.
   void StartTimeout();
   void UpdateDownstreamReading();
@@ -96,8 +98,7 @@ class RouterFilter final : public StreamFilter,
   RequestHead* request_ = nullptr;
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream
-  std::unique_ptr<event::Timer> timeout_;
-  buffer::Buffer pending_body_;  // request body waiting for the connection
+  buffer::Buffer pending_body_;                         // request body waiting for the connection
   HeaderMap pending_trailers_;
   uint32_t buffer_limit_ = 0;
   bool request_complete_ = false;  // the whole request has been received from downstream

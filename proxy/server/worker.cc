@@ -23,6 +23,8 @@ Worker::~Worker() { Stop(); }
 
 void Worker::Start() {
   thread_ = std::thread([this] {
+    timeouts_ = std::make_unique<event::TimeoutLists>(dispatcher_);
+    ctx_.timeouts = timeouts_.get();
     http1_pool_ = std::make_unique<upstream::Http1Pool>(ctx_);
     ctx_.http1_pool = http1_pool_.get();
     http2_pool_ = std::make_unique<upstream::Http2Pool>(ctx_);
@@ -43,6 +45,9 @@ void Worker::Start() {
     http2_pool_.reset();
     ctx_.http2_pool = nullptr;
     snapshot_.reset();
+    // After every connection: their streams' entries unlink from the lists as they go.
+    timeouts_.reset();
+    ctx_.timeouts = nullptr;
     // Finish every close here, while this thread's slab pool still exists.
     dispatcher_.Quiesce();
   });

@@ -70,6 +70,7 @@ class Worker {
   WorkerContext ctx_;
   std::unique_ptr<upstream::Http1Pool> http1_pool_;  // created and destroyed on the thread
   std::unique_ptr<upstream::Http2Pool> http2_pool_;
+  std::unique_ptr<event::TimeoutLists> timeouts_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<std::unique_ptr<ListenerSlot>> listeners_;
   std::thread thread_;

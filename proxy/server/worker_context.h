@@ -4,6 +4,7 @@
 // connection of the worker.
 
 #include "absl/functional/any_invocable.h"
+#include "proxy/event/timeout_list.h"
 #include "proxy/event/uv_dispatcher.h"
 #include "proxy/server/active_connection.h"
 #include "proxy/stats/stats.h"
@@ -22,6 +23,7 @@ struct WorkerContext {
   int index;  // 0..workers-1, for per-worker slots in shared runtime objects
   upstream::Http1Pool* http1_pool = nullptr;  // this worker's keep-alive pools
   upstream::Http2Pool* http2_pool = nullptr;  // this worker's multiplexed HTTP/2 connections
+  event::TimeoutLists* timeouts = nullptr;    // per-request deadlines (route timeouts)
   // A handler could not open a socket (out of descriptors or ports): the worker pauses accepting,
   // so connections wait in the kernel's backlog rather than being accepted only to be closed.
   absl::AnyInvocable<void()> local_resource_pressure = [] {};

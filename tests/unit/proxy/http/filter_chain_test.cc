@@ -86,6 +86,8 @@ clusters:
   server::WorkerContext ctx{dispatcher, store.worker(0), connections, 0};
   upstream::Http1Pool pool(ctx);
   ctx.http1_pool = &pool;
+  event::TimeoutLists timeouts(dispatcher);
+  ctx.timeouts = &timeouts;
   auto snapshot = server::BuildSnapshot(cfg, 1, 1, store, endpoints);
   server::ListenerRuntime listener = *snapshot->FindListener("web");
   listener.filters = kTestChain;  // the test's chain, registered in one line
