@@ -168,10 +168,10 @@ void UvDispatcher::OnIdle(uv_idle_t* handle) {
 
 void UvDispatcher::RunDeferredDeletes() {
   // Destructors may defer more deletions; keep going until none are left.
+  if (!deleting_.empty()) return;  // a destructor got here: the running pass frees it all
   while (!to_delete_.empty()) {
-    std::vector<std::unique_ptr<DeferredDeletable>> batch;
-    batch.swap(to_delete_);
-    batch.clear();
+    deleting_.swap(to_delete_);
+    deleting_.clear();
   }
 }
 

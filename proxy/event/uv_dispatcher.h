@@ -64,6 +64,9 @@ class UvDispatcher final : public Dispatcher {
   std::vector<absl::AnyInvocable<void()>> running_;  // swapped out of posted_; owner thread only
 
   std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;
+  // The batch being freed. Two vectors swapped back and forth keep their capacity: a turn's
+  // deferred deletes (several per request) cost no allocation.
+  std::vector<std::unique_ptr<DeferredDeletable>> deleting_;
   bool idle_active_ = false;
   std::vector<uv_timer_t*> spare_timers_;  // stopped, initialised, unowned
   bool timers_pooled_ = true;              // false once quiescing: handles are closed instead
