@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 
 namespace remora::buffer {
@@ -177,7 +178,9 @@ class Buffer {
   std::string ToString() const;
 
  private:
-  std::vector<Slice> slices_;
+  // Most buffers (a message's body, a frame's payload) hold one or two slices at a time: kept
+  // inline, passing them along allocates nothing.
+  absl::InlinedVector<Slice, 2> slices_;
   size_t head_ = 0;  // slices_[0, head_) are drained and empty
   size_t length_ = 0;
 };
