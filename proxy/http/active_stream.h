@@ -17,6 +17,7 @@
 #include <string>
 
 #include "absl/container/inlined_vector.h"
+#include "proxy/common/block_cache.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/http/filter.h"
 #include "proxy/server/snapshot.h"
@@ -51,7 +52,9 @@ class StreamConnection {
   virtual void TunnelShutdown() = 0;
 };
 
-class ActiveStream final : public FilterCallbacks, public event::DeferredDeletable {
+class ActiveStream final : public FilterCallbacks,
+                           public event::DeferredDeletable,
+                           public mem::Cached {
  public:
   ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                const server::ListenerRuntime& listener, StreamConnection& connection,

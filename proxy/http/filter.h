@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "proxy/buffer/buffer.h"
+#include "proxy/common/block_cache.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/http/message.h"
 
@@ -96,7 +97,7 @@ class FilterCallbacks {
   virtual void SetDownstreamWatermarkCallbacks(DownstreamWatermarkCallbacks* cb) = 0;
 };
 
-class StreamFilter : public event::DeferredDeletable {
+class StreamFilter : public event::DeferredDeletable, public mem::Cached {
  public:
   void set_callbacks(FilterCallbacks* cb) { callbacks_ = cb; }
 

@@ -1,7 +1,5 @@
 #include "proxy/http/header_map.h"
 
-#include "absl/strings/match.h"
-
 namespace remora::http {
 
 void HeaderMap::Add(absl::string_view name, absl::string_view value) {
@@ -19,7 +17,7 @@ void HeaderMap::Set(absl::string_view name, absl::string_view value) {
 size_t HeaderMap::Remove(absl::string_view name) {
   size_t removed = 0;
   for (size_t i = entries_.size(); i-- > 0;) {
-    if (absl::EqualsIgnoreCase(this->name(i), name)) {
+    if (IEquals(this->name(i), name)) {
       entries_.erase(entries_.begin() + static_cast<ptrdiff_t>(i));
       ++removed;
     }
@@ -33,7 +31,7 @@ void HeaderMap::RemoveAt(size_t i) { entries_.erase(entries_.begin() + static_ca
 
 int HeaderMap::Find(absl::string_view name) const {
   for (size_t i = 0; i < entries_.size(); ++i) {
-    if (absl::EqualsIgnoreCase(this->name(i), name)) return static_cast<int>(i);
+    if (IEquals(this->name(i), name)) return static_cast<int>(i);
   }
   return -1;
 }
@@ -45,7 +43,7 @@ absl::string_view HeaderMap::Get(absl::string_view name) const {
 
 size_t HeaderMap::Count(absl::string_view name) const {
   size_t n = 0;
-  for (size_t i = 0; i < entries_.size(); ++i) n += absl::EqualsIgnoreCase(this->name(i), name);
+  for (size_t i = 0; i < entries_.size(); ++i) n += IEquals(this->name(i), name);
   return n;
 }
 

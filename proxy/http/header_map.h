@@ -12,9 +12,25 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
+#include "proxy/common/block_cache.h"
 
 namespace remora::http {
+
+// Field names and tokens compare case-insensitively (RFC 9110 5.1). Inline because it runs for
+// every field of every message, several times (lookups, hop-by-hop checks); most calls end at the
+// length check.
+inline bool IEquals(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (absl::ascii_tolower(static_cast<unsigned char>(a[i])) !=
+        absl::ascii_tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
 
 class HeaderMap {
  public:
@@ -63,8 +79,10 @@ class HeaderMap {
   };
   absl::string_view View(uint32_t off, uint32_t len) const { return {storage_.data() + off, len}; }
 
-  std::string storage_;
-  std::vector<Entry> entries_;
+  // A stream's head and trailers maps come and go with it: their memory comes from the block
+  // cache, like the stream's.
+  std::basic_string<char, std::char_traits<char>, mem::CachedAllocator<char>> storage_;
+  std::vector<Entry, mem::CachedAllocator<Entry>> entries_;
   enum class State { kNone, kName, kValue };
   State state_ = State::kNone;
 };

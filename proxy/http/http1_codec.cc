@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/http/status.h"
@@ -66,10 +65,10 @@ void EncodeTrailerFields(buffer::Buffer& out, std::string& scratch, const Header
 // Every Transfer-Encoding field lists only `chunked` (or there is none).
 bool OnlyChunked(const HeaderMap& headers) {
   for (size_t i = 0; i < headers.size(); ++i) {
-    if (!absl::EqualsIgnoreCase(headers.name(i), "transfer-encoding")) continue;
+    if (!IEquals(headers.name(i), "transfer-encoding")) continue;
     bool ok = true;
     ForEachToken(headers.value(i), [&](absl::string_view t) {
-      ok = absl::EqualsIgnoreCase(t, "chunked");
+      ok = IEquals(t, "chunked");
       return ok;
     });
     if (!ok) return false;
@@ -271,13 +270,13 @@ Http1Parser::ConnectionTokens Http1Parser::StripHopByHop(HeaderMap& headers) {
   absl::string_view listed[16];
   size_t nlisted = 0;
   for (size_t i = 0; i < headers.size(); ++i) {
-    if (!absl::EqualsIgnoreCase(headers.name(i), "connection")) continue;
+    if (!IEquals(headers.name(i), "connection")) continue;
     ForEachToken(headers.value(i), [&](absl::string_view t) {
-      if (absl::EqualsIgnoreCase(t, "close")) {
+      if (IEquals(t, "close")) {
         tokens.close = true;
-      } else if (absl::EqualsIgnoreCase(t, "keep-alive")) {
+      } else if (IEquals(t, "keep-alive")) {
         tokens.keep_alive = true;
-      } else if (absl::EqualsIgnoreCase(t, "upgrade")) {
+      } else if (IEquals(t, "upgrade")) {
         tokens.upgrade = true;
       } else if (nlisted < std::size(listed)) {
         listed[nlisted++] = t;
@@ -287,8 +286,8 @@ Http1Parser::ConnectionTokens Http1Parser::StripHopByHop(HeaderMap& headers) {
   }
   for (size_t i = headers.size(); i-- > 0;) {
     absl::string_view name = headers.name(i);
-    bool drop = IsHopByHop(name) || absl::EqualsIgnoreCase(name, "content-length");
-    for (size_t j = 0; !drop && j < nlisted; ++j) drop = absl::EqualsIgnoreCase(name, listed[j]);
+    bool drop = IsHopByHop(name) || IEquals(name, "content-length");
+    for (size_t j = 0; !drop && j < nlisted; ++j) drop = IEquals(name, listed[j]);
     if (drop) headers.RemoveAt(i);
   }
   return tokens;
@@ -330,8 +329,7 @@ int Http1ServerCodec::OnHeadersComplete() {
     // absolute-form: the authority comes from the target, not from Host (RFC 9112 3.2.2).
     size_t sep = r.path.find("://");
     absl::string_view scheme = absl::string_view(r.path).substr(0, sep);
-    if (sep == std::string::npos ||
-        !(absl::EqualsIgnoreCase(scheme, "http") || absl::EqualsIgnoreCase(scheme, "https"))) {
+    if (sep == std::string::npos || !(IEquals(scheme, "http") || IEquals(scheme, "https"))) {
       return Fail(400, "request target is neither a path nor an http(s) URI");
     }
     size_t start = sep + 3;
@@ -373,7 +371,7 @@ int Http1ServerCodec::OnHeadersComplete() {
   if (parser_.upgrade) {
     bool h2c = false;
     ForEachToken(h.Get("upgrade"), [&](absl::string_view t) {
-      if (absl::EqualsIgnoreCase(t, "h2c")) {
+      if (IEquals(t, "h2c")) {
         h2c = true;
       } else if (r.upgrade.empty()) {
         r.upgrade.assign(t.data(), t.size());

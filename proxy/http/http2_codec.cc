@@ -1,18 +1,68 @@
 #include "proxy/http/http2_codec.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <memory>
+#include <new>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "proxy/common/block_cache.h"
 
 namespace remora::http {
 
 namespace {
 
 bool IsInformational(int status) { return status >= 100 && status < 200 && status != 101; }
+
+// nghttp2's allocations (its streams, frames, header buffers: several per request) come from the
+// block cache. nghttp2 frees by pointer alone, so a 16-byte header in front of each block (keeping
+// it 16-aligned) holds the size.
+constexpr size_t kHeader = 16;
+
+void* NgMalloc(size_t size, void*) {
+  char* p;
+  try {
+    p = static_cast<char*>(mem::Allocate(size + kHeader));
+  } catch (const std::bad_alloc&) {
+    return nullptr;  // nghttp2 answers NGHTTP2_ERR_NOMEM
+  }
+  std::memcpy(p, &size, sizeof size);
+  return p + kHeader;
+}
+
+size_t BlockSize(void* ptr) {
+  size_t size;
+  std::memcpy(&size, static_cast<char*>(ptr) - kHeader, sizeof size);
+  return size;
+}
+
+void NgFree(void* ptr, void*) {
+  if (ptr != nullptr) mem::Free(static_cast<char*>(ptr) - kHeader, BlockSize(ptr) + kHeader);
+}
+
+void* NgCalloc(size_t n, size_t size, void* ud) {
+  if (size != 0 && n > SIZE_MAX / size) return nullptr;
+  void* p = NgMalloc(n * size, ud);
+  if (p != nullptr) std::memset(p, 0, n * size);
+  return p;
+}
+
+void* NgRealloc(void* ptr, size_t size, void* ud) {
+  if (ptr == nullptr) return NgMalloc(size, ud);
+  void* p = NgMalloc(size, ud);
+  if (p == nullptr) return nullptr;  // the old block stays the caller's
+  std::memcpy(p, ptr, std::min(BlockSize(ptr), size));
+  NgFree(ptr, ud);
+  return p;
+}
+
+nghttp2_mem* CachedNghttp2Mem() {
+  static nghttp2_mem mem = {nullptr, &NgMalloc, &NgFree, &NgCalloc, &NgRealloc};
+  return &mem;
+}
 
 }  // namespace
 
@@ -259,10 +309,10 @@ Http2Codec::Http2Codec(bool server, const Http2Settings& settings, buffer::Buffe
     nghttp2_option_set_stream_reset_rate_limit(opt, settings.reset_burst, settings.reset_rate);
     nghttp2_option_set_max_outbound_ack(opt, 1000);  // PING/SETTINGS floods
     nghttp2_option_set_max_settings(opt, 32);
-    nghttp2_session_server_new2(&session_, Glue::Callbacks(), this, opt);
+    nghttp2_session_server_new3(&session_, Glue::Callbacks(), this, opt, CachedNghttp2Mem());
   } else {
     nghttp2_option_set_peer_max_concurrent_streams(opt, settings.max_concurrent_streams);
-    nghttp2_session_client_new2(&session_, Glue::Callbacks(), this, opt);
+    nghttp2_session_client_new3(&session_, Glue::Callbacks(), this, opt, CachedNghttp2Mem());
   }
   nghttp2_option_del(opt);
   nghttp2_settings_entry iv[4];
@@ -391,10 +441,10 @@ void Http2Codec::ResetNv() {
 
 void Http2Codec::AddNv(absl::string_view name, absl::string_view value) {
   size_t off = nv_storage_.size();
-  nv_storage_.append(name.data(), name.size());
-  for (size_t i = off; i < nv_storage_.size(); ++i)
-    nv_storage_[i] = absl::ascii_tolower(nv_storage_[i]);
-  nv_storage_.append(value.data(), value.size());
+  nv_storage_.resize(off + name.size() + value.size());
+  char* p = nv_storage_.data() + off;
+  for (char c : name) *p++ = absl::ascii_tolower(static_cast<unsigned char>(c));
+  std::memcpy(p, value.data(), value.size());
   nv_offsets_.push_back(off);
   nva_.push_back(nghttp2_nv{nullptr, nullptr, name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
 }
@@ -414,9 +464,8 @@ void Http2Codec::AppendFields(const HeaderMap& fields, bool trailers) {
     absl::string_view name = fields.name(i);
     // The HTTP/1 codec takes hop-by-hop fields out already, but a filter or a route may add
     // one; only `te: trailers` crosses into HTTP/2, and Host travels as :authority.
-    bool te_trailers = !trailers && absl::EqualsIgnoreCase(name, "te") &&
-                       absl::EqualsIgnoreCase(fields.value(i), "trailers");
-    if ((IsHopByHop(name) && !te_trailers) || absl::EqualsIgnoreCase(name, "host")) continue;
+    bool te_trailers = !trailers && IEquals(name, "te") && IEquals(fields.value(i), "trailers");
+    if ((IsHopByHop(name) && !te_trailers) || IEquals(name, "host")) continue;
     AddNv(name, fields.value(i));
   }
 }

@@ -31,6 +31,7 @@
 
 #include "absl/strings/string_view.h"
 #include "proxy/buffer/buffer.h"
+#include "proxy/common/block_cache.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/http/codec.h"
 
@@ -54,7 +55,7 @@ class Http2Codec {
   struct Glue;  // the nghttp2 callbacks
 
  public:
-  class Stream : public event::DeferredDeletable {
+  class Stream : public event::DeferredDeletable, public mem::Cached {
    public:
     int32_t id() const { return id_; }
     // Stop or resume returning window to the peer for this stream.

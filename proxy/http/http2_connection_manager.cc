@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "proxy/common/block_cache.h"
 #include "proxy/common/log.h"
 
 namespace remora::http {
@@ -18,7 +19,9 @@ constexpr absl::Duration kCloseFlushTimeout = absl::Seconds(5);
 }  // namespace
 
 // One request stream: the codec's stream and the ActiveStream running its filter chain.
-class Http2ConnectionManager::Stream final : public RequestDecoder, public StreamConnection {
+class Http2ConnectionManager::Stream final : public RequestDecoder,
+                                             public StreamConnection,
+                                             public mem::Cached {
  public:
   Stream(Http2ConnectionManager& cm, Http2ServerCodec::ServerStream& s) : cm_(cm), codec_(&s) {}
   ~Stream() override { EndActive(); }

@@ -1,7 +1,5 @@
 #include "proxy/http/message.h"
 
-#include "absl/strings/match.h"
-
 namespace remora::http {
 
 void MessageHead::Clear() {
@@ -32,18 +30,27 @@ bool IsIdempotentMethod(absl::string_view m) {
 }
 
 bool IsHopByHop(absl::string_view name) {
-  constexpr absl::string_view kHopByHop[] = {"connection", "keep-alive",        "proxy-connection",
-                                             "te",         "transfer-encoding", "upgrade"};
-  for (absl::string_view h : kHopByHop) {
-    if (absl::EqualsIgnoreCase(name, h)) return true;
+  // By length first: most fields are none of these and need no compare at all.
+  switch (name.size()) {
+    case 2:
+      return IEquals(name, "te");
+    case 7:
+      return IEquals(name, "upgrade");
+    case 10:
+      return IEquals(name, "connection") || IEquals(name, "keep-alive");
+    case 16:
+      return IEquals(name, "proxy-connection");
+    case 17:
+      return IEquals(name, "transfer-encoding");
+    default:
+      return false;
   }
-  return false;
 }
 
 bool IsGrpc(const HeaderMap& headers) {
   absl::string_view ct = headers.Get("content-type");
   constexpr absl::string_view kGrpc = "application/grpc";
-  if (ct.size() < kGrpc.size() || !absl::EqualsIgnoreCase(ct.substr(0, kGrpc.size()), kGrpc)) {
+  if (ct.size() < kGrpc.size() || !IEquals(ct.substr(0, kGrpc.size()), kGrpc)) {
     return false;
   }
   return ct.size() == kGrpc.size() || ct[kGrpc.size()] == '+' || ct[kGrpc.size()] == ';';

@@ -23,8 +23,8 @@ bool HasPort(absl::string_view authority) {
 }  // namespace
 
 bool AuthorityMatches(absl::string_view authority, absl::string_view host) {
-  if (HasPort(host)) return absl::EqualsIgnoreCase(authority, host);
-  return absl::EqualsIgnoreCase(StripPort(authority), host);
+  if (HasPort(host)) return IEquals(authority, host);
+  return IEquals(StripPort(authority), host);
 }
 
 const CompiledRoute* RouteTable::Match(const RequestHead& request) const {

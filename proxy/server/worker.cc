@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "proxy/buffer/buffer.h"
+#include "proxy/common/block_cache.h"
 #include "proxy/common/log.h"
 #include "proxy/event/tcp_connection.h"
 #include "proxy/http/connection_manager.h"
@@ -32,6 +33,7 @@ void Worker::Start() {
     // Let the slab pool give back what a past burst left behind, a bit at a time.
     trim_timer_ = dispatcher_.CreateTimer([this] {
       buffer::SlabPool::ForThisThread().Trim();
+      mem::TrimThisThread();
       trim_timer_->Enable(kSlabTrimInterval);
     });
     trim_timer_->Enable(kSlabTrimInterval);

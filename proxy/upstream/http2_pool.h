@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "proxy/buffer/buffer.h"
+#include "proxy/common/block_cache.h"
 #include "proxy/event/tcp_connection.h"
 #include "proxy/http/http2_codec.h"
 #include "proxy/server/snapshot.h"
@@ -30,7 +31,7 @@ class Http2UpstreamConnection;
 
 // One request's stream. Owned by the request (the router); destroying it resets a stream that is
 // still open (CANCEL).
-class Http2UpstreamRequest {
+class Http2UpstreamRequest : public mem::Cached {
  public:
   enum class Failure {
     kConnectFailure,
