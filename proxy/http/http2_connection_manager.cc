@@ -187,7 +187,7 @@ void Http2ConnectionManager::OnEndOfStream() {
   // The client sends nothing more (a half-close): streams whose requests are whole still get
   // their responses; the connection closes when the last stream ends.
   peer_eof_ = true;
-  if (streams_.empty()) Finish();
+  if (CloseIfDone()) SendOut();
 }
 
 void Http2ConnectionManager::OnEvent(TcpConnection::Event) { Finish(); }
@@ -251,11 +251,7 @@ void Http2ConnectionManager::OnStreamClosed(Http2Codec::Stream& s, uint32_t) {
   if (it == streams_.end()) return;
   it->second->Detach();
   streams_.erase(it);
-  if (peer_eof_ && streams_.empty() && !closing_) {
-    closing_ = true;
-    timer_->Enable(kCloseFlushTimeout);  // Finish once the last frames are out (SendOut)
-    return;
-  }
+  if (CloseIfDone()) return;
   if (!dispatching_) UpdateIdleTimer();
 }
 
@@ -344,7 +340,19 @@ void Http2ConnectionManager::SendGoaway() {
   goaway_sent_ = true;
   timer_->Disable();
   codec_.SubmitGoaway(NGHTTP2_NO_ERROR);
+  CloseIfDone();
   if (!dispatching_) SendOut();
+}
+
+bool Http2ConnectionManager::CloseIfDone() {
+  // No stream will start any more (the client half-closed, or the final GOAWAY is out): once the
+  // last one is over, so is the connection. nghttp2 alone would wait for the client to close,
+  // and forever for a header block the client never finishes (its stream counts as open).
+  if (closing_ || !streams_.empty() || !(peer_eof_ || goaway_sent_)) return false;
+  closing_ = true;
+  conn_->ReadEnable(false);
+  timer_->Enable(kCloseFlushTimeout);  // Finish once the last frames are out (SendOut)
+  return true;
 }
 
 void Http2ConnectionManager::CloseNow() { Finish(); }

@@ -69,6 +69,8 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   // Runs the codec's output into the socket, up to the listener's buffer limit in flight.
   void SendOut();
   void SendGoaway();
+  // Starts the close when no stream is left and none can start; says whether it did.
+  bool CloseIfDone();
   void UpdateIdleTimer();
   // stream_idle_timeout for every stream of the connection, with one timer.
   void ArmIdleSweep();

@@ -738,6 +738,28 @@ class RapidResetTest(OwnProxy):
             self.assertIsNone(c.goaway)
 
 
+class UnfinishedHeaderBlockTest(OwnProxy):
+    """A client that starts a header block and never ends it holds nghttp2's stream open, and
+    with it the connection: the idle GOAWAY must still end the connection."""
+    IDLE = 1.0
+    LISTENER = [f"idle_timeout: {IDLE:g}s"]
+
+    def test_connection_closes_after_the_idle_goaway(self):
+        with RawH2(self.port) as raw:
+            block = raw.headers_block(PSEUDO + REGULAR)
+            raw.send(frame(HEADERS, END_STREAM, 1, block[:4]))  # no END_HEADERS, no CONTINUATION
+            start = time.monotonic()
+            goaway, _ = raw.wait_for(GOAWAY, timeout=self.IDLE + 3)
+            self.assertIsNotNone(goaway, "no GOAWAY at the idle timeout")
+            self.assertIsNone(raw.wait_for(-1, timeout=3)[0])
+            self.assertTrue(raw.closed, "connection left open after the idle GOAWAY")
+            self.assertLess(time.monotonic() - start, self.IDLE + 3)
+        # The listener is still fine.
+        head, _ = split_response(curl("--http2-prior-knowledge", "-H", route_arg("http1"),
+                                      f"http://127.0.0.1:{self.port}/bytes?n=10"))
+        self.assertTrue(head.startswith("HTTP/2 200"), head)
+
+
 # --------------------------------------------------------------------------------------------
 # Stalled streams
 # --------------------------------------------------------------------------------------------
