@@ -271,7 +271,7 @@ void ActiveStream::EncodeHeadersFrom(size_t from, ResponseHead& head, bool end_s
     if (status == FilterStatus::kStop) {
       encode_.active = true;
       encode_.stopped_at = i;
-      encode_.head = &head;
+      encode_.head = encode_.Keep(head);
       encode_.end = end_stream;
       return;
     }
@@ -308,7 +308,7 @@ void ActiveStream::EncodeDataFrom(size_t from, buffer::Buffer& data, bool end_st
 
 void ActiveStream::EncodeTrailersFrom(size_t from, HeaderMap& trailers) {
   if (encode_.active) {
-    encode_.trailers = &trailers;
+    encode_.trailers = encode_.Keep(trailers);
     return;
   }
   NoteActivity();
@@ -318,7 +318,7 @@ void ActiveStream::EncodeTrailersFrom(size_t from, HeaderMap& trailers) {
     if (status == FilterStatus::kStop) {
       encode_.active = true;
       encode_.stopped_at = i;
-      encode_.trailers = &trailers;
+      encode_.trailers = encode_.Keep(trailers);
       return;
     }
   }

@@ -155,6 +155,18 @@ class ActiveStream final : public FilterCallbacks,
     buffer::Buffer data;
     bool end = false;
     HeaderMap* trailers = nullptr;
+    // Encode only: copies of what is held. The response's head and trailers live in the upstream
+    // codec, whose stream may be freed (or its connection reused) before the filter continues.
+    ResponseHead kept_head;
+    HeaderMap kept_trailers;
+    ResponseHead* Keep(ResponseHead& h) {
+      if (&h != &kept_head) kept_head = h;
+      return &kept_head;
+    }
+    HeaderMap* Keep(HeaderMap& t) {
+      if (&t != &kept_trailers) kept_trailers = t;
+      return &kept_trailers;
+    }
   };
   Held decode_;
   Held encode_;
