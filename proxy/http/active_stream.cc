@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "proxy/http/deadline.h"
 #include "proxy/http/path.h"
 #include "proxy/http/router.h"
 
@@ -76,8 +77,12 @@ void ActiveStream::ApplyForwardingPolicy(RequestHead& head) {
   if (listener_.config->direction != config::Direction::kInbound) return;
   // From the mesh to the local app: headers that claim to come from this proxy cannot be
   // trusted, and the app learns who called it.
+  // The deadline is the exception: a caller may only shorten its own wait with it.
   for (size_t i = head.headers.size(); i-- > 0;) {
-    if (absl::StartsWithIgnoreCase(head.headers.name(i), "x-remora-")) head.headers.RemoveAt(i);
+    absl::string_view name = head.headers.name(i);
+    if (absl::StartsWithIgnoreCase(name, "x-remora-") && !IEquals(name, kDeadlineHeader)) {
+      head.headers.RemoveAt(i);
+    }
   }
   int xff = head.headers.Find("x-forwarded-for");
   if (xff >= 0) {
@@ -196,8 +201,8 @@ void ActiveStream::ContinueDecoding() {
 
 int ActiveStream::GrpcStatusFor(int http_status, absl::string_view reason) {
   // gRPC's HTTP-to-status mapping (doc/http-grpc-status-mapping.md), with the proxy's own
-  // timeouts as DEADLINE_EXCEEDED rather than the mapping's UNAVAILABLE for 504.
-  if (absl::EndsWith(reason, "timeout")) return 4;  // DEADLINE_EXCEEDED
+  // timeouts and a spent deadline as DEADLINE_EXCEEDED rather than the mapping's UNAVAILABLE.
+  if (absl::EndsWith(reason, "timeout") || reason == "deadline_exceeded") return 4;
   switch (http_status) {
     case 400:
       return 13;  // INTERNAL

@@ -1,7 +1,11 @@
 #include "proxy/http/router.h"
 
+#include <algorithm>
+#include <optional>
+
 #include "absl/strings/match.h"
 #include "proxy/common/log.h"
+#include "proxy/http/deadline.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
 
@@ -33,6 +37,17 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
     callbacks_->SendLocalReply(502, "upstream_protocol_unsupported",
                                "gRPC needs an HTTP/2 upstream; this cluster speaks HTTP/1.1");
     return FilterStatus::kStop;
+  }
+  if (std::optional<absl::Duration> budget = InboundBudget(head.headers, callbacks_->info().grpc)) {
+    // The caller gives up after `budget`: no point working longer, nor at all if it is spent.
+    if (*budget <= absl::ZeroDuration()) {
+      callbacks_->SendLocalReply(504, "deadline_exceeded",
+                                 "the request's deadline had passed when it arrived");
+      return FilterStatus::kStop;
+    }
+    deadline_ = callbacks_->dispatcher().Now() + *budget;
+    deadline_timer_ = callbacks_->dispatcher().CreateTimer([this] { OnDeadline(); });
+    deadline_timer_->Enable(*budget);
   }
   callbacks_->SetDownstreamWatermarkCallbacks(this);
   if (request_complete_) StartTimeout();
@@ -90,8 +105,21 @@ void RouterFilter::FlushUpstream() {
   if (conn_ != nullptr) conn_->Flush();  // HTTP/2 streams: the connection batches its frames
 }
 
+void RouterFilter::SetUpstreamBudget() {
+  // What is left of the caller's budget, or the route's timeout when the whole request is here
+  // (the timeout then runs from now; it does not count an upload still arriving).
+  absl::Duration left = absl::InfiniteDuration();
+  if (deadline_ != absl::InfiniteFuture()) left = deadline_ - callbacks_->dispatcher().Now();
+  absl::Duration timeout = route_->config->timeout;
+  if (request_complete_ && timeout > absl::ZeroDuration()) left = std::min(left, timeout);
+  if (left != absl::InfiniteDuration()) {
+    SetOutboundBudget(request_->headers, callbacks_->info().grpc, left);
+  }
+}
+
 void RouterFilter::SendRequestHead() {
   if (conn_ != nullptr) conn_->codec().set_decoder(this);
+  SetUpstreamBudget();
   RequestEncoder& codec = encoder();
   bool end = request_complete_ && pending_body_.empty() && !trailers_pending_;
   codec.EncodeHeaders(*request_, end);
@@ -163,6 +191,7 @@ FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
 void RouterFilter::OnDestroy() {
   destroyed_ = true;
   Disarm();
+  deadline_timer_.reset();
   h2_.reset();  // cancels a stream still open
   // Inside the codec's Dispatch the connection must not go back to the pool yet: the parser is
   // mid-message, and it must deliver nothing more to this router. OnUpstreamData releases it
@@ -201,6 +230,14 @@ void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl:
   } else {
     callbacks_->SendLocalReply(status, reason, detail);
   }
+}
+
+void RouterFilter::OnDeadline() {
+  // Failing the stream ends it: the upstream attempt is cancelled with it (RST_STREAM CANCEL on
+  // HTTP/2, the connection closed on HTTP/1.1). A response under way is reset.
+  retried_ = true;
+  OnUpstreamFailure(504, "deadline_exceeded",
+                    "the request's deadline passed before the upstream answered", false);
 }
 
 void RouterFilter::OnTimeout() {
@@ -376,6 +413,7 @@ void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
   for (const config::HeaderValue& h : r.response_headers_to_add) head.headers.Set(h.name, h.value);
   if (end_stream) response_complete_ = true;
   if (head.status == 101) {
+    deadline_timer_.reset();  // a tunnel lives as long as its peers want
     callbacks_->EncodeHeaders(head, false);
     return;
   }

@@ -62,6 +62,10 @@ class RouterFilter final : public StreamFilter,
                          bool retryable);
   void OnResponseComplete();
   void OnTimeout() override;
+  // The caller's budget (x-remora-deadline-ms, grpc-timeout) ran out.
+  void OnDeadline();
+  // The budget for the next hop, in the request's headers (deadline.h).
+  void SetUpstreamBudget();
   // The route's timeout runs from the end of the request to the first byte of the response.
   void StartTimeout();
   void UpdateDownstreamReading();
@@ -98,7 +102,9 @@ class RouterFilter final : public StreamFilter,
   RequestHead* request_ = nullptr;
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream
-  buffer::Buffer pending_body_;                         // request body waiting for the connection
+  absl::Time deadline_ = absl::InfiniteFuture();        // the caller's, if it sent a budget
+  std::unique_ptr<event::Timer> deadline_timer_;
+  buffer::Buffer pending_body_;  // request body waiting for the connection
   HeaderMap pending_trailers_;
   uint32_t buffer_limit_ = 0;
   bool request_complete_ = false;  // the whole request has been received from downstream

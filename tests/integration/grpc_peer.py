@@ -57,8 +57,9 @@ def payload(seed, index, size):
 class Call:
     """One call the peer served."""
 
-    def __init__(self, method, metadata):
+    def __init__(self, method, metadata, time_remaining=None):
         self.method = method
+        self.time_remaining = time_remaining  # the call's deadline as it arrived (grpc-timeout)
         self.metadata = metadata
         self.call_id = metadata.get("x-call-id")
         self.started = time.monotonic()
@@ -93,7 +94,7 @@ class EchoPeer:
         self.server.start()
 
     def _begin(self, method, context):
-        call = Call(method, dict(context.invocation_metadata()))
+        call = Call(method, dict(context.invocation_metadata()), context.time_remaining())
 
         def on_termination():
             call.ended = time.monotonic()

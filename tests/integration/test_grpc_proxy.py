@@ -476,18 +476,19 @@ class ProxyMadeErrorsTest(unittest.TestCase):
     def setUpClass(cls):
         FIXTURE.start_remora()
 
-    def call_expecting_error(self, target, request=b"hi", kind="unary", call_id=None):
+    def call_expecting_error(self, target, request=b"hi", kind="unary", call_id=None,
+                             timeout=TIMEOUT):
         """(RpcError, seconds) for one call through listener `target`."""
         channel = FIXTURE.channel(target)
         metadata = [("x-call-id", call_id or new_call_id())]
         start = time.monotonic()
         with self.assertRaises(grpc.RpcError) as raised:
             if kind == "unary":
-                channel.unary_unary(method_path("Unary"))(request, timeout=TIMEOUT,
+                channel.unary_unary(method_path("Unary"))(request, timeout=timeout,
                                                           metadata=metadata)
             else:
                 list(channel.stream_stream(method_path("Bidi"))(iter([request, request]),
-                                                                timeout=TIMEOUT,
+                                                                timeout=timeout,
                                                                 metadata=metadata))
         return raised.exception, time.monotonic() - start
 
@@ -509,15 +510,38 @@ class ProxyMadeErrorsTest(unittest.TestCase):
             self.assert_proxy_error(e, grpc.StatusCode.UNAVAILABLE, "connect_failure")
 
     def test_route_timeout_is_deadline_exceeded(self):
+        # The route's 500 ms travels to the upstream as its grpc-timeout (docs/http.md,
+        # Deadlines), so the upstream's gRPC library gives up at the same moment as the proxy's
+        # timer: whichever ends the call first (the proxy says `upstream_timeout`; the
+        # upstream's own DEADLINE_EXCEEDED has no reason), the client sees DEADLINE_EXCEEDED
+        # after the route's 500 ms, not its own 10 s, and the upstream call is over.
         call_id = new_call_id()
         e, took = self.call_expecting_error("deadline", b"sleep:3", call_id=call_id)
-        self.assert_proxy_error(e, grpc.StatusCode.DEADLINE_EXCEEDED, "upstream_timeout")
+        self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED, describe(e))
+        self.assertIn(remora_reason(e), (None, "upstream_timeout"), describe(e))
         self.assertGreaterEqual(took, 0.4, describe(e))
-        self.assertLess(took, 2.5, describe(e))  # the route's 500 ms, not the client's 10 s
+        self.assertLess(took, 2.5, describe(e))
         upstream = FIXTURE.peer.calls_with_id(call_id)
         self.assertEqual(len(upstream), 1, upstream)
+        # The client asked for 10 s; the upstream was given what the route allows.
+        self.assertTrue(0.3 < upstream[0].time_remaining <= 0.505, upstream[0].time_remaining)
         self.assertTrue(upstream[0].terminated.wait(3.0), upstream[0])
         self.assertTrue(upstream[0].cancelled, f"the upstream call was not reset: {upstream[0]}")
+
+    def test_the_clients_deadline_travels_shortened_and_cancels_the_upstream(self):
+        # A client deadline shorter than the route's 500 ms: the upstream gets what is left of
+        # it, and the upstream call ends with the client's.
+        call_id = new_call_id()
+        e, took = self.call_expecting_error("deadline", b"sleep:3", call_id=call_id,
+                                            timeout=0.3)
+        self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED, describe(e))
+        self.assertLess(took, 0.45, describe(e))
+        upstream = FIXTURE.peer.calls_with_id(call_id)
+        self.assertEqual(len(upstream), 1, upstream)
+        # (+5 ms: gRPC's core keeps deadlines in whole milliseconds, rounded up.)
+        self.assertTrue(0.15 < upstream[0].time_remaining <= 0.305, upstream[0].time_remaining)
+        self.assertTrue(upstream[0].terminated.wait(3.0), upstream[0])
+        self.assertLess(upstream[0].ended - upstream[0].started, 0.45, upstream[0])
 
     def test_grpc_for_an_http1_cluster_is_answered_by_the_proxy(self):
         for kind in ("unary", "bidi"):

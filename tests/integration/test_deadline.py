@@ -1,0 +1,189 @@
+"""Deadline propagation (docs/http.md, "Deadlines"), on the real binary.
+
+A caller's budget (`x-remora-deadline-ms`, or `grpc-timeout` for gRPC) caps how long remora
+works on a request and travels on, rewritten to what is left, so a chain of services gives up
+together. The chain test is the one the issue states: three remora instances in front of three
+services A -> B -> C, C sleeping 5 s, A's client with a budget of 1 s. A and B are small HTTP
+servers that call the next hop and pass the deadline header on, as an application would.
+"""
+
+import contextlib
+import http.client
+import http.server
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Remora, http_config  # noqa: E402
+
+DEADLINE = "x-remora-deadline-ms"
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a caller that went away is part of these tests
+
+
+class Service:
+    """A service on 127.0.0.1: with `next_port` it calls that remora (passing the deadline
+    header on) and answers with what it got; without, it sleeps up to 5 s, watching its client's
+    connection, and notes when that connection closed."""
+
+    def __init__(self, name, next_port=None):
+        self.name = name
+        self.seen = []        # (time, deadline header) of each request
+        self.got = []         # (time, status, x-remora-reason) from the next hop
+        self.closed_at = []   # when a caller's connection closed while we slept
+        svc = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                svc.seen.append((time.monotonic(), self.headers.get(DEADLINE)))
+                if next_port is None:
+                    return self.sleep()
+                conn = http.client.HTTPConnection("127.0.0.1", next_port, timeout=10)
+                headers = {}
+                if self.headers.get(DEADLINE) is not None:
+                    headers[DEADLINE] = self.headers[DEADLINE]
+                conn.request("GET", self.path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                svc.got.append((time.monotonic(), resp.status, resp.getheader("x-remora-reason")))
+                conn.close()
+                try:
+                    self.send_response(resp.status)
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # our caller gave up first
+
+            def sleep(self):
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    readable, _, _ = select.select([self.connection], [], [], 0.01)
+                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        svc.closed_at.append(time.monotonic())
+                        return
+                self.send_response(200)
+                self.send_header("content-length", "4")
+                self.end_headers()
+                self.wfile.write(b"late")
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.address = "127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def remora_for(service, stack):
+    config = http_config([("{prefix: /}", "app")], {"app": [service.address]})
+    return stack.enter_context(Remora(config))
+
+
+class DeadlineChainTest(unittest.TestCase):
+    def test_a_chain_gives_up_together_when_the_budget_runs_out(self):
+        with contextlib.ExitStack() as stack:
+            c = Service("C")
+            stack.callback(c.close)
+            rc = remora_for(c, stack)
+            b = Service("B", rc.port("web"))
+            stack.callback(b.close)
+            rb = remora_for(b, stack)
+            a = Service("A", rb.port("web"))
+            stack.callback(a.close)
+            ra = remora_for(a, stack)
+
+            start = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", ra.port("web"), timeout=10)
+            conn.request("GET", "/work", headers={DEADLINE: "1000"})
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            elapsed = time.monotonic() - start
+            print(f"\nclient answered {resp.status} after {elapsed:.3f}s", file=sys.stderr)
+            self.assertEqual(resp.status, 504)
+            self.assertEqual(resp.getheader("x-remora-reason"), "deadline_exceeded")
+            self.assertTrue(1.0 <= elapsed <= 1.2, f"answered after {elapsed:.3f}s")
+
+            # C's connection is cancelled by 1.3 s; B's and A's remora gave up too.
+            for what, cond in (("C's caller closed", lambda: c.closed_at),
+                               ("B got an answer", lambda: b.got),
+                               ("A got an answer", lambda: a.got)):
+                limit = start + 1.3
+                while not cond() and time.monotonic() < limit + 0.5:
+                    time.sleep(0.01)
+                self.assertTrue(cond(), f"{what}: never")
+            print(f"C's caller closed after {c.closed_at[0] - start:.3f}s", file=sys.stderr)
+            self.assertLessEqual(c.closed_at[0] - start, 1.3)
+            for svc in (a, b):
+                when, status, reason = svc.got[0]
+                self.assertEqual((status, reason), (504, "deadline_exceeded"), svc.name)
+                self.assertLessEqual(when - start, 1.3, svc.name)
+
+            # Each hop passed on what was left, never more than its caller had.
+            budgets = [int(s.seen[0][1]) for s in (a, b, c)]
+            print(f"budgets seen by A, B, C: {budgets}", file=sys.stderr)
+            self.assertTrue(1000 >= budgets[0] >= budgets[1] >= budgets[2] >= 900, budgets)
+
+    def test_a_spent_budget_is_answered_at_once(self):
+        with contextlib.ExitStack() as stack:
+            c = Service("C")
+            stack.callback(c.close)
+            rc = remora_for(c, stack)
+            conn = http.client.HTTPConnection("127.0.0.1", rc.port("web"), timeout=5)
+            conn.request("GET", "/", headers={DEADLINE: "0"})
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            self.assertEqual((resp.status, resp.getheader("x-remora-reason")),
+                             (504, "deadline_exceeded"))
+            self.assertEqual(c.seen, [], "the app was called")
+            # gRPC: grpc-timeout, and a trailers-only DEADLINE_EXCEEDED.
+            out = subprocess.run(
+                ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
+                 "-H", "content-type: application/grpc", "-H", "te: trailers",
+                 "-H", "grpc-timeout: 0m", "--data-binary", "",
+                 f"http://127.0.0.1:{rc.port('web')}/pkg.Svc/Call"],
+                capture_output=True, timeout=10, check=True).stdout.decode().lower()
+            self.assertIn("grpc-status: 4", out)
+            self.assertIn("x-remora-reason: deadline_exceeded", out)
+            self.assertEqual(c.seen, [])
+
+    def test_the_route_timeout_travels_as_the_budget_and_a_caller_cannot_lengthen_it(self):
+        with contextlib.ExitStack() as stack:
+            c = Service("C")
+            stack.callback(c.close)
+            config = http_config([("{prefix: /}", "app", ["timeout: 300ms"])],
+                                 {"app": [c.address]})
+            r = stack.enter_context(Remora(config))
+            start = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", r.port("web"), timeout=5)
+            conn.request("GET", "/", headers={DEADLINE: "60000"})
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            elapsed = time.monotonic() - start
+            self.assertEqual(resp.status, 504)
+            self.assertLess(elapsed, 1.0)
+            self.assertLessEqual(int(c.seen[0][1]), 300)
+
+
+if __name__ == "__main__":
+    unittest.main()
