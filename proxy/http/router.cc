@@ -106,15 +106,15 @@ void RouterFilter::FlushUpstream() {
 }
 
 void RouterFilter::SetUpstreamBudget() {
-  // What is left of the caller's budget, or the route's timeout when the whole request is here
-  // (the timeout then runs from now; it does not count an upload still arriving).
-  absl::Duration left = absl::InfiniteDuration();
-  if (deadline_ != absl::InfiniteFuture()) left = deadline_ - callbacks_->dispatcher().Now();
+  // Only a caller's budget travels: a request that came without one goes on without one (the
+  // route's timeout is this proxy's business, and the header would cost every request).
+  if (deadline_ == absl::InfiniteFuture()) return;
+  // What is left of it, capped by the route's timeout once the whole request is here (the
+  // timeout then runs from now; it does not count an upload still arriving).
+  absl::Duration left = deadline_ - callbacks_->dispatcher().Now();
   absl::Duration timeout = route_->config->timeout;
   if (request_complete_ && timeout > absl::ZeroDuration()) left = std::min(left, timeout);
-  if (left != absl::InfiniteDuration()) {
-    SetOutboundBudget(request_->headers, callbacks_->info().grpc, left);
-  }
+  SetOutboundBudget(request_->headers, callbacks_->info().grpc, left);
 }
 
 void RouterFilter::SendRequestHead() {

@@ -510,11 +510,12 @@ class ProxyMadeErrorsTest(unittest.TestCase):
             self.assert_proxy_error(e, grpc.StatusCode.UNAVAILABLE, "connect_failure")
 
     def test_route_timeout_is_deadline_exceeded(self):
-        # The route's 500 ms travels to the upstream as its grpc-timeout (docs/http.md,
-        # Deadlines), so the upstream's gRPC library gives up at the same moment as the proxy's
-        # timer: whichever ends the call first (the proxy says `upstream_timeout`; the
-        # upstream's own DEADLINE_EXCEEDED has no reason), the client sees DEADLINE_EXCEEDED
-        # after the route's 500 ms, not its own 10 s, and the upstream call is over.
+        # The client's 10 s budget goes on capped by the route's 500 ms, as the upstream's
+        # grpc-timeout (docs/http.md, Deadlines). So the upstream's gRPC library gives up at
+        # the same moment as the proxy's timer: whichever ends the call first (the proxy says
+        # `upstream_timeout`; the upstream's own DEADLINE_EXCEEDED has no reason), the client
+        # sees DEADLINE_EXCEEDED after the route's 500 ms, not its own 10 s, and the upstream
+        # call is over.
         call_id = new_call_id()
         e, took = self.call_expecting_error("deadline", b"sleep:3", call_id=call_id)
         self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED, describe(e))
