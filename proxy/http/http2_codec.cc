@@ -413,6 +413,8 @@ bool Http2Codec::WantsClose() const {
   return fatal_ || (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_));
 }
 
+bool Http2Codec::WantsRead() const { return !fatal_ && nghttp2_session_want_read(session_); }
+
 void Http2Codec::Queued() {
   if (!in_codec_) callbacks_.OnWantsSend();
 }

@@ -142,6 +142,9 @@ class Http2Codec {
   void Send(size_t budget);
   // Nothing more will be read or written (GOAWAY exchanged, or a fatal error).
   bool WantsClose() const;
+  // nghttp2 still reads input: false once GOAWAY went either way with no stream left (it then
+  // ignores whatever follows), or after a fatal error.
+  bool WantsRead() const;
   // The connection is gone: every open stream closes (OnStreamClosed with `error_code`).
   void CloseAllStreams(uint32_t error_code);
   // First step of a graceful shutdown: tells a client that no new streams will be taken soon.

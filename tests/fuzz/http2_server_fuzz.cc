@@ -3,6 +3,9 @@
 // stream is answered at once (head, a body piece, trailers, or a reset, chosen by the stream id)
 // so the encoders and the data provider run too. Parsed whole and parsed in two pieces, the
 // input must give the same decoder events and the same verdict; nothing may crash, hang or leak.
+// Except when nghttp2 stops reading at the cut (GOAWAY received, no stream open): it ignores the
+// rest of that call's input, and the connection manager closes the connection there, so the
+// pieces are not comparable with the whole (which nghttp2 took in one call).
 
 #include <cstddef>
 #include <cstdint>
@@ -75,7 +78,8 @@ struct Peer : Http2ServerCodec::ServerCallbacks, RequestDecoder {
   void OnWantsSend() override {}
 };
 
-std::string Parse(absl::string_view input, size_t cut) {
+// The decoder events and verdict; `stopped` says nghttp2 stopped reading before the last piece.
+std::string Parse(absl::string_view input, size_t cut, bool* stopped) {
   remora::event::SimDispatcher dispatcher;
   remora::buffer::Buffer out;
   Peer peer;
@@ -88,7 +92,12 @@ std::string Parse(absl::string_view input, size_t cut) {
     // Nothing is sent between the pieces: a stream our answers would close mid-input would
     // change how later frames on it are judged, which is not a property of the split.
     bool ok = true;
+    *stopped = false;
     for (absl::string_view piece : {input.substr(0, cut), input.substr(cut)}) {
+      if (ok && !piece.empty() && !codec.WantsRead()) {
+        *stopped = true;
+        break;
+      }
       remora::buffer::Buffer in;
       in.Append(piece);
       if (ok) ok = codec.Dispatch(in);
@@ -114,8 +123,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   input.append(reinterpret_cast<const char*>(data + 1), size - 1);
   size_t cut = (static_cast<size_t>(data[0]) * 131) % (input.size() + 1);
-  std::string whole = Parse(input, 0), split = Parse(input, cut);
-  if (whole != split) {
+  bool whole_stopped = false, split_stopped = false;
+  std::string whole = Parse(input, 0, &whole_stopped), split = Parse(input, cut, &split_stopped);
+  if (!split_stopped && whole != split) {
     std::fprintf(stderr, "whole:\n%s\nsplit at %zu:\n%s\n", whole.c_str(), cut, split.c_str());
     std::abort();
   }
