@@ -35,9 +35,12 @@ struct Cache {
   };
 
   void* Allocate(size_t size) {
-    if (size == 0 || size > kMaxCached || dead) return Malloc(size);
-    List& l = lists[(size - 1) / kGranule];
-    if (l.head == nullptr) return Malloc(((size - 1) / kGranule + 1) * kGranule);
+    if (size == 0 || size > kMaxCached) return Malloc(size);
+    size_t cls = (size - 1) / kGranule;
+    List& l = lists[cls];
+    // Always the class's whole size: the block may be freed into a cache (this thread's, or
+    // another's) and serve any size of its class.
+    if (l.head == nullptr || dead) return Malloc((cls + 1) * kGranule);
     FreeBlock* b = l.head;
     l.head = b->next;
     --l.count;
