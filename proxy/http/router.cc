@@ -234,7 +234,9 @@ void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl:
 
 void RouterFilter::OnDeadline() {
   // Failing the stream ends it: the upstream attempt is cancelled with it (RST_STREAM CANCEL on
-  // HTTP/2, the connection closed on HTTP/1.1). A response under way is reset.
+  // HTTP/2, the connection closed on HTTP/1.1). A response under way is reset; a whole one
+  // (the request may still be arriving) stands.
+  if (response_complete_) return;
   retried_ = true;
   OnUpstreamFailure(504, "deadline_exceeded",
                     "the request's deadline passed before the upstream answered", false);
