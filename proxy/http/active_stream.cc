@@ -276,7 +276,7 @@ void ActiveStream::EncodeHeadersFrom(size_t from, ResponseHead& head, bool end_s
     if (status == FilterStatus::kStop) {
       encode_.active = true;
       encode_.stopped_at = i;
-      encode_.head = encode_.Keep(head);
+      encode_.head = KeepHead(head);
       encode_.end = end_stream;
       return;
     }
@@ -313,7 +313,7 @@ void ActiveStream::EncodeDataFrom(size_t from, buffer::Buffer& data, bool end_st
 
 void ActiveStream::EncodeTrailersFrom(size_t from, HeaderMap& trailers) {
   if (encode_.active) {
-    encode_.trailers = encode_.Keep(trailers);
+    encode_.trailers = KeepTrailers(trailers);
     return;
   }
   NoteActivity();
@@ -323,7 +323,7 @@ void ActiveStream::EncodeTrailersFrom(size_t from, HeaderMap& trailers) {
     if (status == FilterStatus::kStop) {
       encode_.active = true;
       encode_.stopped_at = i;
-      encode_.trailers = encode_.Keep(trailers);
+      encode_.trailers = KeepTrailers(trailers);
       return;
     }
   }

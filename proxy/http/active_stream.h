@@ -155,21 +155,22 @@ class ActiveStream final : public FilterCallbacks,
     buffer::Buffer data;
     bool end = false;
     HeaderMap* trailers = nullptr;
-    // Encode only: copies of what is held. The response's head and trailers live in the upstream
-    // codec, whose stream may be freed (or its connection reused) before the filter continues.
-    ResponseHead kept_head;
-    HeaderMap kept_trailers;
-    ResponseHead* Keep(ResponseHead& h) {
-      if (&h != &kept_head) kept_head = h;
-      return &kept_head;
-    }
-    HeaderMap* Keep(HeaderMap& t) {
-      if (&t != &kept_trailers) kept_trailers = t;
-      return &kept_trailers;
-    }
   };
   Held decode_;
   Held encode_;
+  // Copies of a response head and trailers held by an encode filter: they live in the upstream
+  // codec, whose stream may be freed (or its connection reused) before the filter continues.
+  // (A held request lives in the downstream codec's stream, which outlives this one.)
+  ResponseHead* KeepHead(ResponseHead& h) {
+    if (&h != &kept_head_) kept_head_ = h;
+    return &kept_head_;
+  }
+  HeaderMap* KeepTrailers(HeaderMap& t) {
+    if (&t != &kept_trailers_) kept_trailers_ = t;
+    return &kept_trailers_;
+  }
+  ResponseHead kept_head_;
+  HeaderMap kept_trailers_;
 
   bool alive_ = true;
   bool request_complete_ = false;
