@@ -35,9 +35,10 @@ class _Server(http.server.ThreadingHTTPServer):
 class Service:
     """A service on 127.0.0.1: with `next_port` it calls that remora (passing the deadline
     header on) and answers with what it got; without, it sleeps up to 5 s, watching its client's
-    connection, and notes when that connection closed."""
+    connection, and notes when that connection closed (with `begin_body`, after sending its
+    response head and the first bytes of a 10-byte body)."""
 
-    def __init__(self, name, next_port=None):
+    def __init__(self, name, next_port=None, begin_body=False):
         self.name = name
         self.seen = []        # (time, deadline header) of each request
         self.got = []         # (time, status, x-remora-reason) from the next hop
@@ -72,6 +73,12 @@ class Service:
                     pass  # our caller gave up first
 
             def sleep(self):
+                if begin_body:
+                    self.send_response(200)
+                    self.send_header("content-length", "10")
+                    self.end_headers()
+                    self.wfile.write(b"abc")
+                    self.wfile.flush()
                 deadline = time.monotonic() + 5
                 while time.monotonic() < deadline:
                     readable, _, _ = select.select([self.connection], [], [], 0.01)
@@ -167,6 +174,27 @@ class DeadlineChainTest(unittest.TestCase):
             self.assertIn("grpc-status: 4", out)
             self.assertIn("x-remora-reason: deadline_exceeded", out)
             self.assertEqual(c.seen, [])
+
+    def test_a_response_under_way_is_cut_at_the_deadline(self):
+        with contextlib.ExitStack() as stack:
+            c = Service("C", begin_body=True)
+            stack.callback(c.close)
+            r = remora_for(c, stack)
+            start = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", r.port("web"), timeout=10)
+            conn.request("GET", "/", headers={DEADLINE: "500"})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)  # the head went through before the deadline
+            # Cut short: the connection ends (FIN or RST) before the 10 bytes.
+            with self.assertRaises((http.client.IncompleteRead, ConnectionResetError)):
+                resp.read()
+            conn.close()
+            elapsed = time.monotonic() - start
+            self.assertTrue(0.5 <= elapsed <= 0.8, f"cut after {elapsed:.3f}s")
+            limit = start + 1.0
+            while not c.closed_at and time.monotonic() < limit:
+                time.sleep(0.01)
+            self.assertTrue(c.closed_at, "the upstream connection was not closed")
 
     def test_the_route_timeout_travels_as_the_budget_and_a_caller_cannot_lengthen_it(self):
         with contextlib.ExitStack() as stack:
