@@ -57,6 +57,33 @@ struct RouteMatch {
   std::vector<HeaderMatch> headers;
 };
 
+// What makes a failed attempt worth another (docs/http.md "Retries"). A bit set; the response
+// statuses and gRPC statuses listed in `retry_on` are kept beside it.
+enum RetryOn : uint32_t {
+  kRetryOn5xx = 1u << 0,             // any 5xx response, or no response (reset, per-try timeout)
+  kRetryOnGatewayError = 1u << 1,    // 502, 503, 504, or no response
+  kRetryOnReset = 1u << 2,           // closed or reset before a response head; per-try timeout
+  kRetryOnConnectFailure = 1u << 3,  // connect refused or timed out
+  kRetryOnRefusedStream = 1u << 4,   // HTTP/2 REFUSED_STREAM or above a GOAWAY's last stream
+};
+
+struct RetryPolicy {
+  // Attempts in all, the first one included.
+  uint32_t attempts = 3;
+  uint32_t retry_on =
+      kRetryOnConnectFailure | kRetryOnRefusedStream | kRetryOnReset | kRetryOnGatewayError;
+  std::vector<uint16_t> status_codes;  // responses retried by their status
+  uint32_t grpc_statuses = 0;          // bit n: grpc-status n is retried
+  // One attempt's limit, from the end of the request (or the attempt's start, if later) to the
+  // response's first byte; 0 = none (the route's timeout still bounds them all).
+  absl::Duration per_try_timeout = absl::ZeroDuration();
+  // Full jitter: the n-th retry (n = 0, 1, ...) waits uniform[0, min(max, base * 2^n)].
+  absl::Duration backoff_base = absl::Milliseconds(25);
+  absl::Duration backoff_max = absl::Milliseconds(250);
+  // A request body kept for replay up to this size; a longer body is not retried.
+  uint32_t buffer_limit_bytes = 64 * 1024;
+};
+
 struct Route {
   std::string name;
   RouteMatch match;
@@ -66,7 +93,14 @@ struct Route {
   std::vector<HeaderValue> response_headers_to_add;
   std::vector<std::string> response_headers_to_remove;
   // From the end of the request to the response's first byte; 0 = no limit. Past it: 504.
+  // It bounds every attempt and the backoff between them.
   absl::Duration timeout = absl::Seconds(15);
+  bool has_retries = false;  // a `retries` block was given
+  RetryPolicy retries;
+  // Every request on this route may be repeated safely (gRPC methods, which are all POST);
+  // otherwise only idempotent methods and requests with Idempotency-Key are retried once they
+  // may have reached the upstream.
+  bool idempotent = false;
   int line = 0;
 };
 
@@ -121,6 +155,10 @@ struct Cluster {
   // HTTP keep-alive pools (per worker, per endpoint): idle connections kept, and for how long.
   uint32_t max_idle_connections = 1024;
   absl::Duration idle_connection_timeout = absl::Seconds(30);
+  // Retries in flight to the cluster (all workers) stay <= max(retry_budget_min_concurrency,
+  // retry_budget_ratio * active requests): an outage cannot multiply the load.
+  double retry_budget_ratio = 0.2;
+  uint32_t retry_budget_min_concurrency = 3;
   int line = 0;
 };
 
@@ -148,5 +186,7 @@ const char* LogLevelName(LogLevel level);
 const char* ListenerKindName(ListenerKind kind);
 const char* DirectionName(Direction direction);
 const char* UpstreamProtocolName(UpstreamProtocol protocol);
+// The named conditions and gRPC statuses of retry_on (its status codes are in status_codes).
+std::vector<std::string> RetryOnNames(const RetryPolicy& policy);
 
 }  // namespace remora::config

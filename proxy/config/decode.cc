@@ -20,6 +20,7 @@
 #include "absl/numeric/int128.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -76,7 +77,25 @@ constexpr absl::string_view kRouteFields[] = {"name",
                                               "request_headers_to_add",
                                               "request_headers_to_remove",
                                               "response_headers_to_add",
-                                              "response_headers_to_remove"};
+                                              "response_headers_to_remove",
+                                              "retries",
+                                              "idempotent"};
+constexpr absl::string_view kRetryFields[] = {"attempts", "retry_on", "per_try_timeout", "backoff",
+                                              "buffer_limit_bytes"};
+constexpr absl::string_view kBackoffFields[] = {"base", "max"};
+constexpr absl::string_view kRetryBudgetFields[] = {"ratio", "min_concurrency"};
+// retry_on's named conditions, in RetryOn's bit order.
+constexpr absl::string_view kRetryOnNames[] = {"5xx", "gateway-error", "reset", "connect-failure",
+                                               "refused-stream"};
+// The gRPC statuses retry_on may name (grpc/doc/statuscodes.md), with their codes.
+constexpr std::pair<absl::string_view, int> kRetryGrpcStatuses[] = {{"cancelled", 1},
+                                                                    {"deadline-exceeded", 4},
+                                                                    {"resource-exhausted", 8},
+                                                                    {"internal", 13},
+                                                                    {"unavailable", 14}};
+constexpr int64_t kMaxRetryAttempts = 10;
+constexpr int64_t kMaxRetryBufferBytes = 16 * 1024 * 1024;
+constexpr absl::Duration kMaxBackoff = absl::Hours(1);
 constexpr absl::string_view kMatchFields[] = {"authority", "prefix", "path",
                                               "regex",     "method", "headers"};
 constexpr absl::string_view kHeaderMatchFields[] = {"name", "value"};
@@ -87,6 +106,7 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "max_connections",
                                                 "max_idle_connections",
                                                 "idle_connection_timeout",
+                                                "retry_budget",
                                                 "endpoints"};
 constexpr absl::string_view kEndpointFields[] = {"address", "weight"};
 
@@ -633,6 +653,23 @@ class Decoder {
     }
   }
 
+  // A number from 0 to 1.
+  bool Ratio(const Value& v, const std::string& path, double* out) {
+    if (v.IsInvalid()) return false;
+    ScalarType t = v.IsScalar() && !v.quoted ? v.Resolve() : ScalarType::kString;
+    double d;
+    if ((t == ScalarType::kInt || t == ScalarType::kFloat) && absl::SimpleAtod(v.scalar, &d)) {
+      if (d >= 0 && d <= 1) {
+        *out = d;
+        return true;
+      }
+      Error(v.line, path, absl::StrCat("must be between 0 and 1, got ", v.scalar));
+      return false;
+    }
+    Error(v.line, path, absl::StrCat("expected a number between 0 and 1, got ", v.Describe()));
+    return false;
+  }
+
   bool Bool(const Value& v, const std::string& path, bool* out) {
     if (v.IsInvalid()) return false;
     if (v.IsScalar() && !v.quoted && v.AsBool(out)) return true;
@@ -739,6 +776,93 @@ class Decoder {
     if (const Value* h = Optional(v, "response_headers_to_remove")) {
       HeaderNames(*h, JoinPath(path, "response_headers_to_remove"),
                   &route->response_headers_to_remove);
+    }
+    if (const Value* b = Optional(v, "idempotent")) {
+      Bool(*b, JoinPath(path, "idempotent"), &route->idempotent);
+    }
+    if (const Value* r = Optional(v, "retries")) {
+      std::string rpath = JoinPath(path, "retries");
+      route->has_retries = true;
+      if (Map(*r, rpath, kRetryFields)) DecodeRetries(*r, rpath, &route->retries);
+    }
+  }
+
+  void DecodeRetries(const Value& v, const std::string& path, RetryPolicy* p) {
+    if (const Value* a = Optional(v, "attempts")) {
+      int64_t n;
+      if (Int(*a, JoinPath(path, "attempts"), 1, kMaxRetryAttempts, " (the first one included)",
+              &n)) {
+        p->attempts = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* r = Optional(v, "retry_on")) DecodeRetryOn(*r, JoinPath(path, "retry_on"), p);
+    if (const Value* t = Optional(v, "per_try_timeout")) {
+      Duration(*t, JoinPath(path, "per_try_timeout"), absl::ZeroDuration(), kMaxHttpTimeout,
+               &p->per_try_timeout);
+    }
+    if (const Value* b = Optional(v, "buffer_limit_bytes")) {
+      int64_t n;
+      if (Int(*b, JoinPath(path, "buffer_limit_bytes"), 0, kMaxRetryBufferBytes, "", &n)) {
+        p->buffer_limit_bytes = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* b = Optional(v, "backoff")) {
+      std::string bpath = JoinPath(path, "backoff");
+      if (!Map(*b, bpath, kBackoffFields)) return;
+      const Value* base = Optional(*b, "base");
+      const Value* max = Optional(*b, "max");
+      bool ok = true;
+      if (base != nullptr) {
+        ok &= Duration(*base, JoinPath(bpath, "base"), absl::Milliseconds(1), kMaxBackoff,
+                       &p->backoff_base);
+      }
+      if (max != nullptr) {
+        ok &= Duration(*max, JoinPath(bpath, "max"), absl::Milliseconds(1), kMaxBackoff,
+                       &p->backoff_max);
+      }
+      if (ok && p->backoff_max < p->backoff_base) {
+        const Value& at = max != nullptr ? *max : *base;
+        Error(at.line, JoinPath(bpath, max != nullptr ? "max" : "base"),
+              absl::StrCat("max (", DurationToString(p->backoff_max), ") must not be below base (",
+                           DurationToString(p->backoff_base), ")"));
+      }
+    }
+  }
+
+  void DecodeRetryOn(const Value& v, const std::string& path, RetryPolicy* p) {
+    if (!List(v, path)) return;
+    p->retry_on = 0;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      const Value& item = v.items[i];
+      std::string ipath = absl::StrCat(path, "[", i, "]");
+      int64_t code;
+      if (item.AsInt(&code)) {
+        if (code < 400 || code > 599) {
+          Error(item.line, ipath,
+                absl::StrCat("a retried status must be between 400 and 599, got ", code));
+          continue;
+        }
+        p->status_codes.push_back(static_cast<uint16_t>(code));
+        continue;
+      }
+      std::string name;
+      if (!String(item, ipath, "a retry condition", &name)) continue;
+      auto named = std::find(std::begin(kRetryOnNames), std::end(kRetryOnNames), name);
+      if (named != std::end(kRetryOnNames)) {
+        p->retry_on |= 1u << (named - std::begin(kRetryOnNames));
+        continue;
+      }
+      auto grpc = std::find_if(std::begin(kRetryGrpcStatuses), std::end(kRetryGrpcStatuses),
+                               [&](const auto& g) { return g.first == name; });
+      if (grpc != std::end(kRetryGrpcStatuses)) {
+        p->grpc_statuses |= 1u << grpc->second;
+        continue;
+      }
+      std::vector<absl::string_view> all(std::begin(kRetryOnNames), std::end(kRetryOnNames));
+      for (const auto& g : kRetryGrpcStatuses) all.push_back(g.first);
+      Error(item.line, ipath,
+            absl::StrCat("unknown retry condition ", Quote(name), "; allowed values: ",
+                         absl::StrJoin(all, ", "), ", or a status code 400-599"));
     }
   }
 
@@ -905,6 +1029,20 @@ class Decoder {
         Duration(*t, JoinPath(path, "idle_connection_timeout"), absl::Milliseconds(1),
                  kMaxHttpTimeout, &cluster.idle_connection_timeout);
       }
+      if (const Value* b = Optional(item, "retry_budget")) {
+        std::string bpath = JoinPath(path, "retry_budget");
+        if (Map(*b, bpath, kRetryBudgetFields)) {
+          if (const Value* r = Optional(*b, "ratio")) {
+            Ratio(*r, JoinPath(bpath, "ratio"), &cluster.retry_budget_ratio);
+          }
+          if (const Value* m = Optional(*b, "min_concurrency")) {
+            int64_t n;
+            if (Int(*m, JoinPath(bpath, "min_concurrency"), 0, kMaxMaxConnections, "", &n)) {
+              cluster.retry_budget_min_concurrency = static_cast<uint32_t>(n);
+            }
+          }
+        }
+      }
       if (const Value* e = Required(item, path, "endpoints")) {
         DecodeEndpoints(*e, JoinPath(path, "endpoints"), &cluster.endpoints);
       }
@@ -1045,6 +1183,17 @@ const char* DirectionName(Direction direction) {
 const char* UpstreamProtocolName(UpstreamProtocol protocol) {
   auto i = static_cast<size_t>(protocol);
   return i < std::size(kUpstreamProtocolNames) ? kUpstreamProtocolNames[i].data() : "unknown";
+}
+
+std::vector<std::string> RetryOnNames(const RetryPolicy& p) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < std::size(kRetryOnNames); ++i) {
+    if (p.retry_on & (1u << i)) out.emplace_back(kRetryOnNames[i]);
+  }
+  for (const auto& [name, code] : kRetryGrpcStatuses) {
+    if (p.grpc_statuses & (1u << code)) out.emplace_back(name);
+  }
+  return out;
 }
 
 const char* ListenerKindName(ListenerKind kind) {

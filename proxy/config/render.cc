@@ -44,6 +44,22 @@ nlohmann::json RouteToJson(const Route& r) {
   if (!r.response_headers_to_remove.empty()) {
     j["response_headers_to_remove"] = r.response_headers_to_remove;
   }
+  j["idempotent"] = r.idempotent;
+  if (r.has_retries) {
+    const RetryPolicy& p = r.retries;
+    // Status codes go back as numbers, the way the YAML takes them.
+    nlohmann::json on = nlohmann::json::array();
+    for (const std::string& name : RetryOnNames(p)) on.push_back(name);
+    for (uint16_t code : p.status_codes) on.push_back(code);
+    j["retries"] = {
+        {"attempts", p.attempts},
+        {"retry_on", std::move(on)},
+        {"per_try_timeout", DurationToString(p.per_try_timeout)},
+        {"backoff",
+         {{"base", DurationToString(p.backoff_base)}, {"max", DurationToString(p.backoff_max)}}},
+        {"buffer_limit_bytes", p.buffer_limit_bytes},
+    };
+  }
   return j;
 }
 
@@ -97,6 +113,8 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["max_connections"] = cl.max_connections;
     j["max_idle_connections"] = cl.max_idle_connections;
     j["idle_connection_timeout"] = DurationToString(cl.idle_connection_timeout);
+    j["retry_budget"] = {{"ratio", cl.retry_budget_ratio},
+                         {"min_concurrency", cl.retry_budget_min_concurrency}};
     j["endpoints"] = std::move(endpoints);
     clusters.push_back(std::move(j));
   }

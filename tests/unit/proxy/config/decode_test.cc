@@ -559,5 +559,93 @@ TEST(DecodeConfigTest, DurationMessages) {
                                       "1ms and 5m, got 0.5ms"}));
 }
 
+// An http listener on line 6 whose one route (line 10) ends with `extra` (indented 8).
+std::string RouteYaml(const std::string& extra) {
+  return std::string(kBase) +
+         "  - name: web\n"             // 6
+         "    address: 127.0.0.1:0\n"  // 7
+         "    kind: http\n"            // 8
+         "    routes:\n"               // 9
+         "      - cluster: app\n" +    // 10
+         extra;
+}
+
+TEST(DecodeConfigTest, RetryPolicy) {
+  Config c =
+      Decode(RouteYaml("        idempotent: true\n"
+                       "        retries:\n"
+                       "          attempts: 5\n"
+                       "          retry_on: [connect-failure, 503, unavailable, cancelled, 429]\n"
+                       "          per_try_timeout: 200ms\n"
+                       "          backoff: {base: 5ms, max: 80ms}\n"
+                       "          buffer_limit_bytes: 1024\n"));
+  const Route& r = c.listeners[0].routes[0];
+  EXPECT_TRUE(r.idempotent);
+  EXPECT_TRUE(r.has_retries);
+  EXPECT_EQ(r.retries.attempts, 5u);
+  EXPECT_EQ(r.retries.retry_on, uint32_t{kRetryOnConnectFailure});
+  EXPECT_EQ(r.retries.status_codes, (std::vector<uint16_t>{503, 429}));
+  EXPECT_EQ(r.retries.grpc_statuses, (1u << 14) | (1u << 1));
+  EXPECT_EQ(r.retries.per_try_timeout, absl::Milliseconds(200));
+  EXPECT_EQ(r.retries.backoff_base, absl::Milliseconds(5));
+  EXPECT_EQ(r.retries.backoff_max, absl::Milliseconds(80));
+  EXPECT_EQ(r.retries.buffer_limit_bytes, 1024u);
+  EXPECT_EQ(RetryOnNames(r.retries),
+            (std::vector<std::string>{"connect-failure", "cancelled", "unavailable"}));
+
+  // An empty block takes every default; no block means no retry policy.
+  Config d = Decode(RouteYaml("        retries: {}\n"));
+  EXPECT_TRUE(d.listeners[0].routes[0].has_retries);
+  EXPECT_EQ(d.listeners[0].routes[0].retries.attempts, 3u);
+  EXPECT_EQ(
+      RetryOnNames(d.listeners[0].routes[0].retries),
+      (std::vector<std::string>{"gateway-error", "reset", "connect-failure", "refused-stream"}));
+  EXPECT_FALSE(d.listeners[0].routes[0].idempotent);
+  EXPECT_FALSE(Decode(RouteYaml("")).listeners[0].routes[0].has_retries);
+}
+
+TEST(DecodeConfigTest, RetryPolicyErrors) {
+  EXPECT_EQ(Errors(RouteYaml("        retries:\n"
+                             "          attempts: 0\n"
+                             "          retry_on: [5xx, flaky, 200, 503]\n"
+                             "          backoff: {base: 1s, max: 100ms}\n"
+                             "          per_try_timeout: 3\n")),
+            (std::vector<std::string>{
+                "t.yaml:12: listeners[0].routes[0].retries.attempts: must be between 1 and 10 "
+                "(the first one included), got 0",
+                "t.yaml:13: listeners[0].routes[0].retries.retry_on[1]: unknown retry condition "
+                "\"flaky\"; allowed values: 5xx, gateway-error, reset, connect-failure, "
+                "refused-stream, cancelled, deadline-exceeded, resource-exhausted, internal, "
+                "unavailable, or a status code 400-599",
+                "t.yaml:13: listeners[0].routes[0].retries.retry_on[2]: a retried status must be "
+                "between 400 and 599, got 200",
+                "t.yaml:14: listeners[0].routes[0].retries.backoff.max: max (100ms) must not be "
+                "below base (1s)",
+                "t.yaml:15: listeners[0].routes[0].retries.per_try_timeout: expected a duration, "
+                "got integer 3 (add a unit, such as \"3s\")"}));
+  EXPECT_EQ(Errors(RouteYaml("        idempotent: yes please\n")),
+            (std::vector<std::string>{"t.yaml:11: listeners[0].routes[0].idempotent: expected "
+                                      "true or false, got string \"yes please\""}));
+}
+
+TEST(DecodeConfigTest, RetryBudget) {
+  Config c = Decode(
+      "clusters:\n  - {name: c, retry_budget: {ratio: 0.5, min_concurrency: 0}, endpoints: "
+      "[{address: 127.0.0.1:1}]}\n");
+  EXPECT_EQ(c.clusters[0].retry_budget_ratio, 0.5);
+  EXPECT_EQ(c.clusters[0].retry_budget_min_concurrency, 0u);
+  Config d = Decode("clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n");
+  EXPECT_EQ(d.clusters[0].retry_budget_ratio, 0.2);
+  EXPECT_EQ(d.clusters[0].retry_budget_min_concurrency, 3u);
+  EXPECT_EQ(Errors("clusters:\n  - {name: c, retry_budget: {ratio: 1.5}, endpoints: "
+                   "[{address: 127.0.0.1:1}]}\n"),
+            (std::vector<std::string>{
+                "t.yaml:2: clusters[0].retry_budget.ratio: must be between 0 and 1, got 1.5"}));
+  EXPECT_EQ(Errors("clusters:\n  - {name: c, retry_budget: {ratio: \"0.1\"}, endpoints: "
+                   "[{address: 127.0.0.1:1}]}\n"),
+            (std::vector<std::string>{"t.yaml:2: clusters[0].retry_budget.ratio: expected a "
+                                      "number between 0 and 1, got string \"0.1\""}));
+}
+
 }  // namespace
 }  // namespace remora::config

@@ -27,10 +27,23 @@ listeners:
     address: 0.0.0.0:0
     kind: tcp
     cluster: db
+  - name: web
+    address: 127.0.0.1:15002
+    kind: http
+    routes:
+      - cluster: app
+        idempotent: true
+        retries:
+          attempts: 4
+          retry_on: [5xx, reset, 409, unavailable]
+          per_try_timeout: 300ms
+          backoff: {base: 10ms, max: 1s}
+      - cluster: db
 clusters:
   - name: app
     connect_timeout: 250ms
     max_connections: 7
+    retry_budget: {ratio: 0.5, min_concurrency: 10}
     endpoints:
       - address: 127.0.0.1:8080
         weight: 5
@@ -112,6 +125,19 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(j["clusters"][0]["endpoints"][1]["weight"], 1);
   EXPECT_EQ(j["clusters"][1]["connect_timeout"], "0.0015s");
   EXPECT_EQ(j["clusters"][1]["max_connections"], 1024);
+  EXPECT_EQ(j["clusters"][0]["retry_budget"]["ratio"], 0.5);
+  EXPECT_EQ(j["clusters"][0]["retry_budget"]["min_concurrency"], 10);
+  EXPECT_EQ(j["clusters"][1]["retry_budget"]["ratio"], 0.2);
+  const nlohmann::json& route = j["listeners"][2]["routes"][0];
+  EXPECT_EQ(route["idempotent"], true);
+  EXPECT_EQ(route["retries"]["attempts"], 4);
+  EXPECT_EQ(route["retries"]["retry_on"],
+            nlohmann::json::parse(R"(["5xx", "reset", "unavailable", 409])"));
+  EXPECT_EQ(route["retries"]["per_try_timeout"], "300ms");
+  EXPECT_EQ(route["retries"]["backoff"]["base"], "10ms");
+  EXPECT_EQ(route["retries"]["backoff"]["max"], "1s");
+  EXPECT_EQ(route["retries"]["buffer_limit_bytes"], 65536);
+  EXPECT_FALSE(j["listeners"][2]["routes"][1].contains("retries"));  // none given: none shown
 }
 
 TEST(ConfigToJsonTest, RedactsTheToken) {
