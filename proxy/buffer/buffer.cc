@@ -145,6 +145,27 @@ void Buffer::Append(absl::string_view bytes) {
   }
 }
 
+void Buffer::AppendSharedCompacting(const Buffer& other) {
+  for (size_t i = 0; i < other.slice_count(); ++i) {
+    const Slice& s = other.slice(i);
+    if (s.size() >= kCompactBelow) {
+      Append(s.Share());
+    } else {
+      AppendCompact(s.view());
+    }
+  }
+}
+
+void Buffer::AppendCompact(absl::string_view bytes) {
+  if (slices_.size() > head_ && slices_.back().TryExtend(bytes)) {
+    length_ += bytes.size();
+    return;
+  }
+  Slab* slab = NewHeapSlab(kCompactSlabBytes);
+  std::memcpy(slab->data(), bytes.data(), bytes.size());
+  Append(Slice(slab, 0, static_cast<uint32_t>(bytes.size())));
+}
+
 void Buffer::Move(Buffer& other) {
   if (empty() && head_ == 0) {
     std::swap(slices_, other.slices_);
@@ -173,15 +194,9 @@ void Buffer::MoveCompacting(Buffer& other) {
     Slice& s = other.slices_[i];
     if (s.size() >= kCompactBelow) {
       Append(std::move(s));
-      continue;
+    } else {
+      AppendCompact(s.view());
     }
-    if (slices_.size() > head_ && slices_.back().TryExtend(s.view())) {
-      length_ += s.size();
-      continue;
-    }
-    Slab* slab = NewHeapSlab(kCompactSlabBytes);
-    std::memcpy(slab->data(), s.data(), s.size());
-    Append(Slice(slab, 0, static_cast<uint32_t>(s.size())));
   }
   other.slices_.clear();
   other.head_ = 0;

@@ -152,6 +152,9 @@ class Buffer {
   void Append(absl::string_view bytes);
   // Moves every slice of `other` to the end of this buffer; `other` becomes empty.
   void Move(Buffer& other);
+  // Appends the contents of `other`, which keeps them: slices of kCompactBelow bytes or more are
+  // shared (another reference, no copy), smaller ones copied as in MoveCompacting.
+  void AppendSharedCompacting(const Buffer& other);
   // Like Move, but slices under kCompactBelow bytes are copied into private slabs. For bytes that
   // will wait in a backlog: a small slice of a shared read slab pins the whole 64 KiB slab, so a
   // stalled peer fed small reads would hold far more memory than its watermark counts.
@@ -180,6 +183,10 @@ class Buffer {
  private:
   // Most buffers (a message's body, a frame's payload) hold one or two slices at a time: kept
   // inline, passing them along allocates nothing.
+  // Copies `bytes` (under kCompactBelow) after the last slice if it is a private slab with room,
+  // else into a new private slab.
+  void AppendCompact(absl::string_view bytes);
+
   absl::InlinedVector<Slice, 2> slices_;
   size_t head_ = 0;  // slices_[0, head_) are drained and empty
   size_t length_ = 0;

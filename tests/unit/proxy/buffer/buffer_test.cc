@@ -165,6 +165,25 @@ TEST(BufferTest, MoveCompactingPacksSmallSlicesAndMovesLargeOnes) {
   EXPECT_LE(backlog.FillIovecs(iov, 64), 4u);
 }
 
+// A kept copy (a retry's replay body) leaves its source intact, shares large slices and packs
+// small ones into private slabs, so it never pins a read slab for a few bytes.
+TEST(BufferTest, AppendSharedCompactingKeepsTheSource) {
+  Buffer src;
+  src.Append(std::string(100, 'a'));
+  src.Append(std::string(Buffer::kCompactBelow, 'L'));
+  src.Append(std::string(100, 'b'));
+  const std::string expected = src.ToString();
+  Buffer copy;
+  copy.AppendSharedCompacting(src);
+  copy.AppendSharedCompacting(src);
+  EXPECT_EQ(src.ToString(), expected);
+  EXPECT_EQ(copy.ToString(), expected + expected);
+  ASSERT_EQ(copy.slice_count(), 5u);                     // a | L | b+a | L | b
+  EXPECT_NE(copy.slice(0).data(), src.slice(0).data());  // copied
+  EXPECT_EQ(copy.slice(1).data(), src.slice(1).data());  // shared
+  EXPECT_EQ(copy.slice(2).size(), 200u);                 // packed together
+}
+
 // Read-arena slabs are shared by every connection's reads: never written past a slice's end.
 TEST(BufferTest, ArenaSlicesAreNeverExtended) {
   auto [mem, cap] = ReadArena::ForThisThread().Alloc();
