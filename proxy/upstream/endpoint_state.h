@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "proxy/upstream/retry_budget.h"
 
 namespace remora::upstream {
 
@@ -30,6 +31,7 @@ struct ClusterState {
   // Enforces max_connections across all workers: incremented before connecting, so the limit is
   // exact (no per-worker approximation).
   std::atomic<int64_t> active_connections{0};
+  RetryBudget retry_budget;
 };
 
 class EndpointStateRegistry {
