@@ -257,6 +257,9 @@ void ActiveStream::SendLocalReply(int status, absl::string_view reason, absl::st
   local_replied_ = true;
   info_.reason = reason;
   buffer::Buffer body = BuildLocalReply(local_reply_, info_.grpc, status, reason, detail);
+  if (info_.upstream_attempts != 0) {
+    local_reply_.headers.Add("x-remora-attempts", absl::StrCat(info_.upstream_attempts));
+  }
   encode_ = Held();
   bool headers_only = body.empty();
   EncodeHeadersFrom(filters_.size() - 1, local_reply_, headers_only);

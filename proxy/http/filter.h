@@ -39,6 +39,8 @@ struct StreamInfo {
   // Why the proxy answered or failed the request itself (x-remora-reason), empty otherwise.
   absl::string_view reason;
   int response_status = 0;
+  // Upstream attempts made (x-remora-attempts); 0 = not reported (no retry policy, one attempt).
+  uint32_t upstream_attempts = 0;
   bool downstream_http2 = false;  // the request arrived over HTTP/2
   bool grpc = false;              // a gRPC request (IsGrpc: not gRPC-Web)
 };

@@ -4,6 +4,8 @@
 #include <optional>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/http/deadline.h"
 #include "proxy/server/snapshot.h"
@@ -50,16 +52,44 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
     deadline_timer_->Enable(*budget);
   }
   callbacks_->SetDownstreamWatermarkCallbacks(this);
+  const server::ClusterRuntime& cluster = *route_->cluster;
+  cluster.AddActiveRequest(callbacks_->worker().index, 1);
+  counted_ = true;
+  if (r.has_retries) {
+    bool idempotent =
+        r.idempotent || IsIdempotentMethod(head.method) || head.headers.Has("idempotency-key");
+    retry_ = std::make_unique<RetryState>(r.retries, *cluster.config, cluster.state->retry_budget,
+                                          idempotent, callbacks_->dispatcher());
+    replayable_ = true;
+  }
   if (request_complete_) StartTimeout();
   Attempt(/*force_new=*/false);
   return FilterStatus::kStop;
 }
 
+const server::EndpointRuntime& RouterFilter::PickEndpoint() {
+  const server::ClusterRuntime& cluster = *route_->cluster;
+  auto& rr = cluster.per_worker[static_cast<size_t>(callbacks_->worker().index)].rr_next;
+  size_t n = cluster.endpoints.size();
+  size_t i = rr++ % n;
+  if (tried_ != 0) {
+    // A retry: the next untried endpoint in round-robin order, if any is left.
+    for (size_t k = 0; k < n && i < 64 && (tried_ >> i) & 1; ++k) i = rr++ % n;
+  }
+  if (i < 64) tried_ |= uint64_t{1} << i;
+  endpoint_index_ = static_cast<uint32_t>(i);
+  return cluster.endpoints[i];
+}
+
 void RouterFilter::Attempt(bool force_new) {
   const server::ClusterRuntime& cluster = *route_->cluster;
   server::WorkerContext& worker = callbacks_->worker();
-  auto& rr = cluster.per_worker[static_cast<size_t>(worker.index)].rr_next;
-  const server::EndpointRuntime& ep = cluster.endpoints[rr++ % cluster.endpoints.size()];
+  const server::EndpointRuntime& ep = PickEndpoint();
+  worker.stats.Add(cluster.stats.attempts);
+  if (retry_ != nullptr) retry_->OnAttempt();
+  uint32_t attempts = retry_ != nullptr ? retry_->attempts() : 1 + retried_;
+  if (retry_ != nullptr || attempts > 1) callbacks_->info().upstream_attempts = attempts;
+  if (request_complete_) ArmPerTryTimeout();
   if (UsesHttp2()) {
     h2_ = worker.http2_pool->Request(cluster, ep, *this);
     if (h2_ == nullptr) {
@@ -111,9 +141,14 @@ void RouterFilter::SetUpstreamBudget() {
   if (deadline_ == absl::InfiniteFuture()) return;
   // What is left of it, capped by the route's timeout once the whole request is here (the
   // timeout then runs from now; it does not count an upload still arriving).
-  absl::Duration left = deadline_ - callbacks_->dispatcher().Now();
-  absl::Duration timeout = route_->config->timeout;
-  if (request_complete_ && timeout > absl::ZeroDuration()) left = std::min(left, timeout);
+  absl::Time now = callbacks_->dispatcher().Now();
+  absl::Duration left = deadline_ - now;
+  if (request_complete_) {
+    left = std::min(left, route_deadline_ - now);  // what the route timeout leaves this attempt
+    if (retry_ != nullptr && retry_->per_try_timeout() > absl::ZeroDuration()) {
+      left = std::min(left, retry_->per_try_timeout());
+    }
+  }
   SetOutboundBudget(request_->headers, callbacks_->info().grpc, left);
 }
 
@@ -144,10 +179,30 @@ void RouterFilter::UpdateDownstreamReading() {
 
 void RouterFilter::StartTimeout() {
   // Like a whole-request timeout that does not count the upload: a long body to a slow reader
-  // is backpressure, not an unresponsive upstream.
+  // is backpressure, not an unresponsive upstream. It bounds every attempt and backoff.
+  if (response_started_) return;
+  // An attempt under way when the request completes gets its per-try timeout from now.
+  if (h2_ != nullptr || conn_ != nullptr) ArmPerTryTimeout();
   absl::Duration timeout = route_->config->timeout;
-  if (timeout <= absl::ZeroDuration() || response_started_) return;
+  if (timeout <= absl::ZeroDuration()) return;
+  route_deadline_ = callbacks_->dispatcher().Now() + timeout;
   Arm(callbacks_->worker().timeouts->For(timeout));
+}
+
+void RouterFilter::ArmPerTryTimeout() {
+  if (retry_ == nullptr) return;
+  absl::Duration t = retry_->per_try_timeout();
+  if (t > absl::ZeroDuration()) per_try_.Arm(callbacks_->worker().timeouts->For(t));
+}
+
+void RouterFilter::KeepForReplay(const buffer::Buffer& data) {
+  if (!replayable_) return;
+  replay_body_.AppendSharedCompacting(data);
+  if (replay_body_.length() > retry_->buffer_limit_bytes()) {
+    // Too long to keep: this request will not be retried once its body has gone out.
+    replayable_ = false;
+    replay_body_.Clear();
+  }
 }
 
 FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
@@ -155,6 +210,7 @@ FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
     request_complete_ = true;
     StartTimeout();
   }
+  KeepForReplay(data);
   if (head_sent_) {
     if (UpstreamOpen()) {
       encoder().EncodeData(data, end_stream);
@@ -175,6 +231,12 @@ FilterStatus RouterFilter::DecodeData(buffer::Buffer& data, bool end_stream) {
 FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
   request_complete_ = true;
   StartTimeout();
+  // Kept when they wait for the connection, or may be replayed.
+  if (!head_sent_ || replayable_) {
+    request_trailers_ = true;
+    for (size_t i = 0; i < trailers.size(); ++i)
+      pending_trailers_.Add(trailers.name(i), trailers.value(i));
+  }
   if (head_sent_) {
     if (UpstreamOpen()) {
       encoder().EncodeTrailers(trailers);
@@ -183,14 +245,15 @@ FilterStatus RouterFilter::DecodeTrailers(HeaderMap& trailers) {
     return FilterStatus::kStop;
   }
   trailers_pending_ = true;
-  for (size_t i = 0; i < trailers.size(); ++i)
-    pending_trailers_.Add(trailers.name(i), trailers.value(i));
   return FilterStatus::kStop;
 }
 
 void RouterFilter::OnDestroy() {
   destroyed_ = true;
   Disarm();
+  per_try_.Disarm();
+  retry_.reset();  // stops a backoff, gives back a budget slot
+  if (counted_) route_->cluster->AddActiveRequest(callbacks_->worker().index, -1);
   deadline_timer_.reset();
   h2_.reset();  // cancels a stream still open
   // Inside the codec's Dispatch the connection must not go back to the pool yet: the parser is
@@ -213,18 +276,12 @@ void RouterFilter::ReleaseConnection(bool reusable) {
 }
 
 void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl::string_view detail,
-                                     bool retryable) {
-  bool may_retry = retryable && !retried_ && conn_ != nullptr && conn_->reused() &&
-                   conn_->response_bytes() == 0 && !response_started_ &&
-                   IsIdempotentMethod(request_->method) && request_->framing == Framing::kNone;
+                                     std::optional<AttemptFailure::Kind> kind) {
+  if (kind && TryRetry(AttemptFailure{*kind, 0, -1, std::nullopt})) return;
   ReleaseConnection(false);
-  if (may_retry) {
-    retried_ = true;
-    head_sent_ = false;
-    Attempt(/*force_new=*/true);
-    return;
-  }
   Disarm();
+  per_try_.Disarm();
+  if (retry_ != nullptr) retry_->Cancel();
   if (response_started_) {
     callbacks_->ResetStream();
   } else {
@@ -232,20 +289,107 @@ void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl:
   }
 }
 
+bool RouterFilter::TryRetry(const AttemptFailure& failure) {
+  if (response_started_ || destroyed_) return false;
+  // The request must be there to send again: untouched (it never left), kept for replay, or
+  // without a body at all.
+  bool resendable = !head_sent_ || replayable_ || request_->framing == Framing::kNone;
+  if (!resendable) return false;
+  const server::ClusterRuntime& cluster = *route_->cluster;
+  server::WorkerContext& worker = callbacks_->worker();
+  if (retry_ != nullptr) {
+    switch (retry_->Decide(failure, cluster.ActiveRequests())) {
+      case RetryState::Decision::kRetry:
+        worker.stats.Add(cluster.stats.retries);
+        AbandonAttempt();
+        retry_->Schedule([this] { StartRetry(/*force_new=*/false); });
+        return true;
+      case RetryState::Decision::kOverflow:
+        worker.stats.Add(cluster.stats.retry_overflow);
+        return false;  // the budget says no: no built-in retry either
+      case RetryState::Decision::kNo:
+        break;
+    }
+  }
+  // The built-in retries, once per request, of a body-less request on a fresh connection.
+  if (retried_ || request_->framing != Framing::kNone) return false;
+  bool keep_alive_race = failure.kind == AttemptFailure::Kind::kReset && conn_ != nullptr &&
+                         conn_->reused() && conn_->response_bytes() == 0 &&
+                         IsIdempotentMethod(request_->method);
+  if (!keep_alive_race && failure.kind != AttemptFailure::Kind::kRefusedStream) return false;
+  retried_ = true;
+  worker.stats.Add(cluster.stats.retries);
+  AbandonAttempt();
+  StartRetry(/*force_new=*/true);
+  return true;
+}
+
+void RouterFilter::AbandonAttempt() {
+  per_try_.Disarm();
+  // The next attempt starts with an empty write backlog.
+  upstream_above_high_ = false;
+  UpdateDownstreamReading();
+  h2_.reset();  // RST_STREAM CANCEL if still open
+  if (conn_ == nullptr) return;
+  if (dispatching_) {
+    // Inside the codec's Dispatch (a response the policy retries): stop it there, and release
+    // the connection when Dispatch returns (OnUpstreamData).
+    conn_->codec().Stop();
+    abandoned_ = true;
+    return;
+  }
+  ReleaseConnection(false);
+}
+
+void RouterFilter::StartRetry(bool force_new) {
+  if (head_sent_) {
+    // The body went out with the failed attempt: send the kept copy (shared, not copied).
+    pending_body_.Clear();
+    pending_body_.AppendSharedCompacting(replay_body_);
+    trailers_pending_ = request_trailers_;
+    head_sent_ = false;
+  }
+  Attempt(force_new);
+}
+
+bool RouterFilter::RetryOnResponse(const ResponseHead& head, bool end_stream) {
+  // A gRPC call's status is in a trailers-only response's one header block.
+  int grpc_status = -1;
+  if (end_stream && callbacks_->info().grpc) {
+    int i = head.headers.Find("grpc-status");
+    if (i >= 0) {
+      int n;
+      if (absl::SimpleAtoi(head.headers.value(static_cast<size_t>(i)), &n)) grpc_status = n;
+    }
+  }
+  AttemptFailure f{AttemptFailure::Kind::kResponse, head.status, grpc_status, std::nullopt};
+  if (!retry_->Covers(f)) return false;
+  int ra = head.headers.Find("retry-after");
+  if (ra >= 0) {
+    f.retry_after = ParseRetryAfter(head.headers.value(static_cast<size_t>(ra)), absl::Now());
+  }
+  return TryRetry(f);
+}
+
+void RouterFilter::OnPerTryTimeout() {
+  if (response_started_) return;
+  callbacks_->worker().stats.Add(route_->cluster->stats.per_try_timeouts);
+  OnUpstreamFailure(504, "per_try_timeout", "upstream did not answer within the per-try timeout",
+                    AttemptFailure::Kind::kPerTryTimeout);
+}
+
 void RouterFilter::OnDeadline() {
   // Failing the stream ends it: the upstream attempt is cancelled with it (RST_STREAM CANCEL on
-  // HTTP/2, the connection closed on HTTP/1.1). A response under way is reset; a whole one
-  // (the request may still be arriving) stands.
+  // HTTP/2, the connection closed on HTTP/1.1), and so is a pending retry. A response under way
+  // is reset; a whole one (the request may still be arriving) stands.
   if (response_complete_) return;
-  retried_ = true;
   OnUpstreamFailure(504, "deadline_exceeded",
-                    "the request's deadline passed before the upstream answered", false);
+                    "the request's deadline passed before the upstream answered", std::nullopt);
 }
 
 void RouterFilter::OnTimeout() {
   if (response_started_) return;
-  retried_ = true;  // a timeout is never retried here
-  OnUpstreamFailure(504, "upstream_timeout", "upstream did not answer in time", false);
+  OnUpstreamFailure(504, "upstream_timeout", "upstream did not answer in time", std::nullopt);
 }
 
 // ---- Http1Connection::Owner -------------------------------------------------------------------
@@ -253,11 +397,12 @@ void RouterFilter::OnTimeout() {
 void RouterFilter::OnUpstreamConnected() { SendRequestHead(); }
 
 void RouterFilter::OnUpstreamConnectFailed(TcpConnection::Event event) {
-  retried_ = true;
   if (event == TcpConnection::Event::kConnectTimeout) {
-    OnUpstreamFailure(504, "connect_timeout", "upstream connect timed out", false);
+    OnUpstreamFailure(504, "connect_timeout", "upstream connect timed out",
+                      AttemptFailure::Kind::kConnectFailure);
   } else {
-    OnUpstreamFailure(502, "connect_failure", "upstream connect failed", false);
+    OnUpstreamFailure(502, "connect_failure", "upstream connect failed",
+                      AttemptFailure::Kind::kConnectFailure);
   }
 }
 
@@ -270,6 +415,12 @@ void RouterFilter::OnUpstreamData(buffer::Buffer& data) {
   dispatching_ = true;
   DispatchResult result = conn->codec().Dispatch(data);
   dispatching_ = false;
+  if (abandoned_) {
+    // The policy retries this response; the connection is not reused (its response was cut).
+    abandoned_ = false;
+    ReleaseConnection(false);
+    return;
+  }
   if (destroyed_) {
     // The stream ended inside Dispatch (the response completed or a local reply was sent).
     // The connection is reused only if the exchange ended cleanly and the server keeps it open.
@@ -292,7 +443,7 @@ void RouterFilter::OnUpstreamData(buffer::Buffer& data) {
       if (!data.empty()) callbacks_->TunnelWrite(data);
       return;
     case DispatchResult::kError:
-      OnUpstreamFailure(502, "upstream_protocol_error", conn->codec().error_detail(), false);
+      OnUpstreamFailure(502, "upstream_protocol_error", conn->codec().error_detail(), std::nullopt);
       return;
   }
 }
@@ -310,6 +461,11 @@ void RouterFilter::OnUpstreamEndOfStream() {
   dispatching_ = true;
   bool complete = conn_->codec().OnEndOfStream();
   dispatching_ = false;
+  if (abandoned_) {
+    abandoned_ = false;
+    ReleaseConnection(false);
+    return;
+  }
   if (destroyed_) {
     ReleaseConnection(false);
     return;
@@ -319,7 +475,7 @@ void RouterFilter::OnUpstreamEndOfStream() {
     return;
   }
   OnUpstreamFailure(502, "upstream_reset", "upstream closed the connection before a whole response",
-                    true);
+                    AttemptFailure::Kind::kReset);
 }
 
 void RouterFilter::OnUpstreamReset() {
@@ -328,7 +484,8 @@ void RouterFilter::OnUpstreamReset() {
     callbacks_->ResetStream();
     return;
   }
-  OnUpstreamFailure(502, "upstream_reset", "upstream reset the connection", true);
+  OnUpstreamFailure(502, "upstream_reset", "upstream reset the connection",
+                    AttemptFailure::Kind::kReset);
 }
 
 void RouterFilter::OnUpstreamAboveHighWatermark() {
@@ -357,28 +514,22 @@ void RouterFilter::OnUpstreamReady() { SendRequestHead(); }
 
 void RouterFilter::OnUpstreamFailed(upstream::Http2UpstreamRequest::Failure failure) {
   using Failure = upstream::Http2UpstreamRequest::Failure;
+  using Kind = AttemptFailure::Kind;
   h2_.reset();
   switch (failure) {
     case Failure::kConnectFailure:
-      retried_ = true;
-      OnUpstreamFailure(502, "connect_failure", "upstream connect failed", false);
+      OnUpstreamFailure(502, "connect_failure", "upstream connect failed", Kind::kConnectFailure);
       return;
     case Failure::kConnectTimeout:
-      retried_ = true;
-      OnUpstreamFailure(504, "connect_timeout", "upstream connect timed out", false);
+      OnUpstreamFailure(504, "connect_timeout", "upstream connect timed out",
+                        Kind::kConnectFailure);
       return;
     case Failure::kRefused:
-      // Never processed by the server: any method may go again, if its body was not consumed.
-      if (!retried_ && !response_started_ && request_->framing == Framing::kNone) {
-        retried_ = true;
-        head_sent_ = false;
-        Attempt(/*force_new=*/true);
-        return;
-      }
-      OnUpstreamFailure(502, "upstream_reset", "upstream refused the stream", false);
+      // Never processed by the server: any method may go again.
+      OnUpstreamFailure(502, "upstream_reset", "upstream refused the stream", Kind::kRefusedStream);
       return;
     case Failure::kReset:
-      OnUpstreamFailure(502, "upstream_reset", "upstream reset the stream", false);
+      OnUpstreamFailure(502, "upstream_reset", "upstream reset the stream", Kind::kReset);
       return;
   }
 }
@@ -407,12 +558,20 @@ void RouterFilter::OnInformational(ResponseHead& head) {
 }
 
 void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
-  if (destroyed_) return;
+  if (destroyed_ || abandoned_) return;
+  if (retry_ != nullptr && (head.status >= 400 || (end_stream && callbacks_->info().grpc)) &&
+      RetryOnResponse(head, end_stream)) {
+    return;
+  }
   response_started_ = true;
   Disarm();
+  per_try_.Disarm();
   const config::Route& r = *route_->config;
   for (const std::string& name : r.response_headers_to_remove) head.headers.Remove(name);
   for (const config::HeaderValue& h : r.response_headers_to_add) head.headers.Set(h.name, h.value);
+  if (uint32_t n = callbacks_->info().upstream_attempts) {
+    head.headers.Set("x-remora-attempts", absl::StrCat(n));
+  }
   if (end_stream) response_complete_ = true;
   if (head.status == 101) {
     deadline_timer_.reset();  // a tunnel lives as long as its peers want
@@ -423,13 +582,13 @@ void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
 }
 
 void RouterFilter::OnData(buffer::Buffer& data, bool end_stream) {
-  if (destroyed_) return;
+  if (destroyed_ || abandoned_) return;
   if (end_stream) response_complete_ = true;
   callbacks_->EncodeData(data, end_stream);
 }
 
 void RouterFilter::OnTrailers(HeaderMap& trailers) {
-  if (destroyed_) return;
+  if (destroyed_ || abandoned_) return;
   response_complete_ = true;
   callbacks_->EncodeTrailers(trailers);
 }

@@ -11,21 +11,28 @@
 // Failures before any response byte become local replies with their reason:
 //   404 no_route, 503 overflow (cluster at max_connections), 502 connect_failure,
 //   504 connect_timeout, 502 upstream_reset (closed or reset before a whole response head),
-//   502 upstream_protocol_error (malformed response), 504 upstream_timeout (route timeout).
+//   502 upstream_protocol_error (malformed response), 504 upstream_timeout (route timeout),
+//   504 per_try_timeout (the last attempt's), 504 deadline_exceeded (the caller's budget).
 // After the response has begun, a failure resets the downstream (the client sees the cut).
 //
-// Retry (the keep-alive race, DESIGN.md 3): a reused connection that dies before any response
-// byte is retried once on a fresh connection, if the request is idempotent and had no body. An
-// HTTP/2 stream the server refused unprocessed (GOAWAY, REFUSED_STREAM) is retried once,
-// whatever its method, if it had no body (on a connection with room: after a GOAWAY, another).
-// Retry policies proper (#retry issue) plug in at Attempt().
+// Retries: a route's retry policy (retry.h) decides whether a failed attempt goes again; the
+// route timeout runs on across attempts and backoff, and the caller's deadline bounds them all.
+// The request body is kept for replay (shared slices, no copy) up to the policy's limit. A
+// response the policy retries is dropped unseen; once a response head has gone downstream,
+// nothing is retried. The next attempt prefers an endpoint not yet tried.
+// Without a policy, two retries stay built in (DESIGN.md 3): a reused connection that dies
+// before any response byte is retried once on a fresh connection, if the request is idempotent
+// and had no body (the keep-alive race); an HTTP/2 stream the server refused unprocessed
+// (GOAWAY, REFUSED_STREAM) is retried once, whatever its method, if it had no body.
 
 #include <memory>
+#include <optional>
 
 #include "proxy/event/dispatcher.h"
 #include "proxy/event/timeout_list.h"
 #include "proxy/http/codec.h"
 #include "proxy/http/filter.h"
+#include "proxy/http/retry.h"
 #include "proxy/http/route_table.h"
 #include "proxy/upstream/http1_pool.h"
 #include "proxy/upstream/http2_pool.h"
@@ -49,6 +56,9 @@ class RouterFilter final : public StreamFilter,
 
  private:
   void Attempt(bool force_new);
+  // Picks the endpoint for the next attempt: round robin, skipping ones this request has tried
+  // while any is left untried.
+  const server::EndpointRuntime& PickEndpoint();
   void SendRequestHead();
   RequestEncoder& encoder();
   bool UsesHttp2() const;
@@ -57,9 +67,21 @@ class RouterFilter final : public StreamFilter,
   void FlushUpstream();
   // Ends the exchange on the current connection; `reusable` lets the pool keep it.
   void ReleaseConnection(bool reusable);
-  // The upstream failed before or during the response.
+  // The upstream failed before or during the response. With a `kind`, the failure is the
+  // attempt's own and may be retried; without, it ends the request.
   void OnUpstreamFailure(int status, absl::string_view reason, absl::string_view detail,
-                         bool retryable);
+                         std::optional<AttemptFailure::Kind> kind);
+  // Sets a retry of the failed attempt in motion, if the policy (or a built-in rule) allows one.
+  bool TryRetry(const AttemptFailure& failure);
+  // Lets go of the current attempt's connection or stream (closed: it is not reused).
+  void AbandonAttempt();
+  void StartRetry(bool force_new);
+  // The response head the policy may retry on; true if it does (the head goes nowhere).
+  bool RetryOnResponse(const ResponseHead& head, bool end_stream);
+  void ArmPerTryTimeout();
+  void OnPerTryTimeout();
+  // Keeps body bytes for replay while the policy may need them.
+  void KeepForReplay(const buffer::Buffer& data);
   void OnResponseComplete();
   void OnTimeout() override;
   // The caller's budget (x-remora-deadline-ms, grpc-timeout) ran out.
@@ -98,7 +120,24 @@ class RouterFilter final : public StreamFilter,
   void OnTunnelData(buffer::Buffer& data) override;
   void OnTunnelEnd() override;
 
+  // The per-try timeout, a second TimeoutList entry beside the route timeout.
+  struct PerTryTimeout final : event::TimeoutList::Entry {
+    explicit PerTryTimeout(RouterFilter& r) : router(r) {}
+    void OnTimeout() override { router.OnPerTryTimeout(); }
+    RouterFilter& router;
+  };
+
   const CompiledRoute* route_ = nullptr;
+  std::unique_ptr<RetryState> retry_;  // routes with a retry policy
+  PerTryTimeout per_try_{*this};
+  buffer::Buffer replay_body_;  // every body byte received, while replayable_
+  absl::Time route_deadline_ = absl::InfiniteFuture();  // when the route timeout fires
+  uint64_t tried_ = 0;             // endpoints tried (bit i: endpoint i, the first 64)
+  uint32_t endpoint_index_ = 0;    // of the current attempt
+  bool replayable_ = false;        // replay_body_ holds the whole body so far
+  bool request_trailers_ = false;  // the request has trailers (kept in pending_trailers_)
+  bool abandoned_ = false;         // a retried HTTP/1 attempt, released when Dispatch returns
+  bool counted_ = false;           // counted in the cluster's active requests
   RequestHead* request_ = nullptr;
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream

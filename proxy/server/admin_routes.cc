@@ -24,6 +24,10 @@ void Server::RegisterAdminRoutes() {
     stats::Writer& w = store_->main_writer();
     w.Set(server_stats_.open_fds, static_cast<uint64_t>(OpenFdCount()));
     w.Set(server_stats_.resident_bytes, static_cast<uint64_t>(ResidentBytes()));
+    for (const ClusterRuntime& c : snapshot_->clusters) {
+      w.Set(c.stats.retries_active, static_cast<uint64_t>(c.state->retry_budget.in_flight()));
+      w.Set(c.stats.requests_active, static_cast<uint64_t>(c.ActiveRequests()));
+    }
     Response r = Response::Text(200, store_->RenderPrometheus());
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return r;
@@ -78,6 +82,15 @@ std::string Server::ClustersJson() const {
         {"max_connections", c.config->max_connections},
         {"active_connections", c.state->active_connections.load()},
         {"overflow_total", store_->Value(c.stats.overflow)},
+        {"active_requests", c.ActiveRequests()},
+        {"retry_budget",
+         {{"ratio", c.config->retry_budget_ratio},
+          {"min_concurrency", c.config->retry_budget_min_concurrency},
+          {"retries_active", c.state->retry_budget.in_flight()}}},
+        {"upstream_requests_total", store_->Value(c.stats.attempts)},
+        {"retries_total", store_->Value(c.stats.retries)},
+        {"retry_overflow_total", store_->Value(c.stats.retry_overflow)},
+        {"per_try_timeouts_total", store_->Value(c.stats.per_try_timeouts)},
         {"endpoints", std::move(endpoints)},
     });
   }

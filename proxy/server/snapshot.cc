@@ -5,6 +5,14 @@
 
 namespace remora::server {
 
+int64_t ClusterRuntime::ActiveRequests() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < worker_count; ++i) {
+    n += per_worker[i].active_requests.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
 const ClusterRuntime* Snapshot::FindCluster(const std::string& name) const {
   for (const auto& c : clusters) {
     if (c.config->name == name) return &c;
@@ -33,6 +41,7 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     rt.state = endpoints.Cluster(c.name);
     rt.stats = stats::RegisterClusterStats(stats, c.name);
     rt.per_worker = std::make_unique<ClusterRuntime::PerWorker[]>(static_cast<size_t>(workers));
+    rt.worker_count = static_cast<size_t>(workers);
     for (const config::Endpoint& e : c.endpoints) {
       EndpointRuntime ep;
       socklen_t len;

@@ -7,6 +7,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,11 +36,23 @@ struct ClusterRuntime {
   std::vector<EndpointRuntime> endpoints;
   std::shared_ptr<upstream::ClusterState> state;
   stats::ClusterStats stats;
-  // Round-robin position per worker: written only by its worker, padded against false sharing.
+  // Per worker, written only by its worker, padded against false sharing: the round-robin
+  // position, and the requests in flight to the cluster (read by every worker, only when a retry
+  // asks the budget, so the count costs the data path no shared cache line).
   struct alignas(64) PerWorker {
     mutable uint64_t rr_next = 0;
+    mutable std::atomic<int64_t> active_requests{0};
   };
   std::unique_ptr<PerWorker[]> per_worker;
+  size_t worker_count = 0;
+
+  // Requests in flight to this cluster under this snapshot, all workers.
+  int64_t ActiveRequests() const;
+  // Its worker's count, changed by the worker alone (a plain load and store, no locked op).
+  void AddActiveRequest(int worker, int64_t delta) const {
+    std::atomic<int64_t>& n = per_worker[static_cast<size_t>(worker)].active_requests;
+    n.store(n.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
 };
 
 struct ListenerRuntime {

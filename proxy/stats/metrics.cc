@@ -43,6 +43,20 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
                  "Bytes received from upstream endpoints.", l),
       s.Register(Type::kCounter, "remora_cluster_upstream_sent_bytes_total",
                  "Bytes sent to upstream endpoints.", l),
+      s.Register(Type::kCounter, "remora_cluster_upstream_requests_total",
+                 "Requests sent to the cluster's endpoints: every attempt, retries included.", l),
+      s.Register(Type::kCounter, "remora_cluster_retries_total",
+                 "Attempts after the first one (the route's retry policy).", l),
+      s.Register(Type::kCounter, "remora_cluster_retry_overflow_total",
+                 "Failures the retry policy would have retried, not retried because the "
+                 "cluster's retry budget was spent.",
+                 l),
+      s.Register(Type::kCounter, "remora_cluster_per_try_timeouts_total",
+                 "Attempts abandoned at the route's per_try_timeout.", l),
+      s.Register(Type::kGauge, "remora_cluster_retries_active",
+                 "Retries in flight now (backing off or running), all workers.", l),
+      s.Register(Type::kGauge, "remora_cluster_requests_active",
+                 "Requests routed to the cluster and not yet ended, all workers.", l),
   };
 }
 

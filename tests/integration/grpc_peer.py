@@ -10,6 +10,9 @@ Methods:
                 b"fail:CODE:message"       aborts with StatusCode.CODE and `message` before
                                            sending anything (a trailers-only response);
                 b"fail-late:CODE:message"  sends initial metadata first, then aborts;
+                b"flaky:N:CODE"            the first N calls with this call's `x-call-id` abort
+                                           with StatusCode.CODE (trailers-only); later ones
+                                           answer b"ok";
                 b"sleep:SECONDS"           waits that long before sending anything, headers
                                            included (ends early if the call is cancelled),
                                            then answers b"slept".
@@ -147,6 +150,11 @@ class EchoPeer:
                     if late:
                         context.send_initial_metadata(initial)
                     context.abort(grpc.StatusCode[code.decode()], message.decode())
+            if request.startswith(b"flaky:"):
+                n, _, code = request[len(b"flaky:"):].partition(b":")
+                if len(self.calls_with_id(call.call_id)) <= int(n):
+                    context.abort(grpc.StatusCode[code.decode()], "flaky")
+                request = b"ok"
             if request.startswith(b"sleep:"):  # before any response byte, headers included
                 call.terminated.wait(float(request[len(b"sleep:"):]))
                 request = b"slept"

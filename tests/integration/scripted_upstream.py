@@ -1,0 +1,178 @@
+"""A scripted HTTP/1.1 upstream for the resilience tests: a test server of ours that, on
+command, fails the next N requests, stalls, resets before or after its response head, answers
+slowly, or returns a given status and headers (Retry-After). Every request is recorded, so a
+test can tell how many attempts reached which endpoint and when.
+
+    up = ScriptedUpstream("a")
+    up.script([fail(503)] * 2)          # the next two requests get 503, then the default
+    up.default = fail(503, retry_after="1")   # every request from now on
+    up.requests                         # [Seen(...)], in arrival order
+
+Actions (one per request, taken from the script's front, else `default`):
+    ok()                   200, JSON {server, n, length, sha256} of the request body
+    fail(status, ...)      that status, optional Retry-After and body
+    reset()                reads the request, then closes with RST (no response byte)
+    reset_after_head()     sends a 200 head (content-length 10) and 3 bytes, then RST
+    stall(seconds)         waits (ends early when the client goes away), then ok()
+"""
+
+import hashlib
+import http
+import http.server
+import json
+import socket
+import struct
+import threading
+import time
+
+
+def ok():
+    return ("ok",)
+
+
+def fail(status, retry_after=None):
+    return ("status", status, retry_after)
+
+
+def reset():
+    return ("reset",)
+
+
+def reset_after_head():
+    return ("reset_after_head",)
+
+
+def stall(seconds):
+    return ("stall", seconds)
+
+
+class Seen:
+    """One request as the upstream saw it."""
+
+    def __init__(self, server, method, path, headers, length, sha256, arrived):
+        self.server = server
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.length = length
+        self.sha256 = sha256
+        self.arrived = arrived      # time.monotonic() when its head was read
+        self.answered = None        # when its response (or reset) went out
+        self.action = None
+
+    def __repr__(self):
+        return f"Seen({self.server} {self.method} {self.path} {self.action})"
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients and proxies going away are what these tests are about
+
+
+class ScriptedUpstream:
+    def __init__(self, name="up", host="127.0.0.1"):
+        self.name = name
+        self.default = ok()
+        self.requests = []
+        self._script = []
+        self._lock = threading.Lock()
+        up = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def handle_one(self):
+                arrived = time.monotonic()
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                seen = Seen(up.name, self.command, self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            len(body), hashlib.sha256(body).hexdigest(), arrived)
+                with up._lock:
+                    up.requests.append(seen)
+                    action = up._script.pop(0) if up._script else up.default
+                    n = len(up.requests)
+                seen.action = action[0]
+                kind = action[0]
+                if kind == "reset":
+                    self.rst()
+                elif kind == "reset_after_head":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                    self.rst()
+                elif kind == "status":
+                    _, status, retry_after = action
+                    extra = [] if retry_after is None else [("retry-after", retry_after)]
+                    self.respond(status, b"fail", extra)
+                else:
+                    if kind == "stall" and self.wait_or_gone(action[1]):
+                        seen.answered = time.monotonic()
+                        self.close_connection = True
+                        return
+                    out = json.dumps({"server": up.name, "n": n, "length": len(body),
+                                      "sha256": seen.sha256}).encode()
+                    self.respond(200, out)
+                seen.answered = time.monotonic()
+
+            def respond(self, status, body, extra=()):
+                # Head and body in one write, as a real server's would be: two small writes
+                # would meet Nagle and delayed ACKs and make every answer 40 ms late.
+                head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+                        f"x-served-by: {up.name}", f"content-length: {len(body)}"]
+                head += [f"{k}: {v}" for k, v in extra]
+                self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+
+            def wait_or_gone(self, seconds):
+                """Sleeps up to `seconds`; True if the client closed meanwhile."""
+                end = time.monotonic() + seconds
+                self.connection.settimeout(0.01)
+                try:
+                    while time.monotonic() < end:
+                        try:
+                            if not self.connection.recv(1, socket.MSG_PEEK):
+                                return True
+                        except socket.timeout:
+                            pass
+                        except OSError:
+                            return True
+                finally:
+                    self.connection.settimeout(None)
+                return False
+
+            def rst(self):
+                # SO_LINGER 0: close sends RST, as a crashed or overloaded server would.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = handle_one
+
+        self.server = _Server((host, 0), Handler)
+        self.address = f"{host}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def script(self, actions):
+        with self._lock:
+            self._script.extend(actions)
+
+    def count(self):
+        with self._lock:
+            return len(self.requests)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
