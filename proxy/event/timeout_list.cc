@@ -70,4 +70,34 @@ TimeoutList& TimeoutLists::For(absl::Duration timeout) {
   return *list;
 }
 
+TimeoutList& TimeoutLists::ForPowerOfTwoMs(int k) {
+  TimeoutList*& p = powers_[k];
+  if (p == nullptr) p = &For(absl::Milliseconds(int64_t{1} << k));
+  return *p;
+}
+
+void DeadlineTimer::ArmAt(absl::Time when) {
+  when_ = when;
+  ArmNextStep();
+}
+
+void DeadlineTimer::ArmNextStep() {
+  // Whole milliseconds left, rounded up: never early.
+  absl::Duration left = when_ - lists_.dispatcher().Now();
+  int64_t ms = absl::ToInt64Milliseconds(left);
+  if (left > absl::Milliseconds(ms)) ++ms;
+  int k = 0;
+  if (ms > 1)
+    k = std::min(63 - __builtin_clzll(static_cast<uint64_t>(ms)), TimeoutLists::kPowers - 1);
+  Arm(lists_.ForPowerOfTwoMs(k));
+}
+
+void DeadlineTimer::OnTimeout() {
+  if (lists_.dispatcher().Now() < when_) {
+    ArmNextStep();
+    return;
+  }
+  cb_();  // may destroy this
+}
+
 }  // namespace remora::event

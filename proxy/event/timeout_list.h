@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "proxy/event/dispatcher.h"
 
@@ -71,10 +72,40 @@ class TimeoutLists {
  public:
   explicit TimeoutLists(Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
   TimeoutList& For(absl::Duration timeout);
+  // The list of 2^k milliseconds (k < kPowers), looked up without hashing.
+  static constexpr int kPowers = 32;
+  TimeoutList& ForPowerOfTwoMs(int k);
+  Dispatcher& dispatcher() { return dispatcher_; }
 
  private:
   Dispatcher& dispatcher_;
   absl::flat_hash_map<int64_t, std::unique_ptr<TimeoutList>> lists_;  // by nanoseconds
+  TimeoutList* powers_[kPowers] = {};
+};
+
+// A timeout at a point in time, each one different (a caller's deadline), for the price of a
+// TimeoutList entry: it waits on the list of the largest power-of-two milliseconds not past the
+// time left, and when that fires, on the next one for the rest. Arming is an O(1) append however
+// far the time is; one that is reached re-arms at most ~log2(milliseconds) times on the way.
+// Fires within about a millisecond after `when` (the lists' timers have millisecond resolution).
+class DeadlineTimer final : private TimeoutList::Entry {
+ public:
+  DeadlineTimer(TimeoutLists& lists, absl::AnyInvocable<void()> cb)
+      : lists_(lists), cb_(std::move(cb)) {}
+
+  // Runs the callback at `when` (at once, on the next turn, if it has passed) unless Disarm()
+  // comes first. Re-arming replaces the time.
+  void ArmAt(absl::Time when);
+  using TimeoutList::Entry::armed;
+  using TimeoutList::Entry::Disarm;
+
+ private:
+  void OnTimeout() override;
+  void ArmNextStep();
+
+  TimeoutLists& lists_;
+  absl::AnyInvocable<void()> cb_;
+  absl::Time when_;
 };
 
 }  // namespace remora::event

@@ -176,7 +176,8 @@ void UvDispatcher::RunDeferredDeletes() {
 }
 
 absl::Time UvDispatcher::Now() {
-  return absl::UnixEpoch() + absl::Milliseconds(static_cast<int64_t>(uv_now(&loop_)));
+  // FromUnixMillis is inline; Time + Duration is not (absl's operator+= is out of line).
+  return absl::FromUnixMillis(static_cast<int64_t>(uv_now(&loop_)));
 }
 
 bool UvDispatcher::IsCurrentThread() const { return owner_.load() == std::this_thread::get_id(); }

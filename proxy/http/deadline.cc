@@ -62,10 +62,11 @@ std::optional<absl::Duration> InboundBudget(const HeaderMap& headers, bool grpc)
   int i = headers.Find(kDeadlineHeader);
   if (i < 0) return std::nullopt;
   absl::string_view v = headers.value(static_cast<size_t>(i));
+  if (v.empty() || v.size() > 12) return std::nullopt;
   int64_t ms = 0;
-  if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != absl::string_view::npos ||
-      !absl::SimpleAtoi(v, &ms)) {
-    return std::nullopt;
+  for (char c : v) {
+    if (c < '0' || c > '9') return std::nullopt;
+    ms = ms * 10 + (c - '0');
   }
   return absl::Milliseconds(ms);
 }
@@ -76,7 +77,9 @@ void SetOutboundBudget(HeaderMap& headers, bool grpc, absl::Duration remaining) 
     headers.Set("grpc-timeout", GrpcTimeoutValue(remaining));
   } else {
     int64_t ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(remaining));
-    headers.Set(kDeadlineHeader, absl::StrCat(ms));
+    char buf[absl::numbers_internal::kFastToBufferSize];
+    char* end = absl::numbers_internal::FastIntToBuffer(ms, buf);
+    headers.Set(kDeadlineHeader, absl::string_view(buf, static_cast<size_t>(end - buf)));
   }
 }
 

@@ -1,5 +1,7 @@
 #include "proxy/http/header_map.h"
 
+#include <cstring>
+
 namespace remora::http {
 
 void HeaderMap::Add(absl::string_view name, absl::string_view value) {
@@ -10,8 +12,29 @@ void HeaderMap::Add(absl::string_view name, absl::string_view value) {
 }
 
 void HeaderMap::Set(absl::string_view name, absl::string_view value) {
-  Remove(name);
-  Add(name, value);
+  int first = Find(name);
+  if (first < 0) {
+    Add(name, value);
+    return;
+  }
+  for (size_t i = entries_.size(); i-- > static_cast<size_t>(first) + 1;) {
+    if (IEquals(this->name(i), name)) entries_.erase(entries_.begin() + static_cast<ptrdiff_t>(i));
+  }
+  SetValue(static_cast<size_t>(first), value);
+}
+
+void HeaderMap::SetValue(size_t i, absl::string_view value) {
+  state_ = State::kNone;
+  Entry& e = entries_[i];
+  // In place when it fits (a budget rewritten shorter, a count); else the new bytes go at the
+  // end and the old ones wait for Clear(), like a removed field's.
+  if (value.size() > e.value_len) {
+    e.value_off = static_cast<uint32_t>(storage_.size());
+    storage_.append(value.data(), value.size());
+  } else if (!value.empty()) {
+    std::memcpy(&storage_[e.value_off], value.data(), value.size());
+  }
+  e.value_len = static_cast<uint32_t>(value.size());
 }
 
 size_t HeaderMap::Remove(absl::string_view name) {

@@ -44,8 +44,11 @@ class HeaderMap {
   }
 
   void Add(absl::string_view name, absl::string_view value);
-  // Removes every field called `name`, then adds one.
+  // Leaves one field called `name`, with `value`: the first one if there was any (its value
+  // replaced in place), else a new one at the end.
   void Set(absl::string_view name, absl::string_view value);
+  // Replaces field i's value (`value` must not point into this map).
+  void SetValue(size_t i, absl::string_view value);
   // Removes every field called `name`; returns how many went.
   size_t Remove(absl::string_view name);
   void RemoveAt(size_t i);

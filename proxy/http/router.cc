@@ -48,8 +48,8 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
       return FilterStatus::kStop;
     }
     deadline_ = callbacks_->dispatcher().Now() + *budget;
-    deadline_timer_ = callbacks_->dispatcher().CreateTimer([this] { OnDeadline(); });
-    deadline_timer_->Enable(*budget);
+    deadline_timer_.emplace(*callbacks_->worker().timeouts, [this] { OnDeadline(); });
+    deadline_timer_->ArmAt(deadline_);
   }
   callbacks_->SetDownstreamWatermarkCallbacks(this);
   const server::ClusterRuntime& cluster = *route_->cluster;
@@ -58,8 +58,8 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   if (r.has_retries) {
     bool idempotent =
         r.idempotent || IsIdempotentMethod(head.method) || head.headers.Has("idempotency-key");
-    retry_ = std::make_unique<RetryState>(r.retries, *cluster.config, cluster.state->retry_budget,
-                                          idempotent, callbacks_->dispatcher());
+    retry_.emplace(r.retries, *cluster.config, cluster.state->retry_budget, idempotent,
+                   callbacks_->dispatcher());
     replayable_ = true;
   }
   if (request_complete_) StartTimeout();
@@ -86,9 +86,9 @@ void RouterFilter::Attempt(bool force_new) {
   server::WorkerContext& worker = callbacks_->worker();
   const server::EndpointRuntime& ep = PickEndpoint();
   worker.stats.Add(cluster.stats.attempts);
-  if (retry_ != nullptr) retry_->OnAttempt();
-  uint32_t attempts = retry_ != nullptr ? retry_->attempts() : 1 + retried_;
-  if (retry_ != nullptr || attempts > 1) callbacks_->info().upstream_attempts = attempts;
+  if (retry_.has_value()) retry_->OnAttempt();
+  uint32_t attempts = retry_.has_value() ? retry_->attempts() : 1 + retried_;
+  if (retry_.has_value() || attempts > 1) callbacks_->info().upstream_attempts = attempts;
   if (request_complete_) ArmPerTryTimeout();
   if (UsesHttp2()) {
     h2_ = worker.http2_pool->Request(cluster, ep, *this);
@@ -144,8 +144,10 @@ void RouterFilter::SetUpstreamBudget() {
   absl::Time now = callbacks_->dispatcher().Now();
   absl::Duration left = deadline_ - now;
   if (request_complete_) {
-    left = std::min(left, route_deadline_ - now);  // what the route timeout leaves this attempt
-    if (retry_ != nullptr && retry_->per_try_timeout() > absl::ZeroDuration()) {
+    absl::Duration timeout = route_->config->timeout;
+    // What the route timeout leaves this attempt.
+    if (timeout > absl::ZeroDuration()) left = std::min(left, timeout - (now - complete_at_));
+    if (retry_.has_value() && retry_->per_try_timeout() > absl::ZeroDuration()) {
       left = std::min(left, retry_->per_try_timeout());
     }
   }
@@ -185,12 +187,12 @@ void RouterFilter::StartTimeout() {
   if (h2_ != nullptr || conn_ != nullptr) ArmPerTryTimeout();
   absl::Duration timeout = route_->config->timeout;
   if (timeout <= absl::ZeroDuration()) return;
-  route_deadline_ = callbacks_->dispatcher().Now() + timeout;
+  complete_at_ = callbacks_->dispatcher().Now();
   Arm(callbacks_->worker().timeouts->For(timeout));
 }
 
 void RouterFilter::ArmPerTryTimeout() {
-  if (retry_ == nullptr) return;
+  if (!retry_.has_value()) return;
   absl::Duration t = retry_->per_try_timeout();
   if (t > absl::ZeroDuration()) per_try_.Arm(callbacks_->worker().timeouts->For(t));
 }
@@ -281,7 +283,7 @@ void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl:
   ReleaseConnection(false);
   Disarm();
   per_try_.Disarm();
-  if (retry_ != nullptr) retry_->Cancel();
+  if (retry_.has_value()) retry_->Cancel();
   if (response_started_) {
     callbacks_->ResetStream();
   } else {
@@ -297,7 +299,7 @@ bool RouterFilter::TryRetry(const AttemptFailure& failure) {
   if (!resendable) return false;
   const server::ClusterRuntime& cluster = *route_->cluster;
   server::WorkerContext& worker = callbacks_->worker();
-  if (retry_ != nullptr) {
+  if (retry_.has_value()) {
     switch (retry_->Decide(failure, cluster.ActiveRequests())) {
       case RetryState::Decision::kRetry:
         worker.stats.Add(cluster.stats.retries);
@@ -559,7 +561,7 @@ void RouterFilter::OnInformational(ResponseHead& head) {
 
 void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
   if (destroyed_ || abandoned_) return;
-  if (retry_ != nullptr && (head.status >= 400 || (end_stream && callbacks_->info().grpc)) &&
+  if (retry_.has_value() && (head.status >= 400 || (end_stream && callbacks_->info().grpc)) &&
       RetryOnResponse(head, end_stream)) {
     return;
   }

@@ -128,10 +128,10 @@ class RouterFilter final : public StreamFilter,
   };
 
   const CompiledRoute* route_ = nullptr;
-  std::unique_ptr<RetryState> retry_;  // routes with a retry policy
+  std::optional<RetryState> retry_;  // routes with a retry policy
   PerTryTimeout per_try_{*this};
-  buffer::Buffer replay_body_;  // every body byte received, while replayable_
-  absl::Time route_deadline_ = absl::InfiniteFuture();  // when the route timeout fires
+  buffer::Buffer replay_body_;     // every body byte received, while replayable_
+  absl::Time complete_at_;         // the request's end: the route timeout runs from here
   uint64_t tried_ = 0;             // endpoints tried (bit i: endpoint i, the first 64)
   uint32_t endpoint_index_ = 0;    // of the current attempt
   bool replayable_ = false;        // replay_body_ holds the whole body so far
@@ -142,7 +142,7 @@ class RouterFilter final : public StreamFilter,
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream
   absl::Time deadline_ = absl::InfiniteFuture();        // the caller's, if it sent a budget
-  std::unique_ptr<event::Timer> deadline_timer_;
+  std::optional<event::DeadlineTimer> deadline_timer_;
   buffer::Buffer pending_body_;  // request body waiting for the connection
   HeaderMap pending_trailers_;
   uint32_t buffer_limit_ = 0;

@@ -357,6 +357,29 @@ class GrpcRetryTest(unittest.TestCase):
                     self.assertEqual(initial.get("x-remora-attempts"), "3")
                 self.assertEqual(len(peer.calls_with_id("idem")), 3)
 
+    def test_a_per_try_timeout_cancels_the_stream_and_retries(self):
+        import grpc
+        with self.grpc_peer.EchoPeer() as peer:
+            routes = [("{prefix: /}", "g", retries_yaml(attempts=2, retry_on="[reset]",
+                                                        per_try="300ms", idempotent=True))]
+            config = http_config(routes, {"g": [peer.address]},
+                                 cluster_extra={"g": ["protocol: http2"]})
+            with Remora(config) as r:
+                start = time.monotonic()
+                code, _, trailers = self.call(r.port("web"), b"sleep:5", "slow")
+                elapsed = time.monotonic() - start
+                self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
+                self.assertEqual(trailers.get("x-remora-reason"), "per_try_timeout")
+                self.assertEqual(trailers.get("x-remora-attempts"), "2")
+                self.assertTrue(0.6 <= elapsed < 1.2, elapsed)
+                calls = peer.calls_with_id("slow")
+                self.assertEqual(len(calls), 2)
+                # Each abandoned attempt was cancelled upstream (RST_STREAM), not left running.
+                for call in calls:
+                    self.assertTrue(call.terminated.wait(2))
+                    self.assertTrue(call.cancelled)
+                    self.assertLess(call.ended - call.started, 1.0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

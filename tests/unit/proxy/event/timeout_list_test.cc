@@ -112,5 +112,53 @@ TEST_F(TimeoutListTest, OneListPerDuration) {
   EXPECT_EQ(lists.For(absl::Seconds(2)).timeout(), absl::Seconds(2));
 }
 
+// Deadlines of every length, each fired at its own time (never early, at most ~1 ms late) while
+// the dispatcher holds one timer per power-of-two list, not one per deadline.
+TEST(DeadlineTimerTest, FiresAtItsOwnTimeOnSharedLists) {
+  SimDispatcher d;
+  TimeoutLists lists(d);
+  absl::Time start = d.Now();
+  std::vector<int64_t> lengths_ms = {0, 1, 2, 3, 7, 100, 999, 1000, 1001, 4321, 60000, 86400000};
+  std::vector<absl::Time> fired(lengths_ms.size(), absl::InfinitePast());
+  std::vector<std::unique_ptr<DeadlineTimer>> timers;
+  for (size_t i = 0; i < lengths_ms.size(); ++i) {
+    timers.push_back(std::make_unique<DeadlineTimer>(lists, [&, i] { fired[i] = d.Now(); }));
+    timers.back()->ArmAt(start + absl::Milliseconds(lengths_ms[i]));
+    EXPECT_TRUE(timers.back()->armed());
+  }
+  EXPECT_LE(d.ArmedTimers(), 32u);
+  d.AdvanceTime(absl::Hours(25));
+  for (size_t i = 0; i < lengths_ms.size(); ++i) {
+    absl::Duration at = fired[i] - start;
+    EXPECT_GE(at, absl::Milliseconds(lengths_ms[i])) << lengths_ms[i];
+    EXPECT_LE(at, absl::Milliseconds(lengths_ms[i] + 1)) << lengths_ms[i];
+    EXPECT_FALSE(timers[i]->armed());
+  }
+}
+
+TEST(DeadlineTimerTest, DisarmAndRearm) {
+  SimDispatcher d;
+  TimeoutLists lists(d);
+  int fired = 0;
+  DeadlineTimer t(lists, [&] { ++fired; });
+  t.ArmAt(d.Now() + absl::Milliseconds(500));
+  d.AdvanceTime(absl::Milliseconds(300));
+  t.Disarm();
+  d.AdvanceTime(absl::Seconds(1));
+  EXPECT_EQ(fired, 0);
+  t.ArmAt(d.Now() + absl::Milliseconds(50));
+  t.ArmAt(d.Now() + absl::Milliseconds(700));  // replaces the first time
+  d.AdvanceTime(absl::Milliseconds(699));
+  EXPECT_EQ(fired, 0);
+  d.AdvanceTime(absl::Milliseconds(2));
+  EXPECT_EQ(fired, 1);
+  // A timer may destroy itself from its callback.
+  std::unique_ptr<DeadlineTimer> self;
+  self = std::make_unique<DeadlineTimer>(lists, [&] { self.reset(); });
+  self->ArmAt(d.Now() + absl::Milliseconds(3));
+  d.AdvanceTime(absl::Milliseconds(10));
+  EXPECT_EQ(self, nullptr);
+}
+
 }  // namespace
 }  // namespace remora::event
