@@ -35,7 +35,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from harness import Remora, http_config  # noqa: E402
 
 DEADLINE = "x-remora-deadline-ms"
 
@@ -73,9 +72,11 @@ class Service:
                     svc.active += 1
                     svc.peak = max(svc.peak, svc.active)
                 try:
-                    status = self.relay() if next_port else self.stall()
+                    status, reason = self.relay() if next_port else self.stall()
                     body = b"done"
                     self.send_response(status)
+                    if reason:  # a hop's own failure, passed on as an app would
+                        self.send_header("x-remora-reason", f"{reason}, relayed by {svc.name}")
                     self.send_header("content-length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
@@ -96,7 +97,7 @@ class Service:
                     conn.request("GET", self.path, headers=headers)
                     resp = conn.getresponse()
                     resp.read()
-                    return resp.status
+                    return resp.status, resp.getheader("x-remora-reason")
                 finally:
                     conn.close()
 
@@ -106,7 +107,7 @@ class Service:
                     readable, _, _ = select.select([self.connection], [], [], 0.01)
                     if readable and not self.connection.recv(1, socket.MSG_PEEK):
                         raise OSError("caller went away")
-                return 200
+                return 200, None
 
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.address = "127.0.0.1:%d" % self.server.server_address[1]
@@ -117,8 +118,9 @@ class Service:
         self.server.server_close()
 
 
-def run_mode(remora_bin, deadlines, callers, duration):
-    os.environ["REMORA_BIN"] = remora_bin
+def run_mode(deadlines, callers, duration):
+    from harness import Remora, http_config  # after main() has set REMORA_BIN
+
     with contextlib.ExitStack() as stack:
         def proxy_for(service):
             config = http_config([("{prefix: /}", "app")], {"app": [service.address]})
@@ -187,8 +189,9 @@ def main(argv):
     p.add_argument("--callers", type=int, default=20)
     p.add_argument("--duration", type=float, default=10.0)
     args = p.parse_args(argv)
-    rows = [run_mode(args.remora, True, args.callers, args.duration),
-            run_mode(args.remora, False, args.callers, args.duration)]
+    os.environ["REMORA_BIN"] = os.path.abspath(args.remora)  # the harness reads it on import
+    rows = [run_mode(True, args.callers, args.duration),
+            run_mode(False, args.callers, args.duration)]
     print(f"{args.callers} callers, {args.duration:.0f} s, C stalls 5 s, callers give up at 1 s\n")
     print("| mode | caller requests | p50 | p99 | how they ended | peak held at A / B / C "
           "| C busy (s) |")
