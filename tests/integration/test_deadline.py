@@ -66,6 +66,11 @@ class Service:
                 conn.close()
                 try:
                     self.send_response(resp.status)
+                    # Passed on, as an app reporting its dependency's failure would: the hops'
+                    # deadlines are a millisecond or two apart, so the next hop's 504 can come
+                    # back through this service before this hop's own remora gives up.
+                    if resp.getheader("x-remora-reason"):
+                        self.send_header("x-remora-reason", resp.getheader("x-remora-reason"))
                     self.send_header("content-length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
