@@ -334,9 +334,10 @@ void RouterFilter::AbandonAttempt() {
   h2_.reset();  // RST_STREAM CANCEL if still open
   if (conn_ == nullptr) return;
   if (dispatching_) {
-    // Inside the codec's Dispatch (a response the policy retries): stop it there, and release
-    // the connection when Dispatch returns (OnUpstreamData).
-    conn_->codec().Stop();
+    // Inside the codec's Dispatch (a response the policy retries): the parser goes on through
+    // the response (its body is dropped), and when Dispatch returns (OnUpstreamData) the
+    // connection goes back to the pool if the response was whole, so a storm of 503s does not
+    // also churn connections.
     abandoned_ = true;
     return;
   }
@@ -418,9 +419,10 @@ void RouterFilter::OnUpstreamData(buffer::Buffer& data) {
   DispatchResult result = conn->codec().Dispatch(data);
   dispatching_ = false;
   if (abandoned_) {
-    // The policy retries this response; the connection is not reused (its response was cut).
+    // The policy retries this response: reusable if it ended here, cleanly.
     abandoned_ = false;
-    ReleaseConnection(false);
+    ReleaseConnection(result == DispatchResult::kMessageComplete && request_complete_ &&
+                      data.empty() && conn->codec().keep_alive());
     return;
   }
   if (destroyed_) {

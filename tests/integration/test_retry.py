@@ -143,10 +143,11 @@ class RetryTest(unittest.TestCase):
                 status, headers, _, _ = request(port, path=f"/r{i}")
                 return status, headers.get("x-remora-attempts")
 
-            with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            with concurrent.futures.ThreadPoolExecutor(3) as pool:
                 results = list(pool.map(one, range(50)))
             self.assertEqual(results, [(503, "5")] * 50)
             gaps = 0
+            worst = 0.0  # the largest excess over the ceiling (time outside the backoff)
             for i in range(50):
                 seen = [s for s in up.requests if s.path == f"/r{i}"]
                 self.assertEqual(len(seen), 5)
@@ -155,8 +156,11 @@ class RetryTest(unittest.TestCase):
                     ceiling = min(cap, base * 2 ** n)
                     self.assertGreaterEqual(gap, -0.002, (i, n))
                     self.assertLessEqual(gap, ceiling + 0.020, (i, n, gap))
+                    worst = max(worst, gap - ceiling)
                     gaps += 1
             self.assertEqual(gaps, 200)
+            print(f"\n200 backoff gaps, worst excess over the ceiling {worst * 1000:.1f} ms",
+                  file=sys.stderr)
 
     def test_retry_after_is_honoured_up_to_the_cap(self):
         up = self.upstream("a")
@@ -322,12 +326,14 @@ class GrpcRetryTest(unittest.TestCase):
         import grpc_peer  # noqa: F401 (imported here: grpcio is slow to load)
         self.grpc_peer = grpc_peer
 
-    def call(self, port, request, call_id):
+    def call(self, port, request, call_id, timeout=10):
+        """(code, response, trailing metadata). With a `timeout`, the client sends grpc-timeout."""
         import grpc
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             fn = ch.unary_unary(self.grpc_peer.method_path("Unary"))
             try:
-                resp, call = fn.with_call(request, metadata=[("x-call-id", call_id)], timeout=10)
+                resp, call = fn.with_call(request, metadata=[("x-call-id", call_id)],
+                                          timeout=timeout)
                 return grpc.StatusCode.OK, resp, dict(call.trailing_metadata() or ())
             except grpc.RpcError as e:
                 return e.code(), None, dict(e.trailing_metadata() or ())
@@ -365,8 +371,9 @@ class GrpcRetryTest(unittest.TestCase):
             config = http_config(routes, {"g": [peer.address]},
                                  cluster_extra={"g": ["protocol: http2"]})
             with Remora(config) as r:
+                # No grpc-timeout from the client: the per-try timer alone ends each attempt.
                 start = time.monotonic()
-                code, _, trailers = self.call(r.port("web"), b"sleep:5", "slow")
+                code, _, trailers = self.call(r.port("web"), b"sleep:5", "slow", timeout=None)
                 elapsed = time.monotonic() - start
                 self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
                 self.assertEqual(trailers.get("x-remora-reason"), "per_try_timeout")
@@ -379,6 +386,16 @@ class GrpcRetryTest(unittest.TestCase):
                     self.assertTrue(call.terminated.wait(2))
                     self.assertTrue(call.cancelled)
                     self.assertLess(call.ended - call.started, 1.0)
+                # With a caller's deadline, an attempt that starts with the whole request in hand
+                # (every retry) passes on a budget capped by the per-try timeout: the service
+                # itself knows to give up at 300 ms. The first attempt left with the head alone,
+                # before the message: it carries the caller's budget.
+                code, _, _ = self.call(r.port("web"), b"sleep:5", "budget", timeout=10)
+                self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
+                budgets = [c.time_remaining for c in peer.calls_with_id("budget")]
+                self.assertEqual(len(budgets), 2, budgets)
+                self.assertTrue(9 < budgets[0] <= 10.5, budgets)  # grpcio rounds its own up
+                self.assertTrue(0.2 < budgets[1] <= 0.3, budgets)
 
 
 if __name__ == "__main__":
