@@ -221,8 +221,23 @@ struct Http2Codec::Glue {
     return 0;
   }
 
+  static int OnBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user_data) {
+    // A new frame (other than a CONTINUATION) also means the last header block was over, even
+    // one nghttp2 dropped without a callback (HEADERS on a stream it had closed).
+    if (hd->type != NGHTTP2_CONTINUATION) {
+      Self(user_data)->reading_header_block_ = hd->type == NGHTTP2_HEADERS;
+    }
+    return 0;
+  }
+
+  static int OnInvalidFrameRecv(nghttp2_session*, const nghttp2_frame*, int, void* user_data) {
+    Self(user_data)->reading_header_block_ = false;
+    return 0;
+  }
+
   static int OnFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     Http2Codec* c = Self(user_data);
+    c->reading_header_block_ = false;  // a frame (a header block with its CONTINUATIONs) is whole
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
@@ -283,6 +298,8 @@ struct Http2Codec::Glue {
       nghttp2_session_callbacks_set_on_header_callback(c, &OnHeader);
       nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, &OnDataChunk);
       nghttp2_session_callbacks_set_on_frame_recv_callback(c, &OnFrameRecv);
+      nghttp2_session_callbacks_set_on_begin_frame_callback(c, &OnBeginFrame);
+      nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(c, &OnInvalidFrameRecv);
       nghttp2_session_callbacks_set_on_stream_close_callback(c, &OnStreamClose);
       nghttp2_session_callbacks_set_error_callback2(c, &OnError);
       return c;  // shared, read-only, for the life of the process

@@ -145,6 +145,10 @@ class Http2Codec {
   // nghttp2 still reads input: false once GOAWAY went either way with no stream left (it then
   // ignores whatever follows), or after a fatal error.
   bool WantsRead() const;
+  // A header block has begun (a HEADERS frame header arrived) and has not been received whole:
+  // its payload, or the CONTINUATION frames that must follow, are still to come. No other frame
+  // may arrive meanwhile, so a peer that stops here holds the whole connection.
+  bool ReadingHeaderBlock() const { return reading_header_block_; }
   // The connection is gone: every open stream closes (OnStreamClosed with `error_code`).
   void CloseAllStreams(uint32_t error_code);
   // First step of a graceful shutdown: tells a client that no new streams will be taken soon.
@@ -184,6 +188,7 @@ class Http2Codec {
   size_t active_streams_ = 0;
   std::string error_detail_;
   bool server_;
+  bool reading_header_block_ = false;
 
  private:
   Stream* streams_ = nullptr;               // open streams (opened by either side)

@@ -300,11 +300,19 @@ void Http2ConnectionManager::SweepIdleStreams() {
 
 void Http2ConnectionManager::UpdateIdleTimer() {
   if (closing_ || finished_ || draining_) return;
-  if (streams_.empty()) {
-    if (!timer_->Enabled()) timer_->Enable(listener_.config->idle_timeout);
-  } else {
+  if (!streams_.empty()) {
     timer_->Disable();
+    awaiting_header_block_ = false;
+    return;
   }
+  // No stream: the connection waits for a request. One whose header block has begun and not
+  // ended gets request_header_timeout, as on HTTP/1.1 (slowloris); it can send nothing else
+  // meanwhile. Streams in progress have their own stream_idle_timeout instead.
+  bool header = codec_.ReadingHeaderBlock();
+  if (header == awaiting_header_block_ && timer_->Enabled()) return;
+  awaiting_header_block_ = header;
+  timer_->Enable(header ? listener_.config->request_header_timeout
+                        : listener_.config->idle_timeout);
 }
 
 void Http2ConnectionManager::OnTimer() {
@@ -318,6 +326,10 @@ void Http2ConnectionManager::OnTimer() {
   }
   if (streams_.empty()) {
     // Idle: a GOAWAY tells the client not to send more; the connection closes once it is out.
+    if (awaiting_header_block_) {
+      LOG_DEBUG("HTTP/2 client %s sent no whole header block within request_header_timeout",
+                conn_->peer());
+    }
     draining_ = true;
     SendGoaway();
   }

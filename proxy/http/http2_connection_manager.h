@@ -12,7 +12,8 @@
 // Drain is the two-step GOAWAY (RFC 9113 6.8): a shutdown notice and a PING, then, once the PING
 // is answered (or after a second), the final GOAWAY with the last stream id taken; the connection
 // closes when its streams are done. A connection with no stream for the listener's idle_timeout
-// is closed with GOAWAY too.
+// is closed with GOAWAY too, and so is one with no stream that began a header block and did not
+// finish it within request_header_timeout (slowloris over HTTP/2).
 
 #include <memory>
 #include <string>
@@ -92,7 +93,8 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   bool dispatching_ = false;
   bool draining_ = false;
   bool goaway_sent_ = false;
-  bool peer_eof_ = false;  // the client half-closed
+  bool peer_eof_ = false;               // the client half-closed
+  bool awaiting_header_block_ = false;  // timer_ is the header-read timeout
   bool closing_ = false;
   bool finished_ = false;
 };

@@ -738,26 +738,56 @@ class RapidResetTest(OwnProxy):
             self.assertIsNone(c.goaway)
 
 
-class UnfinishedHeaderBlockTest(OwnProxy):
-    """A client that starts a header block and never ends it holds nghttp2's stream open, and
-    with it the connection: the idle GOAWAY must still end the connection."""
-    IDLE = 1.0
-    LISTENER = [f"idle_timeout: {IDLE:g}s"]
+class HeaderReadTimeoutTest(OwnProxy):
+    """request_header_timeout holds for HTTP/2 too: a connection with no stream whose client
+    begins a header block and does not finish it (or dribbles it) is closed at that timeout,
+    long before the idle timeout."""
+    HEADER = 0.5
+    LISTENER = [f"request_header_timeout: {HEADER:g}s", "idle_timeout: 30s"]
 
-    def test_connection_closes_after_the_idle_goaway(self):
+    def closed_within(self, raw, start):
+        goaway, _ = raw.wait_for(GOAWAY, timeout=5)
+        self.assertIsNotNone(goaway, "no GOAWAY")
+        self.assertIsNone(raw.wait_for(-1, timeout=3)[0])
+        self.assertTrue(raw.closed, "connection left open")
+        elapsed = time.monotonic() - start
+        print(f"\nclosed after {elapsed:.3f}s (request_header_timeout {self.HEADER:g}s)",
+              file=sys.stderr)
+        self.assertTrue(self.HEADER * 0.9 <= elapsed <= self.HEADER + 1.0, elapsed)
+
+    def test_an_unfinished_header_block(self):
+        # Before: such a client held the connection until the idle timeout at best.
         with RawH2(self.port) as raw:
             block = raw.headers_block(PSEUDO + REGULAR)
             raw.send(frame(HEADERS, END_STREAM, 1, block[:4]))  # no END_HEADERS, no CONTINUATION
-            start = time.monotonic()
-            goaway, _ = raw.wait_for(GOAWAY, timeout=self.IDLE + 3)
-            self.assertIsNotNone(goaway, "no GOAWAY at the idle timeout")
-            self.assertIsNone(raw.wait_for(-1, timeout=3)[0])
-            self.assertTrue(raw.closed, "connection left open after the idle GOAWAY")
-            self.assertLess(time.monotonic() - start, self.IDLE + 3)
+            self.closed_within(raw, time.monotonic())
         # The listener is still fine.
         head, _ = split_response(curl("--http2-prior-knowledge", "-H", route_arg("http1"),
                                       f"http://127.0.0.1:{self.port}/bytes?n=10"))
         self.assertTrue(head.startswith("HTTP/2 200"), head)
+
+    def test_a_dribbled_header_frame(self):
+        with RawH2(self.port) as raw:
+            block = raw.headers_block(PSEUDO + REGULAR)
+            whole = frame(HEADERS, END_STREAM | END_HEADERS, 1, block)
+            start = time.monotonic()
+            raw.send(whole[:12])  # the frame header and 3 bytes of the block
+            for b in whole[12:20]:  # then a byte every 100 ms, never the whole block
+                time.sleep(0.1)
+                try:
+                    raw.send(bytes([b]))
+                except OSError:
+                    break
+            self.closed_within(raw, start)
+
+    def test_a_connection_between_requests_keeps_the_idle_timeout(self):
+        with RawH2(self.port) as raw:
+            block = raw.headers_block(PSEUDO + REGULAR)
+            raw.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, block))
+            self.assertIsNotNone(raw.wait_for(HEADERS, timeout=5)[0], "no response")
+            # Whole requests, then quiet: nothing closes it at the header timeout.
+            self.assertIsNone(raw.wait_for(GOAWAY, timeout=self.HEADER * 3)[0])
+            self.assertFalse(raw.closed)
 
 
 # --------------------------------------------------------------------------------------------
