@@ -24,9 +24,7 @@ chain held for callers who had given up: peak concurrent requests at C, and C-se
 import argparse
 import contextlib
 import http.client
-import http.server
 import os
-import select
 import socket
 import statistics
 import sys
@@ -36,103 +34,24 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-DEADLINE = "x-remora-deadline-ms"
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class Service:
-    """A hop of the chain. With `next_port`: calls it (passing the deadline header on) and
-    answers with its status. Without: sleeps `stall` seconds, or until its caller closes."""
-
-    def __init__(self, name, next_port=None, stall=5.0):
-        self.name = name
-        self.lock = threading.Lock()
-        self.active = 0
-        self.peak = 0
-        self.busy_seconds = 0.0
-        self.served = 0
-        svc = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                start = time.monotonic()
-                with svc.lock:
-                    svc.active += 1
-                    svc.peak = max(svc.peak, svc.active)
-                try:
-                    status, reason = self.relay() if next_port else self.stall()
-                    body = b"done"
-                    self.send_response(status)
-                    if reason:  # a hop's own failure, passed on as an app would
-                        self.send_header("x-remora-reason", f"{reason}, relayed by {svc.name}")
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass
-                finally:
-                    with svc.lock:
-                        svc.active -= 1
-                        svc.served += 1
-                        svc.busy_seconds += time.monotonic() - start
-
-            def relay(self):
-                conn = http.client.HTTPConnection("127.0.0.1", next_port, timeout=30)
-                headers = {}
-                if self.headers.get(DEADLINE) is not None:
-                    headers[DEADLINE] = self.headers[DEADLINE]
-                try:
-                    conn.request("GET", self.path, headers=headers)
-                    resp = conn.getresponse()
-                    resp.read()
-                    return resp.status, resp.getheader("x-remora-reason")
-                finally:
-                    conn.close()
-
-            def stall(self):
-                end = time.monotonic() + stall
-                while time.monotonic() < end:
-                    readable, _, _ = select.select([self.connection], [], [], 0.01)
-                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
-                        raise OSError("caller went away")
-                return 200, None
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.address = "127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 def run_mode(deadlines, callers, duration):
-    from harness import Remora, http_config  # after main() has set REMORA_BIN
+    # Imported here, after main() has set REMORA_BIN (the harness reads it on import).
+    from chain_service import DEADLINE, ChainService
+    from harness import Remora, http_config
 
     with contextlib.ExitStack() as stack:
         def proxy_for(service):
             config = http_config([("{prefix: /}", "app")], {"app": [service.address]})
             return stack.enter_context(Remora(config))
 
-        c = Service("C")
+        c = ChainService("C")
         stack.callback(c.close)
         rc = proxy_for(c)
-        b = Service("B", rc.port("web"))
+        b = ChainService("B", rc.port("web"))
         stack.callback(b.close)
         rb = proxy_for(b)
-        a = Service("A", rb.port("web"))
+        a = ChainService("A", rb.port("web"))
         stack.callback(a.close)
         ra = proxy_for(a)
         port = ra.port("web")

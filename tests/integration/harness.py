@@ -276,7 +276,15 @@ def payload(n):
     return hashlib.shake_256(b"remora").digest(n)
 
 
-class _QuietHTTPServer(http.server.ThreadingHTTPServer):
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive) and no request log: the base of every test server's handler."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
+class QuietHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default 5 drops connects when a proxy opens 100 at once
 
@@ -287,7 +295,27 @@ class _QuietHTTPServer(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class Upstream:
+class BackgroundServer:
+    """An HTTP server of a test, run on a daemon thread on 127.0.0.1; `address` is its
+    "host:port". A context manager: leaving it shuts the server down."""
+
+    def serve(self, handler, host="127.0.0.1"):
+        self.server = QuietHTTPServer((host, 0), handler)
+        self.address = f"{host}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Upstream(BackgroundServer):
     """python's ThreadingHTTPServer with HTTP/1.1 keep-alive, counting requests, connections
     (client addresses) and request body bytes (`body_bytes`: an upload can be seen arriving
     while the client is still sending it).
@@ -314,12 +342,7 @@ class Upstream:
         self.lock = threading.Lock()
         upstream = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def count(self):
                 with upstream.lock:
                     upstream.requests += 1
@@ -451,25 +474,12 @@ class Upstream:
 
             do_PUT = do_POST
 
-        self.server = _QuietHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.serve(Handler)
 
     def serve_connection(self, conn, addr):
         """Serves an already accepted connection (a peer that sniffs the protocol hands
         HTTP/1.1 connections over this way)."""
         self.server.process_request(conn, addr)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def free_port_refused():

@@ -18,12 +18,13 @@ Actions (one per request, taken from the script's front, else `default`):
 
 import hashlib
 import http
-import http.server
 import json
 import socket
 import struct
 import threading
 import time
+
+from harness import BackgroundServer, QuietHandler
 
 
 def ok():
@@ -64,15 +65,7 @@ class Seen:
         return f"Seen({self.server} {self.method} {self.path} {self.action})"
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):
-        pass  # clients and proxies going away are what these tests are about
-
-
-class ScriptedUpstream:
+class ScriptedUpstream(BackgroundServer):
     def __init__(self, name="up", host="127.0.0.1"):
         self.name = name
         self.default = ok()
@@ -81,12 +74,7 @@ class ScriptedUpstream:
         self._lock = threading.Lock()
         up = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def handle_one(self):
                 arrived = time.monotonic()
                 length = int(self.headers.get("content-length") or 0)
@@ -155,9 +143,7 @@ class ScriptedUpstream:
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_one
 
-        self.server = _Server((host, 0), Handler)
-        self.address = f"{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler, host)
 
     def script(self, actions):
         with self._lock:
@@ -167,12 +153,3 @@ class ScriptedUpstream:
         with self._lock:
             return len(self.requests)
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

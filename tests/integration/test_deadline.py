@@ -9,99 +9,15 @@ servers that call the next hop and pass the deadline header on, as an applicatio
 
 import contextlib
 import http.client
-import http.server
 import os
-import select
-import socket
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chain_service import DEADLINE, ChainService as Service  # noqa: E402
 from harness import Remora, http_config  # noqa: E402
-
-DEADLINE = "x-remora-deadline-ms"
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a caller that went away is part of these tests
-
-
-class Service:
-    """A service on 127.0.0.1: with `next_port` it calls that remora (passing the deadline
-    header on) and answers with what it got; without, it sleeps up to 5 s, watching its client's
-    connection, and notes when that connection closed (with `begin_body`, after sending its
-    response head and the first bytes of a 10-byte body)."""
-
-    def __init__(self, name, next_port=None, begin_body=False):
-        self.name = name
-        self.seen = []        # (time, deadline header) of each request
-        self.got = []         # (time, status, x-remora-reason) from the next hop
-        self.closed_at = []   # when a caller's connection closed while we slept
-        svc = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                svc.seen.append((time.monotonic(), self.headers.get(DEADLINE)))
-                if next_port is None:
-                    return self.sleep()
-                conn = http.client.HTTPConnection("127.0.0.1", next_port, timeout=10)
-                headers = {}
-                if self.headers.get(DEADLINE) is not None:
-                    headers[DEADLINE] = self.headers[DEADLINE]
-                conn.request("GET", self.path, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
-                svc.got.append((time.monotonic(), resp.status, resp.getheader("x-remora-reason")))
-                conn.close()
-                try:
-                    self.send_response(resp.status)
-                    # Passed on, as an app reporting its dependency's failure would: the hops'
-                    # deadlines are a millisecond or two apart, so the next hop's 504 can come
-                    # back through this service before this hop's own remora gives up.
-                    if resp.getheader("x-remora-reason"):
-                        self.send_header("x-remora-reason", resp.getheader("x-remora-reason"))
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass  # our caller gave up first
-
-            def sleep(self):
-                if begin_body:
-                    self.send_response(200)
-                    self.send_header("content-length", "10")
-                    self.end_headers()
-                    self.wfile.write(b"abc")
-                    self.wfile.flush()
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
-                    readable, _, _ = select.select([self.connection], [], [], 0.01)
-                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
-                        svc.closed_at.append(time.monotonic())
-                        return
-                self.send_response(200)
-                self.send_header("content-length", "4")
-                self.end_headers()
-                self.wfile.write(b"late")
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.address = "127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def get(port, budget, path="/"):
