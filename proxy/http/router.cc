@@ -43,6 +43,7 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   if (std::optional<absl::Duration> budget = InboundBudget(head.headers, callbacks_->info().grpc)) {
     // The caller gives up after `budget`: no point working longer, nor at all if it is spent.
     if (*budget <= absl::ZeroDuration()) {
+      callbacks_->worker().stats.Add(route_->cluster->stats.deadline_exceeded);
       callbacks_->SendLocalReply(504, "deadline_exceeded",
                                  "the request's deadline had passed when it arrived");
       return FilterStatus::kStop;
@@ -386,12 +387,14 @@ void RouterFilter::OnDeadline() {
   // HTTP/2, the connection closed on HTTP/1.1), and so is a pending retry. A response under way
   // is reset; a whole one (the request may still be arriving) stands.
   if (response_complete_) return;
+  callbacks_->worker().stats.Add(route_->cluster->stats.deadline_exceeded);
   OnUpstreamFailure(504, "deadline_exceeded",
                     "the request's deadline passed before the upstream answered", std::nullopt);
 }
 
 void RouterFilter::OnTimeout() {
   if (response_started_) return;
+  callbacks_->worker().stats.Add(route_->cluster->stats.route_timeouts);
   OnUpstreamFailure(504, "upstream_timeout", "upstream did not answer in time", std::nullopt);
 }
 

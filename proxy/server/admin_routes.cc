@@ -90,7 +90,10 @@ std::string Server::ClustersJson() const {
         {"upstream_requests_total", store_->Value(c.stats.attempts)},
         {"retries_total", store_->Value(c.stats.retries)},
         {"retry_overflow_total", store_->Value(c.stats.retry_overflow)},
-        {"per_try_timeouts_total", store_->Value(c.stats.per_try_timeouts)},
+        {"timeouts_total",
+         {{"per_try_timeout", store_->Value(c.stats.per_try_timeouts)},
+          {"upstream_timeout", store_->Value(c.stats.route_timeouts)},
+          {"deadline_exceeded", store_->Value(c.stats.deadline_exceeded)}}},
         {"endpoints", std::move(endpoints)},
     });
   }

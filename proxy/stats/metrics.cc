@@ -24,6 +24,9 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
 ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
   Labels l = {{"cluster", cluster}};
   const char* failures_help = "Upstream connection attempts that failed, by reason.";
+  const char* timeouts_help =
+      "Timeouts by reason: per_try_timeout (an attempt abandoned), upstream_timeout (the route "
+      "timeout ended the request), deadline_exceeded (the caller's budget did).";
   return ClusterStats{
       s.Register(Type::kCounter, "remora_cluster_upstream_connections_total",
                  "Upstream connections established.", l),
@@ -51,8 +54,12 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
                  "Failures the retry policy would have retried, not retried because the "
                  "cluster's retry budget was spent.",
                  l),
-      s.Register(Type::kCounter, "remora_cluster_per_try_timeouts_total",
-                 "Attempts abandoned at the route's per_try_timeout.", l),
+      s.Register(Type::kCounter, "remora_cluster_timeouts_total", timeouts_help,
+                 {{"cluster", cluster}, {"reason", "per_try_timeout"}}),
+      s.Register(Type::kCounter, "remora_cluster_timeouts_total", timeouts_help,
+                 {{"cluster", cluster}, {"reason", "upstream_timeout"}}),
+      s.Register(Type::kCounter, "remora_cluster_timeouts_total", timeouts_help,
+                 {{"cluster", cluster}, {"reason", "deadline_exceeded"}}),
       s.Register(Type::kGauge, "remora_cluster_retries_active",
                  "Retries in flight now (backing off or running), all workers.", l),
       s.Register(Type::kGauge, "remora_cluster_requests_active",

@@ -21,20 +21,24 @@ struct ListenerStats {
 };
 
 struct ClusterStats {
-  uint32_t cx_total;          // remora_cluster_upstream_connections_total
-  uint32_t cx_active;         // remora_cluster_upstream_connections_active
-  uint32_t connect_refused;   // remora_cluster_upstream_connect_failures_total{reason="refused"}
-  uint32_t connect_timeout;   // ...{reason="timeout"}
-  uint32_t connect_local;     // ...{reason="local"}: this process could not open the socket
-  uint32_t overflow;          // remora_cluster_overflow_total
-  uint32_t rx_bytes;          // remora_cluster_upstream_received_bytes_total
-  uint32_t tx_bytes;          // remora_cluster_upstream_sent_bytes_total
-  uint32_t attempts;          // remora_cluster_upstream_requests_total: every attempt, retries too
-  uint32_t retries;           // remora_cluster_retries_total
-  uint32_t retry_overflow;    // remora_cluster_retry_overflow_total: not retried, budget spent
-  uint32_t per_try_timeouts;  // remora_cluster_per_try_timeouts_total
-  uint32_t retries_active;    // remora_cluster_retries_active (sampled at scrape)
-  uint32_t requests_active;   // remora_cluster_requests_active (sampled at scrape)
+  uint32_t cx_total;         // remora_cluster_upstream_connections_total
+  uint32_t cx_active;        // remora_cluster_upstream_connections_active
+  uint32_t connect_refused;  // remora_cluster_upstream_connect_failures_total{reason="refused"}
+  uint32_t connect_timeout;  // ...{reason="timeout"}
+  uint32_t connect_local;    // ...{reason="local"}: this process could not open the socket
+  uint32_t overflow;         // remora_cluster_overflow_total
+  uint32_t rx_bytes;         // remora_cluster_upstream_received_bytes_total
+  uint32_t tx_bytes;         // remora_cluster_upstream_sent_bytes_total
+  uint32_t attempts;         // remora_cluster_upstream_requests_total: every attempt, retries too
+  uint32_t retries;          // remora_cluster_retries_total
+  uint32_t retry_overflow;   // remora_cluster_retry_overflow_total: not retried, budget spent
+  // remora_cluster_timeouts_total{reason}: attempts abandoned at the per-try timeout, requests
+  // ended by the route timeout, and by the caller's deadline (on arrival or while waiting).
+  uint32_t per_try_timeouts;   // reason="per_try_timeout"
+  uint32_t route_timeouts;     // reason="upstream_timeout"
+  uint32_t deadline_exceeded;  // reason="deadline_exceeded"
+  uint32_t retries_active;     // remora_cluster_retries_active (sampled at scrape)
+  uint32_t requests_active;    // remora_cluster_requests_active (sampled at scrape)
 };
 
 struct ServerStats {

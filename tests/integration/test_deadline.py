@@ -95,6 +95,9 @@ class DeadlineChainTest(unittest.TestCase):
             self.assertIn("grpc-status: 4", out)
             self.assertIn("x-remora-reason: deadline_exceeded", out)
             self.assertEqual(c.seen, [])
+            m = rc.metrics()
+            self.assertEqual(
+                m['remora_cluster_timeouts_total{cluster="app",reason="deadline_exceeded"}'], 2)
 
     def test_a_response_under_way_is_cut_at_the_deadline(self):
         with contextlib.ExitStack() as stack:

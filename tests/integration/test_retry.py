@@ -251,7 +251,10 @@ class RetryTest(unittest.TestCase):
             self.assertLess(seconds, 1.4)
             self.assertLessEqual(int(headers["x-remora-attempts"]), 4)
             m = r.metrics()
-            self.assertGreaterEqual(m['remora_cluster_per_try_timeouts_total{cluster="app"}'], 4)
+            key = 'remora_cluster_timeouts_total{cluster="app",reason="%s"}'
+            self.assertGreaterEqual(m[key % "per_try_timeout"], 4)
+            self.assertEqual(m[key % "upstream_timeout"], 1)
+            self.assertEqual(m[key % "deadline_exceeded"], 0)
         # Without retries on timeouts the per-try timeout is the answer.
         with self.proxy(retries_yaml(attempts=3, retry_on="[connect-failure]", per_try="200ms"),
                         [up.address]) as r:
