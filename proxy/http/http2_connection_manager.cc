@@ -302,17 +302,24 @@ void Http2ConnectionManager::UpdateIdleTimer() {
   if (closing_ || finished_ || draining_) return;
   if (!streams_.empty()) {
     timer_->Disable();
-    awaiting_header_block_ = false;
+    idle_ = awaiting_header_block_ = false;
     return;
   }
-  // No stream: the connection waits for a request. One whose header block has begun and not
-  // ended gets request_header_timeout, as on HTTP/1.1 (slowloris); it can send nothing else
-  // meanwhile. Streams in progress have their own stream_idle_timeout instead.
+  // No stream: the connection waits for a request, for idle_timeout from when its last stream
+  // ended. One whose header block has begun and not ended gets request_header_timeout from
+  // then, as on HTTP/1.1 (slowloris; it can send nothing else meanwhile), never past the idle
+  // deadline. Streams in progress have their own stream_idle_timeout instead.
+  absl::Time now = ctx_.dispatcher.Now();
   bool header = codec_.ReadingHeaderBlock();
-  if (header == awaiting_header_block_ && timer_->Enabled()) return;
+  if (idle_ && header == awaiting_header_block_ && timer_->Enabled()) return;
+  if (!idle_) {
+    idle_ = true;
+    idle_since_ = now;
+  }
   awaiting_header_block_ = header;
-  timer_->Enable(header ? listener_.config->request_header_timeout
-                        : listener_.config->idle_timeout);
+  absl::Duration wait = listener_.config->idle_timeout - (now - idle_since_);
+  if (header) wait = std::min(wait, listener_.config->request_header_timeout);
+  timer_->Enable(std::max(wait, absl::ZeroDuration()));
 }
 
 void Http2ConnectionManager::OnTimer() {

@@ -94,7 +94,9 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   bool draining_ = false;
   bool goaway_sent_ = false;
   bool peer_eof_ = false;               // the client half-closed
+  bool idle_ = false;                   // no stream, since idle_since_
   bool awaiting_header_block_ = false;  // timer_ is the header-read timeout
+  absl::Time idle_since_;
   bool closing_ = false;
   bool finished_ = false;
 };

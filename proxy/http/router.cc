@@ -90,25 +90,22 @@ void RouterFilter::Attempt(bool force_new) {
   if (retry_.has_value()) retry_->OnAttempt();
   uint32_t attempts = retry_.has_value() ? retry_->attempts() : 1 + retried_;
   if (retry_.has_value() || attempts > 1) callbacks_->info().upstream_attempts = attempts;
-  if (request_complete_) ArmPerTryTimeout();
+  bool ready = false;  // the request can go at once (a stream on an open connection, a reused one)
   if (UsesHttp2()) {
     h2_ = worker.http2_pool->Request(cluster, ep, *this);
-    if (h2_ == nullptr) {
-      worker.stats.Add(cluster.stats.overflow);
-      callbacks_->SendLocalReply(503, "overflow", "upstream cluster is at its connection limit");
-      return;
-    }
-    if (h2_->ready()) SendRequestHead();
-    return;
+    ready = h2_ != nullptr && h2_->ready();
+  } else {
+    conn_ = worker.http1_pool->Acquire(cluster, ep, this, force_new, &ready);
   }
-  bool reused = false;
-  conn_ = worker.http1_pool->Acquire(cluster, ep, this, force_new, &reused);
-  if (conn_ == nullptr) {
+  if (h2_ == nullptr && conn_ == nullptr) {
+    // Ends the request, and any retry or timer of it: a local overflow is not an attempt's
+    // failure, and is not retried.
     worker.stats.Add(cluster.stats.overflow);
-    callbacks_->SendLocalReply(503, "overflow", "upstream cluster is at its connection limit");
+    OnUpstreamFailure(503, "overflow", "upstream cluster is at its connection limit", std::nullopt);
     return;
   }
-  if (reused) SendRequestHead();
+  if (request_complete_) ArmPerTryTimeout();
+  if (ready) SendRequestHead();
 }
 
 bool RouterFilter::UsesHttp2() const {
@@ -305,11 +302,15 @@ bool RouterFilter::TryRetry(const AttemptFailure& failure) {
       case RetryState::Decision::kRetry:
         worker.stats.Add(cluster.stats.retries);
         AbandonAttempt();
-        retry_->Schedule([this] { StartRetry(/*force_new=*/false); });
+        PrepareResend();
+        retry_->Schedule([this] { Attempt(/*force_new=*/false); });
         return true;
       case RetryState::Decision::kOverflow:
         worker.stats.Add(cluster.stats.retry_overflow);
-        return false;  // the budget says no: no built-in retry either
+        // The budget says no, except to the built-in retry of a stream the server refused
+        // unprocessed (once), which routes without a policy get too.
+        if (failure.kind != AttemptFailure::Kind::kRefusedStream) return false;
+        break;
       case RetryState::Decision::kNo:
         break;
     }
@@ -323,7 +324,8 @@ bool RouterFilter::TryRetry(const AttemptFailure& failure) {
   retried_ = true;
   worker.stats.Add(cluster.stats.retries);
   AbandonAttempt();
-  StartRetry(/*force_new=*/true);
+  PrepareResend();
+  Attempt(/*force_new=*/true);
   return true;
 }
 
@@ -345,15 +347,20 @@ void RouterFilter::AbandonAttempt() {
   ReleaseConnection(false);
 }
 
-void RouterFilter::StartRetry(bool force_new) {
-  if (head_sent_) {
-    // The body went out with the failed attempt: send the kept copy (shared, not copied).
-    pending_body_.Clear();
-    pending_body_.AppendSharedCompacting(replay_body_);
-    trailers_pending_ = request_trailers_;
-    head_sent_ = false;
+void RouterFilter::PrepareResend() {
+  if (!head_sent_) return;  // the request never left: pending_body_ holds it all
+  // The body went out with the failed attempt: the kept copy (shared, not copied) waits for the
+  // next one, and body bytes arriving meanwhile join it in pending_body_ (with its
+  // backpressure), so the next attempt gets the whole body even if it outgrows the replay limit
+  // during the backoff.
+  pending_body_.Clear();
+  pending_body_.AppendSharedCompacting(replay_body_);
+  trailers_pending_ = request_trailers_;
+  head_sent_ = false;
+  if (pending_body_.length() > buffer_limit_) {
+    pending_over_limit_ = true;
+    UpdateDownstreamReading();
   }
-  Attempt(force_new);
 }
 
 bool RouterFilter::RetryOnResponse(const ResponseHead& head, bool end_stream) {

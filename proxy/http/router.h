@@ -75,7 +75,9 @@ class RouterFilter final : public StreamFilter,
   bool TryRetry(const AttemptFailure& failure);
   // Lets go of the current attempt's connection or stream (closed: it is not reused).
   void AbandonAttempt();
-  void StartRetry(bool force_new);
+  // After AbandonAttempt: the request goes back to waiting for a connection, its kept body in
+  // pending_body_.
+  void PrepareResend();
   // The response head the policy may retry on; true if it does (the head goes nowhere).
   bool RetryOnResponse(const ResponseHead& head, bool end_stream);
   void ArmPerTryTimeout();

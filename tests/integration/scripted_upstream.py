@@ -11,6 +11,8 @@ test can tell how many attempts reached which endpoint and when.
 Actions (one per request, taken from the script's front, else `default`):
     ok()                   200, JSON {server, n, length, sha256} of the request body
     fail(status, ...)      that status, optional Retry-After and body
+    fail_early(status, ...) that status as soon as the head is read, before any of the body
+                           (the connection then closes)
     reset()                reads the request, then closes with RST (no response byte)
     reset_after_head()     sends a 200 head (content-length 10) and 3 bytes, then RST
     stall(seconds)         waits (ends early when the client goes away), then ok()
@@ -33,6 +35,10 @@ def ok():
 
 def fail(status, retry_after=None):
     return ("status", status, retry_after)
+
+
+def fail_early(status, retry_after=None):
+    return ("early", status, retry_after)
 
 
 def reset():
@@ -77,6 +83,20 @@ class ScriptedUpstream(BackgroundServer):
         class Handler(QuietHandler):
             def handle_one(self):
                 arrived = time.monotonic()
+                with up._lock:
+                    early = up._script and up._script[0][0] == "early"
+                    action = up._script.pop(0) if early else None
+                if early:
+                    seen = Seen(up.name, self.command, self.path, {}, 0, "", arrived)
+                    seen.action = "early"
+                    with up._lock:
+                        up.requests.append(seen)
+                    _, status, retry_after = action
+                    extra = [] if retry_after is None else [("retry-after", retry_after)]
+                    self.respond(status, b"fail", extra + [("connection", "close")])
+                    self.close_connection = True
+                    seen.answered = time.monotonic()
+                    return
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 seen = Seen(up.name, self.command, self.path,

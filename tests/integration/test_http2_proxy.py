@@ -790,6 +790,25 @@ class HeaderReadTimeoutTest(OwnProxy):
             self.assertFalse(raw.closed)
 
 
+class HeaderBlockWithinIdleTest(OwnProxy):
+    """A header block begun on an idle connection does not extend it past idle_timeout."""
+    IDLE = 1.0
+    LISTENER = ["request_header_timeout: 10s", f"idle_timeout: {IDLE:g}s"]
+
+    def test_the_idle_deadline_still_holds(self):
+        with RawH2(self.port) as raw:
+            start = time.monotonic()
+            time.sleep(0.5)
+            block = raw.headers_block(PSEUDO + REGULAR)
+            raw.send(frame(HEADERS, END_STREAM, 1, block[:4]))  # begun at 0.5 s, never ended
+            goaway, _ = raw.wait_for(GOAWAY, timeout=5)
+            self.assertIsNotNone(goaway, "no GOAWAY")
+            self.assertIsNone(raw.wait_for(-1, timeout=3)[0])
+            self.assertTrue(raw.closed)
+            elapsed = time.monotonic() - start
+            self.assertTrue(self.IDLE * 0.9 <= elapsed <= self.IDLE + 0.5, elapsed)
+
+
 # --------------------------------------------------------------------------------------------
 # Stalled streams
 # --------------------------------------------------------------------------------------------

@@ -6,17 +6,19 @@ with what body, and when; and what the client got (status, x-remora-attempts, x-
 """
 
 import concurrent.futures
+import hashlib
 import http.client
 import os
+import socket
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Remora, free_port_refused, http_config  # noqa: E402
-from scripted_upstream import (ScriptedUpstream, fail, ok, reset, reset_after_head,  # noqa: E402
-                               stall)
+from harness import Remora, free_port_refused, http_config, wait_until  # noqa: E402
+from scripted_upstream import (ScriptedUpstream, fail, fail_early, ok, reset,  # noqa: E402
+                               reset_after_head, stall)
 
 
 def retries_yaml(attempts=3, retry_on="[5xx]", per_try=None, base="10ms", cap="50ms",
@@ -229,6 +231,33 @@ class RetryTest(unittest.TestCase):
             self.assertEqual(up.count(), 3)
             self.assertEqual(up.requests[1].sha256, up.requests[2].sha256)
             self.assertEqual(up.requests[2].length, len(small))
+
+    def test_a_body_still_arriving_during_the_backoff_goes_whole_to_the_retry(self):
+        # The upstream answers 503 (Retry-After 1 s) as soon as it has the head; the client then
+        # sends the rest of its body during the wait, past the 1000-byte replay limit. The retry
+        # must carry the whole body: what was kept, and what came during the wait.
+        up = self.upstream("a")
+        with self.proxy(retries_yaml(attempts=2, retry_on="[503]", cap="2s", buffer_limit=1000),
+                        [up.address]) as r:
+            up.script([fail_early(503, retry_after="1")])
+            body = os.urandom(3000)
+            sock = socket.create_connection(("127.0.0.1", r.port("web")), timeout=10)
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:500])
+            wait_until(lambda: up.count() == 1, what="the first attempt")
+            time.sleep(0.3)  # the 503 is back, the retry waits
+            sock.sendall(body[500:])
+            raw = b""
+            while b"\r\n\r\n" not in raw or len(raw.split(b"\r\n\r\n", 1)[1]) < 10:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+            sock.close()
+            self.assertTrue(raw.startswith(b"HTTP/1.1 200"), raw[:200])
+            self.assertEqual(up.count(), 2)
+            self.assertEqual(up.requests[1].length, len(body))
+            self.assertEqual(up.requests[1].sha256, hashlib.sha256(body).hexdigest())
 
     def test_per_try_timeout_and_the_route_timeout_over_all_attempts(self):
         up = self.upstream("a")
