@@ -141,12 +141,18 @@ struct Endpoint {
   uint32_t weight = 1;
 };
 
+// How a request picks its endpoint (proxy/upstream/load_balancer.h).
+enum class LbPolicy : uint8_t { kRoundRobin, kRandom, kLeastRequest, kRingHash };
+
 // The protocol spoken to a cluster's endpoints; kAuto: the one the request arrived with.
 enum class UpstreamProtocol : uint8_t { kAuto, kHttp1, kHttp2 };
 
 struct Cluster {
   std::string name;
   UpstreamProtocol protocol = UpstreamProtocol::kAuto;
+  LbPolicy lb_policy = LbPolicy::kLeastRequest;
+  // ring_hash: the key, a request header's value (hash_header set) or else the client address.
+  std::string hash_header;
   std::vector<Endpoint> endpoints;
   absl::Duration connect_timeout = absl::Seconds(5);
   // Upper bound on concurrent upstream connections to the whole cluster (all workers together);
@@ -186,6 +192,7 @@ const char* LogLevelName(LogLevel level);
 const char* ListenerKindName(ListenerKind kind);
 const char* DirectionName(Direction direction);
 const char* UpstreamProtocolName(UpstreamProtocol protocol);
+const char* LbPolicyName(LbPolicy policy);
 // The named conditions and gRPC statuses of retry_on (its status codes are in status_codes).
 std::vector<std::string> RetryOnNames(const RetryPolicy& policy);
 

@@ -107,7 +107,10 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "max_idle_connections",
                                                 "idle_connection_timeout",
                                                 "retry_budget",
+                                                "lb_policy",
+                                                "hash_on",
                                                 "endpoints"};
+constexpr absl::string_view kHashOnFields[] = {"header", "client_address"};
 constexpr absl::string_view kEndpointFields[] = {"address", "weight"};
 
 // Indexed by the enums' values.
@@ -115,6 +118,8 @@ constexpr absl::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn"
 constexpr absl::string_view kListenerKindNames[] = {"tcp", "http"};
 constexpr absl::string_view kDirectionNames[] = {"outbound", "inbound"};
 constexpr absl::string_view kUpstreamProtocolNames[] = {"auto", "http1", "http2"};
+constexpr absl::string_view kLbPolicyNames[] = {"round_robin", "random", "least_request",
+                                                "ring_hash"};
 constexpr int64_t kMaxRequestHeaderBytes = 1024 * 1024;
 constexpr int64_t kMaxRequestHeaders = 1000;
 constexpr int64_t kMaxIdleConnections = 10000;
@@ -1029,6 +1034,36 @@ class Decoder {
         Duration(*t, JoinPath(path, "idle_connection_timeout"), absl::Milliseconds(1),
                  kMaxHttpTimeout, &cluster.idle_connection_timeout);
       }
+      if (const Value* p = Optional(item, "lb_policy")) {
+        size_t index;
+        if (Enum(*p, JoinPath(path, "lb_policy"), "load balancing policy", kLbPolicyNames,
+                 &index)) {
+          cluster.lb_policy = static_cast<LbPolicy>(index);
+        }
+      }
+      if (const Value* h = Optional(item, "hash_on")) {
+        std::string hpath = JoinPath(path, "hash_on");
+        if (Map(*h, hpath, kHashOnFields)) {
+          const Value* header = Optional(*h, "header");
+          const Value* client = Optional(*h, "client_address");
+          if ((header == nullptr) == (client == nullptr)) {
+            Error(h->line, hpath, "give exactly one of header and client_address");
+          } else if (header != nullptr) {
+            if (HeaderName(*header, JoinPath(hpath, "header"), &cluster.hash_header)) {
+              absl::AsciiStrToLower(&cluster.hash_header);  // field names are case-insensitive
+            }
+          } else {
+            bool on = false;
+            if (Bool(*client, JoinPath(hpath, "client_address"), &on) && !on) {
+              Error(client->line, JoinPath(hpath, "client_address"),
+                    "only true is meaningful here (or leave hash_on out)");
+            }
+          }
+          if (cluster.lb_policy != LbPolicy::kRingHash) {
+            Error(h->line, hpath, "hash_on applies to lb_policy: ring_hash only");
+          }
+        }
+      }
       if (const Value* b = Optional(item, "retry_budget")) {
         std::string bpath = JoinPath(path, "retry_budget");
         if (Map(*b, bpath, kRetryBudgetFields)) {
@@ -1194,6 +1229,11 @@ std::vector<std::string> RetryOnNames(const RetryPolicy& p) {
     if (p.grpc_statuses & (1u << code)) out.emplace_back(name);
   }
   return out;
+}
+
+const char* LbPolicyName(LbPolicy policy) {
+  auto i = static_cast<size_t>(policy);
+  return i < std::size(kLbPolicyNames) ? kLbPolicyNames[i].data() : "unknown";
 }
 
 const char* ListenerKindName(ListenerKind kind) {

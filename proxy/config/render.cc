@@ -113,6 +113,11 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["max_connections"] = cl.max_connections;
     j["max_idle_connections"] = cl.max_idle_connections;
     j["idle_connection_timeout"] = DurationToString(cl.idle_connection_timeout);
+    j["lb_policy"] = LbPolicyName(cl.lb_policy);
+    if (cl.lb_policy == LbPolicy::kRingHash) {
+      j["hash_on"] = cl.hash_header.empty() ? nlohmann::json{{"client_address", true}}
+                                            : nlohmann::json{{"header", cl.hash_header}};
+    }
     j["retry_budget"] = {{"ratio", cl.retry_budget_ratio},
                          {"min_concurrency", cl.retry_budget_min_concurrency}};
     j["endpoints"] = std::move(endpoints);

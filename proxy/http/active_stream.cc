@@ -10,14 +10,6 @@
 
 namespace remora::http {
 
-std::string PeerHost(const std::string& peer) {
-  if (!peer.empty() && peer[0] == '[') {
-    size_t close = peer.find(']');
-    return peer.substr(1, close == std::string::npos ? std::string::npos : close - 1);
-  }
-  return peer.substr(0, peer.rfind(':'));
-}
-
 ActiveStream::ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                            const server::ListenerRuntime& listener, StreamConnection& connection,
                            RequestHead& request, absl::string_view downstream_address)

@@ -27,10 +27,6 @@ namespace remora::http {
 
 class ActiveStream;
 
-// A client's address without the port, as StreamInfo keeps it: "127.0.0.1:5000" -> "127.0.0.1",
-// "[::1]:5000" -> "::1".
-std::string PeerHost(const std::string& peer);
-
 // What a stream needs of the connection it arrived on.
 class StreamConnection {
  public:

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/http/http2_connection_manager.h"
+#include "proxy/network/address.h"
 
 namespace remora::http {
 
@@ -45,7 +46,7 @@ HttpConnectionManager::HttpConnectionManager(server::WorkerContext& ctx,
   codec_.set_decoder(this);
   timer_ = ctx_.dispatcher.CreateTimer([this] { OnTimer(); });
   flush_timer_ = ctx_.dispatcher.CreateTimer([this] { FlushOut(); });
-  peer_host_ = PeerHost(conn_->peer());
+  peer_host_ = network::PeerHost(conn_->peer());
   // A client that connects must start a request within the header timeout, like one that
   // started it.
   ArmTimer(listener_.config->request_header_timeout);

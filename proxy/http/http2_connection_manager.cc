@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "proxy/common/block_cache.h"
 #include "proxy/common/log.h"
+#include "proxy/network/address.h"
 
 namespace remora::http {
 
@@ -148,7 +149,7 @@ Http2ConnectionManager::Http2ConnectionManager(server::WorkerContext& ctx,
   conn_->SetCallbacks(this);
   uint32_t limit = listener_.config->buffer_limit_bytes;
   conn_->SetWriteWatermarks(limit / 2, limit);
-  peer_host_ = PeerHost(conn_->peer());
+  peer_host_ = network::PeerHost(conn_->peer());
   timer_ = ctx_.dispatcher.CreateTimer([this] { OnTimer(); });
   send_timer_ = ctx_.dispatcher.CreateTimer([this] { SendOut(); });
   sweep_timer_ = ctx_.dispatcher.CreateTimer([this] { SweepIdleStreams(); });

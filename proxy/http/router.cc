@@ -70,16 +70,30 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
 
 const server::EndpointRuntime& RouterFilter::PickEndpoint() {
   const server::ClusterRuntime& cluster = *route_->cluster;
-  auto& rr = cluster.per_worker[static_cast<size_t>(callbacks_->worker().index)].rr_next;
-  size_t n = cluster.endpoints.size();
-  size_t i = rr++ % n;
-  if (tried_ != 0) {
-    // A retry: the next untried endpoint in round-robin order, if any is left.
-    for (size_t k = 0; k < n && i < 64 && (tried_ >> i) & 1; ++k) i = rr++ % n;
+  int worker = callbacks_->worker().index;
+  upstream::LbRequest lb;
+  lb.tried = tried_;
+  if (cluster.config->lb_policy == config::LbPolicy::kRingHash) {
+    const std::string& header = cluster.config->hash_header;
+    absl::string_view key = header.empty()
+                                ? absl::string_view(callbacks_->info().downstream_address)
+                                : request_->headers.Get(header);
+    // A request without the header is placed at random (it has no key to keep).
+    lb.has_hash = !key.empty();
+    if (lb.has_hash) lb.hash = upstream::HashKey(key);
   }
+  uint32_t i = upstream::PickEndpoint(cluster, worker, lb);
   if (i < 64) tried_ |= uint64_t{1} << i;
-  endpoint_index_ = static_cast<uint32_t>(i);
+  endpoint_index_ = i;
+  cluster.AddEndpointActive(worker, i, 1);
+  endpoint_counted_ = true;
   return cluster.endpoints[i];
+}
+
+void RouterFilter::EndAttemptCount() {
+  if (!endpoint_counted_) return;
+  endpoint_counted_ = false;
+  route_->cluster->AddEndpointActive(callbacks_->worker().index, endpoint_index_, -1);
 }
 
 void RouterFilter::Attempt(bool force_new) {
@@ -268,6 +282,7 @@ void RouterFilter::OnDestroy() {
 }
 
 void RouterFilter::ReleaseConnection(bool reusable) {
+  EndAttemptCount();
   h2_.reset();
   if (conn_ == nullptr) return;
   upstream::Http1Connection* c = conn_;
@@ -335,7 +350,10 @@ void RouterFilter::AbandonAttempt() {
   upstream_above_high_ = false;
   UpdateDownstreamReading();
   h2_.reset();  // RST_STREAM CANCEL if still open
-  if (conn_ == nullptr) return;
+  if (conn_ == nullptr) {
+    EndAttemptCount();  // HTTP/1: when the connection is released, below or after Dispatch
+    return;
+  }
   if (dispatching_) {
     // Inside the codec's Dispatch (a response the policy retries): the parser goes on through
     // the response (its body is dropped), and when Dispatch returns (OnUpstreamData) the

@@ -1,12 +1,12 @@
 #pragma once
 
 // The router: the terminal filter of every http listener's chain. It matches the request to a
-// route, applies the route's header changes, picks an endpoint of the route's cluster (round robin
-// per worker), and runs one attempt upstream: on a pooled HTTP/1.1 connection, or a stream of a
-// pooled HTTP/2 connection (the cluster's `protocol`; `auto` follows the downstream's). Request
-// out, response back through the encode chain, bodies streamed both ways with backpressure. A
-// gRPC request is never sent to an HTTP/1 upstream: 502 upstream_protocol_unsupported (gRPC
-// UNAVAILABLE).
+// route, applies the route's header changes, picks an endpoint of the route's cluster (its
+// lb_policy, upstream/load_balancer.h), and runs one attempt upstream: on a pooled HTTP/1.1
+// connection, or a stream of a pooled HTTP/2 connection (the cluster's `protocol`; `auto` follows
+// the downstream's). Request out, response back through the encode chain, bodies streamed both ways
+// with backpressure. A gRPC request is never sent to an HTTP/1 upstream: 502
+// upstream_protocol_unsupported (gRPC UNAVAILABLE).
 //
 // Failures before any response byte become local replies with their reason:
 //   404 no_route, 503 overflow (cluster at max_connections), 502 connect_failure,
@@ -56,9 +56,11 @@ class RouterFilter final : public StreamFilter,
 
  private:
   void Attempt(bool force_new);
-  // Picks the endpoint for the next attempt: round robin, skipping ones this request has tried
-  // while any is left untried.
+  // Picks the endpoint for the next attempt by the cluster's lb_policy, skipping ones this
+  // request has tried while any is left untried; counts the attempt as in flight to it.
   const server::EndpointRuntime& PickEndpoint();
+  // The attempt no longer counts as in flight to its endpoint (least_request).
+  void EndAttemptCount();
   void SendRequestHead();
   RequestEncoder& encoder();
   bool UsesHttp2() const;
@@ -140,6 +142,7 @@ class RouterFilter final : public StreamFilter,
   bool request_trailers_ = false;  // the request has trailers (kept in pending_trailers_)
   bool abandoned_ = false;         // a retried HTTP/1 attempt, released when Dispatch returns
   bool counted_ = false;           // counted in the cluster's active requests
+  bool endpoint_counted_ = false;  // the attempt counts in its endpoint's in-flight requests
   RequestHead* request_ = nullptr;
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream

@@ -146,4 +146,12 @@ absl::StatusOr<uint16_t> BoundPort(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
 }
 
+std::string PeerHost(const std::string& peer) {
+  if (!peer.empty() && peer[0] == '[') {
+    size_t close = peer.find(']');
+    return peer.substr(1, close == std::string::npos ? std::string::npos : close - 1);
+  }
+  return peer.substr(0, peer.rfind(':'));
+}
+
 }  // namespace remora::network

@@ -22,6 +22,10 @@ bool ToSockaddr(const config::SocketAddress& address, sockaddr_storage* out, soc
 // "1.2.3.4:80" / "[::1]:80"; "unknown" for other families.
 std::string FormatSockaddr(const sockaddr* sa);
 
+// A peer's address without the port, as StreamInfo keeps it: "127.0.0.1:5000" -> "127.0.0.1",
+// "[::1]:5000" -> "::1".
+std::string PeerHost(const std::string& peer);
+
 // A non-blocking, close-on-exec, listening TCP socket with SO_REUSEADDR, and SO_REUSEPORT when
 // `reuse_port` (one socket per worker on the same port; the kernel spreads connections).
 // The error names the address and the system error.

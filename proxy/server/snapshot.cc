@@ -42,6 +42,11 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     rt.stats = stats::RegisterClusterStats(stats, c.name);
     rt.per_worker = std::make_unique<ClusterRuntime::PerWorker[]>(static_cast<size_t>(workers));
     rt.worker_count = static_cast<size_t>(workers);
+    for (int w = 0; w < workers; ++w) {
+      rt.per_worker[static_cast<size_t>(w)].active =
+          std::make_unique<int32_t[]>(c.endpoints.size());  // zeroed
+    }
+    rt.lb = upstream::LbTables::Build(c);
     for (const config::Endpoint& e : c.endpoints) {
       EndpointRuntime ep;
       socklen_t len;

@@ -21,6 +21,7 @@
 #include "proxy/stats/metrics.h"
 #include "proxy/stats/stats.h"
 #include "proxy/upstream/endpoint_state.h"
+#include "proxy/upstream/load_balancer.h"
 
 namespace remora::server {
 
@@ -42,9 +43,17 @@ struct ClusterRuntime {
   struct alignas(64) PerWorker {
     mutable uint64_t rr_next = 0;
     mutable std::atomic<int64_t> active_requests{0};
+    // Requests in flight from this worker, per endpoint (least_request).
+    std::unique_ptr<int32_t[]> active;
   };
   std::unique_ptr<PerWorker[]> per_worker;
   size_t worker_count = 0;
+  upstream::LbTables lb;
+
+  // An attempt to endpoint `i` starts (+1) or ends (-1), on `worker`.
+  void AddEndpointActive(int worker, uint32_t i, int32_t delta) const {
+    per_worker[static_cast<size_t>(worker)].active[i] += delta;
+  }
 
   // Requests in flight to this cluster under this snapshot, all workers.
   int64_t ActiveRequests() const;

@@ -2,6 +2,8 @@
 
 #include "absl/time/time.h"
 #include "proxy/common/log.h"
+#include "proxy/network/address.h"
+#include "proxy/upstream/load_balancer.h"
 
 namespace remora::tcp {
 
@@ -53,8 +55,15 @@ void TcpProxySession::Connect() {
   holds_cluster_slot_ = true;
   ctx_.stats.AddSigned(cluster_->stats.cx_active, 1);
 
-  auto& pw = cluster_->per_worker[static_cast<size_t>(ctx_.index)];
-  endpoint_ = &cluster_->endpoints[pw.rr_next++ % cluster_->endpoints.size()];
+  upstream::LbRequest lb;
+  if (cluster_->config->lb_policy == config::LbPolicy::kRingHash) {
+    // A TCP connection has no header to hash: the client address is the key.
+    lb.hash = upstream::HashKey(network::PeerHost(down_.conn->peer()));
+    lb.has_hash = true;
+  }
+  endpoint_index_ = upstream::PickEndpoint(*cluster_, ctx_.index, lb);
+  endpoint_ = &cluster_->endpoints[endpoint_index_];
+  cluster_->AddEndpointActive(ctx_.index, endpoint_index_, 1);  // least_request: connections
   endpoint_->state->active_connections.fetch_add(1, std::memory_order_relaxed);
   up_.conn = TcpConnection::Connect(
       ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint_->address), cfg.connect_timeout);
@@ -187,6 +196,7 @@ void TcpProxySession::ReleaseUpstreamSlot() {
   cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
   ctx_.stats.AddSigned(cluster_->stats.cx_active, -1);
   endpoint_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  cluster_->AddEndpointActive(ctx_.index, endpoint_index_, -1);
 }
 
 void TcpProxySession::CloseNow() { Finish(); }

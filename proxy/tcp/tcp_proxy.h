@@ -69,6 +69,7 @@ class TcpProxySession final : public server::ActiveConnection {
   const server::ListenerRuntime& listener_;
   const server::ClusterRuntime* cluster_;
   const server::EndpointRuntime* endpoint_ = nullptr;
+  uint32_t endpoint_index_ = 0;
   Side down_;
   Side up_;
   std::unique_ptr<event::Timer> flush_timer_;

@@ -64,7 +64,9 @@ class Seen:
         self.length = length
         self.sha256 = sha256
         self.arrived = arrived      # time.monotonic() when its head was read
-        self.answered = None        # when its response (or reset) went out
+        # When its response (or reset) went out: taken just before the write, so that a next
+        # request the proxy sends at once cannot be seen arriving "before" it.
+        self.answered = None
         self.action = None
 
     def __repr__(self):
@@ -118,7 +120,9 @@ class ScriptedUpstream(BackgroundServer):
                 elif kind == "status":
                     _, status, retry_after = action
                     extra = [] if retry_after is None else [("retry-after", retry_after)]
+                    seen.answered = time.monotonic()
                     self.respond(status, b"fail", extra)
+                    return
                 else:
                     if kind == "stall" and self.wait_or_gone(action[1]):
                         seen.answered = time.monotonic()
@@ -126,7 +130,9 @@ class ScriptedUpstream(BackgroundServer):
                         return
                     out = json.dumps({"server": up.name, "n": n, "length": len(body),
                                       "sha256": seen.sha256}).encode()
+                    seen.answered = time.monotonic()
                     self.respond(200, out)
+                    return
                 seen.answered = time.monotonic()
 
             def respond(self, status, body, extra=()):

@@ -666,10 +666,11 @@ class TcpProxyTest(unittest.TestCase):
 
     # 4 ---------------------------------------------------------------------------------------
     def test_round_robin_splits_connections_evenly(self):
-        """With one worker, a cluster of two echo endpoints gets 10 sequential connections
-        split 5/5, alternating, and every connection's echo is intact."""
+        """With one worker, a `round_robin` cluster of two echo endpoints gets 10 sequential
+        connections split 5/5, alternating, and every connection's echo is intact."""
         with EchoServer() as e1, EchoServer() as e2, Remora(render_config(
-                [("a", "c")], {"c": [e1.address, e2.address]}, workers=1)) as r:
+                [("a", "c")], {"c": [e1.address, e2.address]}, workers=1).replace(
+                    "  - name: c\n", "  - name: c\n    lb_policy: round_robin\n")) as r:
             seen = []
             for i in range(10):
                 echo_check(r.port("a"), nbytes=4 * KiB)

@@ -628,6 +628,33 @@ TEST(DecodeConfigTest, RetryPolicyErrors) {
                                       "true or false, got string \"yes please\""}));
 }
 
+TEST(DecodeConfigTest, LoadBalancing) {
+  Config d = Decode("clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n");
+  EXPECT_EQ(d.clusters[0].lb_policy, LbPolicy::kLeastRequest);
+  Config c = Decode(
+      "clusters:\n  - {name: c, lb_policy: ring_hash, hash_on: {header: X-User}, endpoints: "
+      "[{address: 127.0.0.1:1}]}\n");
+  EXPECT_EQ(c.clusters[0].lb_policy, LbPolicy::kRingHash);
+  EXPECT_EQ(c.clusters[0].hash_header, "x-user");
+  Config a = Decode(
+      "clusters:\n  - {name: c, lb_policy: ring_hash, hash_on: {client_address: true}, "
+      "endpoints: [{address: 127.0.0.1:1}]}\n");
+  EXPECT_EQ(a.clusters[0].hash_header, "");
+  EXPECT_EQ(Errors("clusters:\n  - {name: c, lb_policy: fastest, endpoints: "
+                   "[{address: 127.0.0.1:1}]}\n"),
+            (std::vector<std::string>{
+                "t.yaml:2: clusters[0].lb_policy: unknown load balancing policy \"fastest\"; "
+                "allowed values: round_robin, random, least_request, ring_hash"}));
+  EXPECT_EQ(Errors("clusters:\n  - {name: c, hash_on: {header: x}, endpoints: "
+                   "[{address: 127.0.0.1:1}]}\n"),
+            (std::vector<std::string>{
+                "t.yaml:2: clusters[0].hash_on: hash_on applies to lb_policy: ring_hash only"}));
+  EXPECT_EQ(Errors("clusters:\n  - {name: c, lb_policy: ring_hash, hash_on: {header: x, "
+                   "client_address: true}, endpoints: [{address: 127.0.0.1:1}]}\n"),
+            (std::vector<std::string>{
+                "t.yaml:2: clusters[0].hash_on: give exactly one of header and client_address"}));
+}
+
 TEST(DecodeConfigTest, RetryBudget) {
   Config c = Decode(
       "clusters:\n  - {name: c, retry_budget: {ratio: 0.5, min_concurrency: 0}, endpoints: "

@@ -44,6 +44,8 @@ clusters:
     connect_timeout: 250ms
     max_connections: 7
     retry_budget: {ratio: 0.5, min_concurrency: 10}
+    lb_policy: ring_hash
+    hash_on: {header: x-user}
     endpoints:
       - address: 127.0.0.1:8080
         weight: 5
@@ -128,6 +130,10 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(j["clusters"][0]["retry_budget"]["ratio"], 0.5);
   EXPECT_EQ(j["clusters"][0]["retry_budget"]["min_concurrency"], 10);
   EXPECT_EQ(j["clusters"][1]["retry_budget"]["ratio"], 0.2);
+  EXPECT_EQ(j["clusters"][0]["lb_policy"], "ring_hash");
+  EXPECT_EQ(j["clusters"][0]["hash_on"]["header"], "x-user");
+  EXPECT_EQ(j["clusters"][1]["lb_policy"], "least_request");
+  EXPECT_FALSE(j["clusters"][1].contains("hash_on"));
   const nlohmann::json& route = j["listeners"][2]["routes"][0];
   EXPECT_EQ(route["idempotent"], true);
   EXPECT_EQ(route["retries"]["attempts"], 4);

@@ -1,0 +1,56 @@
+#pragma once
+
+// How a request (or a TCP connection) picks its endpoint: the cluster's `lb_policy`
+// (docs/config.md).
+//   round_robin    in turn, weighted (each endpoint `weight` times per cycle, interleaved);
+//   random         weighted random;
+//   least_request  power of two choices (the default): two endpoints drawn at random, the one
+//                  with fewer requests in flight per unit of weight wins. The counts are this
+//                  worker's own (no shared cache line per request): each worker balances what
+//                  it sends, which is what a per-pod sidecar with a few workers needs;
+//   ring_hash      consistent hashing on a header or the client address: a key stays on one
+//                  endpoint, and an endpoint leaving moves only the keys it had (~1/N).
+// A retry passes the endpoints its request already tried; another one is chosen while any is
+// left (ring_hash: the next one clockwise).
+//
+// The tables (weighted sequence, ring) are built with the snapshot, on the main thread.
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "proxy/config/config.h"
+
+namespace remora::server {
+struct ClusterRuntime;
+}
+
+namespace remora::upstream {
+
+struct LbTables {
+  // Endpoint indices, each endpoint weight/gcd times (scaled down if the cycle would pass 64 Ki
+  // entries), interleaved smoothly. Empty when all weights are equal.
+  std::vector<uint32_t> weighted;
+  struct Point {
+    uint64_t hash;
+    uint32_t endpoint;
+  };
+  std::vector<Point> ring;  // ring_hash only; sorted by hash
+
+  static LbTables Build(const config::Cluster& cluster);
+};
+
+struct LbRequest {
+  uint64_t hash = 0;  // ring_hash: the key's HashKey; without one the pick is random
+  bool has_hash = false;
+  uint64_t tried = 0;  // bit i: endpoint i was tried already (the first 64 endpoints)
+};
+
+// The chosen endpoint's index in cluster.endpoints.
+uint32_t PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbRequest& req);
+
+// A 64-bit hash that is the same in every process and build (ring positions must not move
+// when a sidecar restarts).
+uint64_t HashKey(absl::string_view key);
+
+}  // namespace remora::upstream
