@@ -25,6 +25,7 @@ import socket
 import struct
 import threading
 import time
+import unittest
 
 from harness import BackgroundServer, QuietHandler
 
@@ -179,3 +180,18 @@ class ScriptedUpstream(BackgroundServer):
         with self._lock:
             return len(self.requests)
 
+
+class ScriptedUpstreamTest(unittest.TestCase):
+    """A test case whose upstreams (self.upstream(name)) are closed after each test."""
+
+    def setUp(self):
+        self.ups = []
+
+    def tearDown(self):
+        for u in self.ups:
+            u.close()
+
+    def upstream(self, name):
+        u = ScriptedUpstream(name)
+        self.ups.append(u)
+        return u

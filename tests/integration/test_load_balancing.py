@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Remora, http_config, wait_until  # noqa: E402
-from scripted_upstream import ScriptedUpstream, stall  # noqa: E402
+from scripted_upstream import ScriptedUpstreamTest, stall  # noqa: E402
 
 
 def get(port, headers=None):
@@ -27,18 +27,7 @@ def get(port, headers=None):
         conn.close()
 
 
-class LoadBalancingTest(unittest.TestCase):
-    def setUp(self):
-        self.ups = []
-
-    def tearDown(self):
-        for u in self.ups:
-            u.close()
-
-    def upstream(self, name):
-        u = ScriptedUpstream(name)
-        self.ups.append(u)
-        return u
+class LoadBalancingTest(ScriptedUpstreamTest):
 
     def config(self, policy_lines, addrs):
         return http_config([("{prefix: /}", "app")], {"app": addrs},

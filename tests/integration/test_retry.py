@@ -17,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Remora, free_port_refused, http_config, wait_until  # noqa: E402
-from scripted_upstream import (ScriptedUpstream, fail, fail_early, ok, reset,  # noqa: E402
+from scripted_upstream import (ScriptedUpstreamTest, fail, fail_early, ok, reset,  # noqa: E402
                                reset_after_head, stall)
 
 
@@ -51,18 +51,7 @@ def request(port, method="GET", path="/", body=None, headers=None, timeout=10):
         conn.close()
 
 
-class RetryTest(unittest.TestCase):
-    def setUp(self):
-        self.ups = []
-
-    def tearDown(self):
-        for u in self.ups:
-            u.close()
-
-    def upstream(self, name):
-        u = ScriptedUpstream(name)
-        self.ups.append(u)
-        return u
+class RetryTest(ScriptedUpstreamTest):
 
     def proxy(self, route_extra, addrs, cluster_extra=None, workers=1):
         return Remora(http_config([("{prefix: /}", "app", route_extra)], {"app": addrs},
