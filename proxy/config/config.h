@@ -158,6 +158,9 @@ struct Cluster {
   // Upper bound on concurrent upstream connections to the whole cluster (all workers together);
   // a connection over it is refused and counted as overflow, never as an endpoint failure.
   uint32_t max_connections = 1024;
+  // Upper bound on HTTP requests in flight to the cluster (all workers together); 0 = none. A
+  // request over it gets 503 overflow at once, never counted as an endpoint failure.
+  uint32_t max_requests = 0;
   // HTTP keep-alive pools (per worker, per endpoint): idle connections kept, and for how long.
   uint32_t max_idle_connections = 1024;
   absl::Duration idle_connection_timeout = absl::Seconds(30);

@@ -104,6 +104,7 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "protocol",
                                                 "connect_timeout",
                                                 "max_connections",
+                                                "max_requests",
                                                 "max_idle_connections",
                                                 "idle_connection_timeout",
                                                 "retry_budget",
@@ -1017,6 +1018,12 @@ class Decoder {
       if (const Value* t = Optional(item, "connect_timeout")) {
         Duration(*t, JoinPath(path, "connect_timeout"), kMinConnectTimeout, kMaxConnectTimeout,
                  &cluster.connect_timeout);
+      }
+      if (const Value* m = Optional(item, "max_requests")) {
+        int64_t n;
+        if (Int(*m, JoinPath(path, "max_requests"), 0, kMaxMaxConnections, " (0: no limit)", &n)) {
+          cluster.max_requests = static_cast<uint32_t>(n);
+        }
       }
       if (const Value* m = Optional(item, "max_connections")) {
         int64_t n;

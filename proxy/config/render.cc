@@ -111,6 +111,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["protocol"] = UpstreamProtocolName(cl.protocol);
     j["connect_timeout"] = DurationToString(cl.connect_timeout);
     j["max_connections"] = cl.max_connections;
+    j["max_requests"] = cl.max_requests;
     j["max_idle_connections"] = cl.max_idle_connections;
     j["idle_connection_timeout"] = DurationToString(cl.idle_connection_timeout);
     j["lb_policy"] = LbPolicyName(cl.lb_policy);

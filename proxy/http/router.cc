@@ -54,6 +54,17 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   }
   callbacks_->SetDownstreamWatermarkCallbacks(this);
   const server::ClusterRuntime& cluster = *route_->cluster;
+  if (uint32_t max = cluster.config->max_requests) {
+    // Bulkhead: reserve first so the limit is exact across workers; give it back on overflow.
+    std::atomic<int64_t>& n = cluster.state->limited_requests;
+    if (n.fetch_add(1, std::memory_order_relaxed) >= max) {
+      n.fetch_sub(1, std::memory_order_relaxed);
+      callbacks_->worker().stats.Add(cluster.stats.overflow);
+      callbacks_->SendLocalReply(503, "overflow", "upstream cluster is at max_requests");
+      return FilterStatus::kStop;
+    }
+    holds_request_slot_ = true;
+  }
   cluster.AddActiveRequest(callbacks_->worker().index, 1);
   counted_ = true;
   if (r.has_retries) {
@@ -268,6 +279,9 @@ void RouterFilter::OnDestroy() {
   per_try_.Disarm();
   retry_.reset();  // stops a backoff, gives back a budget slot
   if (counted_) route_->cluster->AddActiveRequest(callbacks_->worker().index, -1);
+  if (holds_request_slot_) {
+    route_->cluster->state->limited_requests.fetch_sub(1, std::memory_order_relaxed);
+  }
   deadline_timer_.reset();
   h2_.reset();  // cancels a stream still open
   // Inside the codec's Dispatch the connection must not go back to the pool yet: the parser is

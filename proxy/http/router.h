@@ -134,15 +134,16 @@ class RouterFilter final : public StreamFilter,
   const CompiledRoute* route_ = nullptr;
   std::optional<RetryState> retry_;  // routes with a retry policy
   PerTryTimeout per_try_{*this};
-  buffer::Buffer replay_body_;     // every body byte received, while replayable_
-  absl::Time complete_at_;         // the request's end: the route timeout runs from here
-  uint64_t tried_ = 0;             // endpoints tried (bit i: endpoint i, the first 64)
-  uint32_t endpoint_index_ = 0;    // of the current attempt
-  bool replayable_ = false;        // replay_body_ holds the whole body so far
-  bool request_trailers_ = false;  // the request has trailers (kept in pending_trailers_)
-  bool abandoned_ = false;         // a retried HTTP/1 attempt, released when Dispatch returns
-  bool counted_ = false;           // counted in the cluster's active requests
-  bool endpoint_counted_ = false;  // the attempt counts in its endpoint's in-flight requests
+  buffer::Buffer replay_body_;       // every body byte received, while replayable_
+  absl::Time complete_at_;           // the request's end: the route timeout runs from here
+  uint64_t tried_ = 0;               // endpoints tried (bit i: endpoint i, the first 64)
+  uint32_t endpoint_index_ = 0;      // of the current attempt
+  bool replayable_ = false;          // replay_body_ holds the whole body so far
+  bool request_trailers_ = false;    // the request has trailers (kept in pending_trailers_)
+  bool abandoned_ = false;           // a retried HTTP/1 attempt, released when Dispatch returns
+  bool counted_ = false;             // counted in the cluster's active requests
+  bool holds_request_slot_ = false;  // one of the cluster's max_requests
+  bool endpoint_counted_ = false;    // the attempt counts in its endpoint's in-flight requests
   RequestHead* request_ = nullptr;
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream

@@ -80,6 +80,7 @@ std::string Server::ClustersJson() const {
     clusters.push_back({
         {"name", c.config->name},
         {"max_connections", c.config->max_connections},
+        {"max_requests", c.config->max_requests},
         {"active_connections", c.state->active_connections.load()},
         {"overflow_total", store_->Value(c.stats.overflow)},
         {"active_requests", c.ActiveRequests()},

@@ -39,7 +39,8 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
       s.Register(Type::kCounter, "remora_cluster_upstream_connect_failures_total", failures_help,
                  {{"cluster", cluster}, {"reason", "local"}}),
       s.Register(Type::kCounter, "remora_cluster_overflow_total",
-                 "Connections refused locally because the cluster was at max_connections; never "
+                 "Connections or requests refused locally because the cluster was at "
+                 "max_connections or max_requests; never "
                  "counted as endpoint failures.",
                  l),
       s.Register(Type::kCounter, "remora_cluster_upstream_received_bytes_total",

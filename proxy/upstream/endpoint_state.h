@@ -31,6 +31,9 @@ struct ClusterState {
   // Enforces max_connections across all workers: incremented before connecting, so the limit is
   // exact (no per-worker approximation).
   std::atomic<int64_t> active_connections{0};
+  // Requests in flight, counted only for clusters with max_requests (an atomic per request is
+  // paid only where a limit asks for an exact count).
+  std::atomic<int64_t> limited_requests{0};
   RetryBudget retry_budget;
 };
 

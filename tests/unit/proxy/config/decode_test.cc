@@ -631,6 +631,12 @@ TEST(DecodeConfigTest, RetryPolicyErrors) {
 TEST(DecodeConfigTest, LoadBalancing) {
   Config d = Decode("clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n");
   EXPECT_EQ(d.clusters[0].lb_policy, LbPolicy::kLeastRequest);
+  EXPECT_EQ(d.clusters[0].max_requests, 0u);
+  EXPECT_EQ(
+      Decode("clusters:\n  - {name: c, max_requests: 7, endpoints: [{address: 127.0.0.1:1}]}\n")
+          .clusters[0]
+          .max_requests,
+      7u);
   Config c = Decode(
       "clusters:\n  - {name: c, lb_policy: ring_hash, hash_on: {header: X-User}, endpoints: "
       "[{address: 127.0.0.1:1}]}\n");
