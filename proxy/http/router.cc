@@ -10,6 +10,7 @@
 #include "proxy/http/deadline.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
+#include "proxy/upstream/slot.h"
 
 namespace remora::http {
 
@@ -54,11 +55,8 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   }
   callbacks_->SetDownstreamWatermarkCallbacks(this);
   const server::ClusterRuntime& cluster = *route_->cluster;
-  if (uint32_t max = cluster.config->max_requests) {
-    // Bulkhead: reserve first so the limit is exact across workers; give it back on overflow.
-    std::atomic<int64_t>& n = cluster.state->limited_requests;
-    if (n.fetch_add(1, std::memory_order_relaxed) >= max) {
-      n.fetch_sub(1, std::memory_order_relaxed);
+  if (uint32_t max = cluster.config->max_requests) {  // the bulkhead, exact across workers
+    if (!upstream::TryReserve(cluster.state->limited_requests, max)) {
       callbacks_->worker().stats.Add(cluster.stats.overflow);
       callbacks_->SendLocalReply(503, "overflow", "upstream cluster is at max_requests");
       return FilterStatus::kStop;

@@ -3,6 +3,7 @@
 #include "absl/time/time.h"
 #include "proxy/common/log.h"
 #include "proxy/network/address.h"
+#include "proxy/upstream/counted_connection.h"
 #include "proxy/upstream/load_balancer.h"
 
 namespace remora::tcp {
@@ -40,10 +41,7 @@ TcpProxySession::~TcpProxySession() = default;
 
 void TcpProxySession::Connect() {
   const auto& cfg = *cluster_->config;
-  // Reserve a slot first so the limit holds across workers; give it back on overflow.
-  int64_t prev = cluster_->state->active_connections.fetch_add(1, std::memory_order_relaxed);
-  if (prev >= static_cast<int64_t>(cfg.max_connections)) {
-    cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
+  if (!upstream::ReserveConnectionSlot(*cluster_)) {
     ctx_.stats.Add(cluster_->stats.overflow);
     ctx_.stats.Add(listener_.stats.overflow);
     LOG_DEBUG("listener %s: cluster %s at max_connections (%d); closing %s", listener_.config->name,

@@ -1,16 +1,13 @@
 #include "proxy/upstream/counted_connection.h"
 
+#include "proxy/upstream/slot.h"
+
 namespace remora::upstream {
 
 using event::TcpConnection;
 
 bool ReserveConnectionSlot(const server::ClusterRuntime& cluster) {
-  if (cluster.state->active_connections.fetch_add(1, std::memory_order_relaxed) <
-      static_cast<int64_t>(cluster.config->max_connections)) {
-    return true;
-  }
-  cluster.state->active_connections.fetch_sub(1, std::memory_order_relaxed);
-  return false;
+  return TryReserve(cluster.state->active_connections, cluster.config->max_connections);
 }
 
 std::unique_ptr<TcpConnection> ConnectCounted(server::WorkerContext& ctx,

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "proxy/upstream/slot.h"
+
 namespace remora::upstream {
 
 class RetryBudget {
