@@ -8,15 +8,26 @@
 
 namespace remora::http {
 
+namespace {
+
+// 1 to `max_digits` ASCII digits, nothing else (no sign, no space: both budget headers say so).
+bool ParseDigits(absl::string_view s, size_t max_digits, int64_t* out) {
+  if (s.empty() || s.size() > max_digits) return false;
+  int64_t n = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
+  }
+  *out = n;
+  return true;
+}
+
+}  // namespace
+
 bool ParseGrpcTimeout(absl::string_view value, absl::Duration* out) {
   // gRPC over HTTP/2: TimeoutValue is 1 to 8 ASCII digits, then one unit character.
-  if (value.size() < 2 || value.size() > 9) return false;
-  absl::string_view digits = value.substr(0, value.size() - 1);
-  for (char c : digits) {
-    if (c < '0' || c > '9') return false;
-  }
   int64_t n = 0;
-  if (!absl::SimpleAtoi(digits, &n)) return false;
+  if (value.empty() || !ParseDigits(value.substr(0, value.size() - 1), 8, &n)) return false;
   switch (value.back()) {
     case 'H':
       *out = absl::Hours(n);
@@ -61,13 +72,8 @@ std::optional<absl::Duration> InboundBudget(const HeaderMap& headers, bool grpc)
   }
   int i = headers.Find(kDeadlineHeader);
   if (i < 0) return std::nullopt;
-  absl::string_view v = headers.value(static_cast<size_t>(i));
-  if (v.empty() || v.size() > 12) return std::nullopt;
   int64_t ms = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9') return std::nullopt;
-    ms = ms * 10 + (c - '0');
-  }
+  if (!ParseDigits(headers.value(static_cast<size_t>(i)), 12, &ms)) return std::nullopt;
   return absl::Milliseconds(ms);
 }
 
