@@ -536,6 +536,8 @@ class Http2EdgeTest(unittest.TestCase):
         self.assertTrue(head.startswith("HTTP/2 200"), head)
         self.assertEqual(body, b"ok")
         self.assertEqual(FIX.h2.requests - before, 2)
+        # A route without a retry policy still says when a built-in retry was made.
+        self.assertIn("x-remora-attempts: 2", head)
 
     def test_refused_stream_with_a_body_is_not_retried(self):
         # Its body went to the refused stream; the proxy keeps no copy to send again.

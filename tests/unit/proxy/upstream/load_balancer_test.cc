@@ -14,12 +14,17 @@ namespace {
 
 // A cluster runtime for one worker, built the way BuildSnapshot builds one.
 struct Cluster {
-  Cluster(config::LbPolicy policy, std::vector<uint32_t> weights, uint16_t first_port = 8000) {
+  // Endpoints 10.0.0.1:8000, :8001, ... with these weights, or at these ports with weight 1.
+  Cluster(config::LbPolicy policy, std::vector<uint32_t> weights,
+          std::vector<uint16_t> ports = {}) {
     config.lb_policy = policy;
-    for (size_t i = 0; i < weights.size(); ++i) {
+    if (ports.empty()) {
+      for (size_t i = 0; i < weights.size(); ++i) ports.push_back(static_cast<uint16_t>(8000 + i));
+    }
+    for (size_t i = 0; i < ports.size(); ++i) {
       config::Endpoint e;
-      e.address = {"10.0.0.1", static_cast<uint16_t>(first_port + i), false};
-      e.weight = weights[i];
+      e.address = {"10.0.0.1", ports[i], false};
+      e.weight = i < weights.size() ? weights[i] : 1;
       config.endpoints.push_back(e);
     }
     rt.config = &config;
@@ -30,7 +35,7 @@ struct Cluster {
       rt.endpoints.push_back(std::move(ep));
     }
     rt.per_worker = std::make_unique<server::ClusterRuntime::PerWorker[]>(1);
-    rt.per_worker[0].active = std::make_unique<int32_t[]>(weights.size());
+    rt.per_worker[0].active = std::make_unique<int32_t[]>(ports.size());
     rt.worker_count = 1;
     rt.lb = LbTables::Build(config);
   }
@@ -113,14 +118,7 @@ TEST(LoadBalancerTest, RingHashKeepsKeysAndMovesOnlyTheLeaversKeys) {
   for (int n : count) EXPECT_NEAR(n, 1000, 250);
   // The endpoint on port 8001 leaves: the others keep their ring points (they depend on the
   // address alone), so only its keys move.
-  Cluster three(config::LbPolicy::kRingHash, {1, 1, 1});
-  three.config.endpoints[1].address.port = 8003;
-  three.config.endpoints[2].address.port = 8002;
-  three.config.endpoints[0].address.port = 8000;
-  three.rt.endpoints[0].address_text = "10.0.0.1:8000";
-  three.rt.endpoints[1].address_text = "10.0.0.1:8003";
-  three.rt.endpoints[2].address_text = "10.0.0.1:8002";
-  three.rt.lb = LbTables::Build(three.config);
+  Cluster three(config::LbPolicy::kRingHash, {}, {8000, 8003, 8002});  // listed in another order
   int moved = 0;
   for (const auto& [key, was] : before) {
     LbRequest req;
