@@ -84,6 +84,14 @@ struct RetryPolicy {
   uint32_t buffer_limit_bytes = 64 * 1024;
 };
 
+// The response a route gives while its cluster's breaker is open (every endpoint ejected),
+// instead of 503 circuit_open.
+struct FallbackResponse {
+  uint16_t status = 503;
+  std::vector<HeaderValue> headers;
+  std::string body;
+};
+
 struct Route {
   std::string name;
   RouteMatch match;
@@ -101,6 +109,8 @@ struct Route {
   // otherwise only idempotent methods and requests with Idempotency-Key are retried once they
   // may have reached the upstream.
   bool idempotent = false;
+  bool has_fallback = false;  // a `fallback` block was given
+  FallbackResponse fallback;
   int line = 0;
 };
 
@@ -144,6 +154,39 @@ struct Endpoint {
 // How a request picks its endpoint (proxy/upstream/load_balancer.h).
 enum class LbPolicy : uint8_t { kRoundRobin, kRandom, kLeastRequest, kRingHash };
 
+// What counts against an endpoint's breaker (docs/config.md "circuit_breaker"). A bit set.
+enum BreakerFailure : uint32_t {
+  kBreakOn5xx = 1u << 0,             // a 5xx response
+  kBreakOnGatewayError = 1u << 1,    // 502, 503, 504
+  kBreakOnReset = 1u << 2,           // closed or reset before a whole response
+  kBreakOnConnectFailure = 1u << 3,  // connect refused or timed out
+  kBreakOnTimeout = 1u << 4,         // per-try or route timeout with the attempt in flight
+};
+
+// The per-endpoint breaker, which is outlier ejection (proxy/upstream/breaker.h), and the
+// cluster breaker it makes: open when every endpoint's is.
+struct CircuitBreaker {
+  bool enabled = false;  // a `circuit_breaker` block was given
+  // Opens after this many failures in a row (0: not by count).
+  uint32_t consecutive_failures = 5;
+  // Opens when failures / requests reach this within `window`, once `min_requests` were seen
+  // there (0: not by ratio).
+  double failure_ratio = 0;
+  absl::Duration window = absl::Seconds(10);
+  uint32_t min_requests = 20;
+  uint32_t failure_on = kBreakOn5xx | kBreakOnReset | kBreakOnConnectFailure | kBreakOnTimeout;
+  // Open for open_for * 2^(openings - 1), capped at max_open_for; an endpoint that stays closed
+  // for max_open_for starts again from open_for.
+  absl::Duration open_for = absl::Seconds(5);
+  absl::Duration max_open_for = absl::Seconds(60);
+  // Half-open: probe requests let through at once.
+  uint32_t half_open_requests = 1;
+  // At most this share of the cluster's endpoints are open at once.
+  uint32_t max_ejection_percent = 100;
+  // Below this share of closed endpoints (but above none), every endpoint takes traffic.
+  uint32_t panic_threshold_percent = 50;
+};
+
 // The protocol spoken to a cluster's endpoints; kAuto: the one the request arrived with.
 enum class UpstreamProtocol : uint8_t { kAuto, kHttp1, kHttp2 };
 
@@ -161,6 +204,12 @@ struct Cluster {
   // Upper bound on HTTP requests in flight to the cluster (all workers together); 0 = none. A
   // request over it gets 503 overflow at once, never counted as an endpoint failure.
   uint32_t max_requests = 0;
+  // Upper bound on requests waiting for a connection or stream (all workers); 0 = none. Over it:
+  // 503 overflow.
+  uint32_t max_pending_requests = 0;
+  // Upper bound on retries in flight (all workers), beside the budget; 0 = none.
+  uint32_t max_retries = 0;
+  CircuitBreaker circuit_breaker;
   // HTTP keep-alive pools (per worker, per endpoint): idle connections kept, and for how long.
   uint32_t max_idle_connections = 1024;
   absl::Duration idle_connection_timeout = absl::Seconds(30);
@@ -198,5 +247,6 @@ const char* UpstreamProtocolName(UpstreamProtocol protocol);
 const char* LbPolicyName(LbPolicy policy);
 // The named conditions and gRPC statuses of retry_on (its status codes are in status_codes).
 std::vector<std::string> RetryOnNames(const RetryPolicy& policy);
+std::vector<std::string> BreakerFailureNames(uint32_t failure_on);
 
 }  // namespace remora::config

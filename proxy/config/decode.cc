@@ -79,11 +79,22 @@ constexpr absl::string_view kRouteFields[] = {"name",
                                               "response_headers_to_add",
                                               "response_headers_to_remove",
                                               "retries",
-                                              "idempotent"};
+                                              "idempotent",
+                                              "fallback"};
+constexpr absl::string_view kFallbackFields[] = {"status", "headers", "body"};
 constexpr absl::string_view kRetryFields[] = {"attempts", "retry_on", "per_try_timeout", "backoff",
                                               "buffer_limit_bytes"};
 constexpr absl::string_view kBackoffFields[] = {"base", "max"};
 constexpr absl::string_view kRetryBudgetFields[] = {"ratio", "min_concurrency"};
+constexpr absl::string_view kBreakerFields[] = {
+    "consecutive_failures",   "failure_ratio",      "window",
+    "min_requests",           "failure_on",         "open_for",
+    "max_open_for",           "half_open_requests", "max_ejection_percent",
+    "panic_threshold_percent"};
+// failure_on's names, in BreakerFailure's bit order.
+constexpr absl::string_view kBreakerFailureNames[] = {"5xx", "gateway-error", "reset",
+                                                      "connect-failure", "timeout"};
+constexpr int64_t kMaxBreakerCount = 1000000;
 // retry_on's named conditions, in RetryOn's bit order.
 constexpr absl::string_view kRetryOnNames[] = {"5xx", "gateway-error", "reset", "connect-failure",
                                                "refused-stream"};
@@ -105,9 +116,12 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "connect_timeout",
                                                 "max_connections",
                                                 "max_requests",
+                                                "max_pending_requests",
+                                                "max_retries",
                                                 "max_idle_connections",
                                                 "idle_connection_timeout",
                                                 "retry_budget",
+                                                "circuit_breaker",
                                                 "lb_policy",
                                                 "hash_on",
                                                 "endpoints"};
@@ -791,6 +805,89 @@ class Decoder {
       route->has_retries = true;
       if (Map(*r, rpath, kRetryFields)) DecodeRetries(*r, rpath, &route->retries);
     }
+    if (const Value* f = Optional(v, "fallback")) {
+      std::string fpath = JoinPath(path, "fallback");
+      route->has_fallback = true;
+      if (Map(*f, fpath, kFallbackFields)) DecodeFallback(*f, fpath, &route->fallback);
+    }
+  }
+
+  void DecodeFallback(const Value& v, const std::string& path, FallbackResponse* f) {
+    if (const Value* s = Optional(v, "status")) {
+      int64_t n;
+      if (Int(*s, JoinPath(path, "status"), 200, 599, "", &n)) f->status = static_cast<uint16_t>(n);
+    }
+    if (const Value* h = Optional(v, "headers")) {
+      HeaderValues(*h, JoinPath(path, "headers"), &f->headers);
+    }
+    if (const Value* b = Optional(v, "body")) {
+      String(*b, JoinPath(path, "body"), "a string", &f->body);
+    }
+  }
+
+  void DecodeBreaker(const Value& v, const std::string& path, CircuitBreaker* b) {
+    b->enabled = true;
+    auto count = [&](absl::string_view key, int64_t min, absl::string_view note, uint32_t* out) {
+      if (const Value* c = Optional(v, key)) {
+        int64_t n;
+        if (Int(*c, JoinPath(path, key), min, kMaxBreakerCount, note, &n)) {
+          *out = static_cast<uint32_t>(n);
+        }
+      }
+    };
+    auto percent = [&](absl::string_view key, uint32_t* out) {
+      if (const Value* c = Optional(v, key)) {
+        int64_t n;
+        if (Int(*c, JoinPath(path, key), 0, 100, " (percent)", &n)) *out = static_cast<uint32_t>(n);
+      }
+    };
+    count("consecutive_failures", 0, " (0: not by count)", &b->consecutive_failures);
+    count("min_requests", 1, "", &b->min_requests);
+    count("half_open_requests", 1, "", &b->half_open_requests);
+    percent("max_ejection_percent", &b->max_ejection_percent);
+    percent("panic_threshold_percent", &b->panic_threshold_percent);
+    if (const Value* r = Optional(v, "failure_ratio")) {
+      Ratio(*r, JoinPath(path, "failure_ratio"), &b->failure_ratio);
+    }
+    if (const Value* w = Optional(v, "window")) {
+      Duration(*w, JoinPath(path, "window"), absl::Milliseconds(1), kMaxHttpTimeout, &b->window);
+    }
+    const Value* open = Optional(v, "open_for");
+    const Value* max_open = Optional(v, "max_open_for");
+    bool ok = true;
+    if (open != nullptr) {
+      ok &= Duration(*open, JoinPath(path, "open_for"), absl::Milliseconds(1), kMaxHttpTimeout,
+                     &b->open_for);
+    }
+    if (max_open != nullptr) {
+      ok &= Duration(*max_open, JoinPath(path, "max_open_for"), absl::Milliseconds(1),
+                     kMaxHttpTimeout, &b->max_open_for);
+    }
+    if (ok && b->max_open_for < b->open_for) {
+      if (max_open == nullptr) {
+        b->max_open_for = b->open_for;  // only open_for given, and above the default cap
+      } else {
+        Error(max_open->line, JoinPath(path, "max_open_for"),
+              absl::StrCat("must not be below open_for (", DurationToString(b->open_for), ")"));
+      }
+    }
+    if (const Value* f = Optional(v, "failure_on")) {
+      std::string fpath = JoinPath(path, "failure_on");
+      if (List(*f, fpath)) {
+        b->failure_on = 0;
+        for (size_t i = 0; i < f->items.size(); ++i) {
+          size_t index;
+          if (Enum(f->items[i], absl::StrCat(fpath, "[", i, "]"), "failure class",
+                   kBreakerFailureNames, &index)) {
+            b->failure_on |= 1u << index;
+          }
+        }
+      }
+    }
+    if (b->consecutive_failures == 0 && b->failure_ratio == 0) {
+      Error(v.line, path,
+            "set consecutive_failures or failure_ratio (or leave circuit_breaker out)");
+    }
   }
 
   void DecodeRetries(const Value& v, const std::string& path, RetryPolicy* p) {
@@ -1025,6 +1122,23 @@ class Decoder {
           cluster.max_requests = static_cast<uint32_t>(n);
         }
       }
+      if (const Value* m = Optional(item, "max_pending_requests")) {
+        int64_t n;
+        if (Int(*m, JoinPath(path, "max_pending_requests"), 0, kMaxMaxConnections, " (0: no limit)",
+                &n)) {
+          cluster.max_pending_requests = static_cast<uint32_t>(n);
+        }
+      }
+      if (const Value* m = Optional(item, "max_retries")) {
+        int64_t n;
+        if (Int(*m, JoinPath(path, "max_retries"), 0, kMaxMaxConnections, " (0: no limit)", &n)) {
+          cluster.max_retries = static_cast<uint32_t>(n);
+        }
+      }
+      if (const Value* b = Optional(item, "circuit_breaker")) {
+        std::string bpath = JoinPath(path, "circuit_breaker");
+        if (Map(*b, bpath, kBreakerFields)) DecodeBreaker(*b, bpath, &cluster.circuit_breaker);
+      }
       if (const Value* m = Optional(item, "max_connections")) {
         int64_t n;
         if (Int(*m, JoinPath(path, "max_connections"), 1, kMaxMaxConnections, "", &n)) {
@@ -1236,6 +1350,14 @@ std::vector<std::string> RetryOnNames(const RetryPolicy& p) {
     if (p.grpc_statuses & (1u << code)) out.emplace_back(name);
   }
   return out;
+}
+
+std::vector<std::string> BreakerFailureNames(uint32_t failure_on) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < std::size(kBreakerFailureNames); ++i) {
+    if (failure_on & (1u << i)) names.emplace_back(kBreakerFailureNames[i]);
+  }
+  return names;
 }
 
 const char* LbPolicyName(LbPolicy policy) {

@@ -60,6 +60,11 @@ nlohmann::json RouteToJson(const Route& r) {
         {"buffer_limit_bytes", p.buffer_limit_bytes},
     };
   }
+  if (r.has_fallback) {
+    nlohmann::json f = {{"status", r.fallback.status}, {"body", r.fallback.body}};
+    if (!r.fallback.headers.empty()) f["headers"] = HeaderValuesToJson(r.fallback.headers);
+    j["fallback"] = std::move(f);
+  }
   return j;
 }
 
@@ -112,6 +117,8 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["connect_timeout"] = DurationToString(cl.connect_timeout);
     j["max_connections"] = cl.max_connections;
     j["max_requests"] = cl.max_requests;
+    j["max_pending_requests"] = cl.max_pending_requests;
+    j["max_retries"] = cl.max_retries;
     j["max_idle_connections"] = cl.max_idle_connections;
     j["idle_connection_timeout"] = DurationToString(cl.idle_connection_timeout);
     j["lb_policy"] = LbPolicyName(cl.lb_policy);
@@ -121,6 +128,21 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     }
     j["retry_budget"] = {{"ratio", cl.retry_budget_ratio},
                          {"min_concurrency", cl.retry_budget_min_concurrency}};
+    if (cl.circuit_breaker.enabled) {
+      const CircuitBreaker& b = cl.circuit_breaker;
+      j["circuit_breaker"] = {
+          {"consecutive_failures", b.consecutive_failures},
+          {"failure_ratio", b.failure_ratio},
+          {"window", DurationToString(b.window)},
+          {"min_requests", b.min_requests},
+          {"failure_on", BreakerFailureNames(b.failure_on)},
+          {"open_for", DurationToString(b.open_for)},
+          {"max_open_for", DurationToString(b.max_open_for)},
+          {"half_open_requests", b.half_open_requests},
+          {"max_ejection_percent", b.max_ejection_percent},
+          {"panic_threshold_percent", b.panic_threshold_percent},
+      };
+    }
     j["endpoints"] = std::move(endpoints);
     clusters.push_back(std::move(j));
   }

@@ -84,7 +84,7 @@ RetryState::Decision RetryState::Decide(const AttemptFailure& f, int64_t active_
   if (!unprocessed && !idempotent_) return Decision::kNo;
   if (f.retry_after && *f.retry_after > policy_.backoff_max) return Decision::kNo;
   if (!budget_.TryAcquire(cluster_.retry_budget_ratio, cluster_.retry_budget_min_concurrency,
-                          active_requests)) {
+                          cluster_.max_retries, active_requests)) {
     return Decision::kOverflow;
   }
   holds_slot_ = true;

@@ -10,6 +10,7 @@
 #include "proxy/http/deadline.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
+#include "proxy/upstream/outlier.h"
 #include "proxy/upstream/slot.h"
 
 namespace remora::http {
@@ -77,9 +78,9 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   return FilterStatus::kStop;
 }
 
-const server::EndpointRuntime& RouterFilter::PickEndpoint() {
+const server::EndpointRuntime* RouterFilter::PickEndpoint() {
   const server::ClusterRuntime& cluster = *route_->cluster;
-  int worker = callbacks_->worker().index;
+  server::WorkerContext& worker = callbacks_->worker();
   upstream::LbRequest lb;
   lb.tried = tried_;
   if (cluster.config->lb_policy == config::LbPolicy::kRingHash) {
@@ -91,24 +92,83 @@ const server::EndpointRuntime& RouterFilter::PickEndpoint() {
     lb.has_hash = !key.empty();
     if (lb.has_hash) lb.hash = upstream::HashKey(key);
   }
-  uint32_t i = upstream::PickEndpoint(cluster, worker, lb);
+  upstream::LbPick pick = upstream::PickEndpoint(cluster, worker.index, lb,
+                                                 callbacks_->dispatcher().Now(), worker.stats);
+  if (pick.circuit_open) return nullptr;
+  uint32_t i = pick.endpoint;
   if (i < 64) tried_ |= uint64_t{1} << i;
   endpoint_index_ = i;
-  cluster.AddEndpointActive(worker, i, 1);
+  cluster.AddEndpointActive(worker.index, i, 1);
   endpoint_counted_ = true;
-  return cluster.endpoints[i];
+  outcome_pending_ = true;
+  probe_ = pick.probe;
+  return &cluster.endpoints[i];
+}
+
+void RouterFilter::RecordOutcome(upstream::AttemptEnd end, int status) {
+  if (!outcome_pending_) return;
+  outcome_pending_ = false;
+  upstream::RecordOutcome(*route_->cluster, endpoint_index_, upstream::FailureClass(end, status),
+                          probe_, callbacks_->dispatcher().Now(), callbacks_->worker().stats);
+  probe_ = false;
 }
 
 void RouterFilter::EndAttemptCount() {
+  ReleasePendingSlot();
+  if (outcome_pending_) {
+    // Ended without an outcome of its own (the caller left, its deadline passed, a local
+    // overflow): nothing to hold against the endpoint, only the probe slot to give back.
+    outcome_pending_ = false;
+    if (probe_) route_->cluster->endpoints[endpoint_index_].state->breaker.ReleaseProbe();
+    probe_ = false;
+  }
   if (!endpoint_counted_) return;
   endpoint_counted_ = false;
   route_->cluster->AddEndpointActive(callbacks_->worker().index, endpoint_index_, -1);
 }
 
+void RouterFilter::SendFallback() {
+  // The route's own answer while the cluster is down; it still says why.
+  const config::FallbackResponse& f = route_->config->fallback;
+  ResponseHead& head = fallback_head_;
+  head.Clear();
+  head.status = f.status;
+  for (const config::HeaderValue& h : f.headers) head.headers.Set(h.name, h.value);
+  head.headers.Set("x-remora-reason", "circuit_open");
+  head.framing = Framing::kContentLength;
+  head.content_length = f.body.size();
+  callbacks_->info().reason = "circuit_open";
+  response_started_ = true;
+  response_complete_ = f.body.empty();
+  callbacks_->EncodeHeaders(head, f.body.empty());
+  if (f.body.empty() || destroyed_) return;
+  buffer::Buffer body;
+  body.Append(f.body);
+  response_complete_ = true;
+  callbacks_->EncodeData(body, true);
+}
+
 void RouterFilter::Attempt(bool force_new) {
   const server::ClusterRuntime& cluster = *route_->cluster;
   server::WorkerContext& worker = callbacks_->worker();
-  const server::EndpointRuntime& ep = PickEndpoint();
+  const server::EndpointRuntime* picked = PickEndpoint();
+  if (picked == nullptr) {
+    // The cluster breaker is open: no endpoint may be tried, so fail now rather than at a
+    // timeout. Ends any retry and timer like any final failure.
+    worker.stats.Add(cluster.stats.circuit_open);
+    Disarm();
+    per_try_.Disarm();
+    if (retry_.has_value()) retry_->Cancel();
+    if (route_->config->has_fallback) {
+      SendFallback();
+    } else {
+      callbacks_->SendLocalReply(503, "circuit_open",
+                                 "every endpoint of the upstream cluster is failing; its circuit "
+                                 "breaker is open");
+    }
+    return;
+  }
+  const server::EndpointRuntime& ep = *picked;
   worker.stats.Add(cluster.stats.attempts);
   if (retry_.has_value()) retry_->OnAttempt();
   uint32_t attempts = retry_.has_value() ? retry_->attempts() : 1 + retried_;
@@ -126,6 +186,16 @@ void RouterFilter::Attempt(bool force_new) {
     worker.stats.Add(cluster.stats.overflow);
     OnUpstreamFailure(503, "overflow", "upstream cluster is at its connection limit", std::nullopt);
     return;
+  }
+  if (uint32_t max = cluster.config->max_pending_requests; max != 0 && !ready) {
+    // It waits for a connection or a stream: one of the cluster's pending slots.
+    if (!upstream::TryReserve(cluster.state->pending_requests, max)) {
+      worker.stats.Add(cluster.stats.overflow);
+      OnUpstreamFailure(503, "overflow", "upstream cluster is at max_pending_requests",
+                        std::nullopt);
+      return;
+    }
+    holds_pending_slot_ = true;
   }
   if (request_complete_) ArmPerTryTimeout();
   if (ready) SendRequestHead();
@@ -175,7 +245,14 @@ void RouterFilter::SetUpstreamBudget() {
   SetOutboundBudget(request_->headers, callbacks_->info().grpc, left);
 }
 
+void RouterFilter::ReleasePendingSlot() {
+  if (!holds_pending_slot_) return;
+  holds_pending_slot_ = false;
+  route_->cluster->state->pending_requests.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void RouterFilter::SendRequestHead() {
+  ReleasePendingSlot();
   if (conn_ != nullptr) conn_->codec().set_decoder(this);
   SetUpstreamBudget();
   RequestEncoder& codec = encoder();
@@ -304,6 +381,22 @@ void RouterFilter::ReleaseConnection(bool reusable) {
 
 void RouterFilter::OnUpstreamFailure(int status, absl::string_view reason, absl::string_view detail,
                                      std::optional<AttemptFailure::Kind> kind) {
+  if (kind) {
+    switch (*kind) {
+      case AttemptFailure::Kind::kConnectFailure:
+        RecordOutcome(upstream::AttemptEnd::kConnectFailure, 0);
+        break;
+      case AttemptFailure::Kind::kReset:
+        RecordOutcome(upstream::AttemptEnd::kReset, 0);
+        break;
+      case AttemptFailure::Kind::kPerTryTimeout:
+        RecordOutcome(upstream::AttemptEnd::kTimeout, 0);
+        break;
+      case AttemptFailure::Kind::kRefusedStream:  // unprocessed, by the server's choice
+      case AttemptFailure::Kind::kResponse:       // recorded with the response head
+        break;
+    }
+  }
   if (kind && TryRetry(AttemptFailure{*kind, 0, -1, std::nullopt})) return;
   ReleaseConnection(false);
   Disarm();
@@ -432,6 +525,7 @@ void RouterFilter::OnDeadline() {
 void RouterFilter::OnTimeout() {
   if (response_started_) return;
   callbacks_->worker().stats.Add(route_->cluster->stats.route_timeouts);
+  RecordOutcome(upstream::AttemptEnd::kTimeout, 0);  // if an attempt was waiting on an endpoint
   OnUpstreamFailure(504, "upstream_timeout", "upstream did not answer in time", std::nullopt);
 }
 
@@ -487,6 +581,7 @@ void RouterFilter::OnUpstreamData(buffer::Buffer& data) {
       if (!data.empty()) callbacks_->TunnelWrite(data);
       return;
     case DispatchResult::kError:
+      RecordOutcome(upstream::AttemptEnd::kReset, 0);
       OnUpstreamFailure(502, "upstream_protocol_error", conn->codec().error_detail(), std::nullopt);
       return;
   }
@@ -603,6 +698,7 @@ void RouterFilter::OnInformational(ResponseHead& head) {
 
 void RouterFilter::OnHeaders(ResponseHead& head, bool end_stream) {
   if (destroyed_ || abandoned_) return;
+  RecordOutcome(upstream::AttemptEnd::kResponse, head.status);
   if (retry_.has_value() && (head.status >= 400 || (end_stream && callbacks_->info().grpc)) &&
       RetryOnResponse(head, end_stream)) {
     return;

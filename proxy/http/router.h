@@ -9,7 +9,9 @@
 // upstream_protocol_unsupported (gRPC UNAVAILABLE).
 //
 // Failures before any response byte become local replies with their reason:
-//   404 no_route, 503 overflow (cluster at max_connections), 502 connect_failure,
+//   404 no_route, 503 overflow (cluster at max_connections, max_requests or
+//   max_pending_requests), 503 circuit_open (every endpoint's breaker is open; or the route's
+//   fallback response), 502 connect_failure,
 //   504 connect_timeout, 502 upstream_reset (closed or reset before a whole response head),
 //   502 upstream_protocol_error (malformed response), 504 upstream_timeout (route timeout),
 //   504 per_try_timeout (the last attempt's), 504 deadline_exceeded (the caller's budget).
@@ -34,6 +36,7 @@
 #include "proxy/http/filter.h"
 #include "proxy/http/retry.h"
 #include "proxy/http/route_table.h"
+#include "proxy/upstream/breaker.h"
 #include "proxy/upstream/http1_pool.h"
 #include "proxy/upstream/http2_pool.h"
 
@@ -56,11 +59,18 @@ class RouterFilter final : public StreamFilter,
 
  private:
   void Attempt(bool force_new);
-  // Picks the endpoint for the next attempt by the cluster's lb_policy, skipping ones this
-  // request has tried while any is left untried; counts the attempt as in flight to it.
-  const server::EndpointRuntime& PickEndpoint();
-  // The attempt no longer counts as in flight to its endpoint (least_request).
+  // Picks the endpoint for the next attempt by the cluster's lb_policy and breakers, skipping
+  // ones this request has tried while any is left untried; counts the attempt as in flight to
+  // it. Null when the cluster breaker is open.
+  const server::EndpointRuntime* PickEndpoint();
+  // The attempt no longer counts as in flight to its endpoint (least_request), nor as pending;
+  // a probe that ended without an outcome gives its slot back.
   void EndAttemptCount();
+  // The current attempt's outcome for its endpoint's breaker (once per attempt).
+  void RecordOutcome(upstream::AttemptEnd end, int status);
+  void ReleasePendingSlot();
+  // The route's fallback response, while the cluster breaker is open.
+  void SendFallback();
   void SendRequestHead();
   RequestEncoder& encoder();
   bool UsesHttp2() const;
@@ -144,6 +154,10 @@ class RouterFilter final : public StreamFilter,
   bool counted_ = false;             // counted in the cluster's active requests
   bool holds_request_slot_ = false;  // one of the cluster's max_requests
   bool endpoint_counted_ = false;    // the attempt counts in its endpoint's in-flight requests
+  bool outcome_pending_ = false;     // the attempt's outcome is not yet given to its breaker
+  bool probe_ = false;               // the attempt is its endpoint's half-open probe
+  bool holds_pending_slot_ = false;  // one of the cluster's max_pending_requests
+  ResponseHead fallback_head_;
   RequestHead* request_ = nullptr;
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream

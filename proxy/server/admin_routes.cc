@@ -1,6 +1,8 @@
 // The admin API's endpoints (DESIGN.md section 7). The HTTP plumbing and auth are in
 // proxy/admin/admin_server.h; this file is what each endpoint answers.
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +29,7 @@ void Server::RegisterAdminRoutes() {
     for (const ClusterRuntime& c : snapshot_->clusters) {
       w.Set(c.stats.retries_active, static_cast<uint64_t>(c.state->retry_budget.in_flight()));
       w.Set(c.stats.requests_active, static_cast<uint64_t>(c.ActiveRequests()));
+      w.Set(c.stats.endpoints_ejected, static_cast<uint64_t>(c.state->breakers_open.load()));
     }
     Response r = Response::Text(200, store_->RenderPrometheus());
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -38,8 +41,9 @@ void Server::RegisterAdminRoutes() {
     j["config"] = config::ConfigToJson(snapshot_->config, /*redact_secrets=*/true);
     return Response::Json(200, j.dump(2) + "\n");
   });
-  admin_->AddRoute("GET", "/clusters", false,
-                   [this](const Request&) { return Response::Json(200, ClustersJson()); });
+  admin_->AddRoute("GET", "/clusters", false, [this](const Request&) {
+    return Response::Json(200, ClustersJson(main_.Now()));
+  });
   admin_->AddRoute("GET", "/listeners", false,
                    [this](const Request&) { return Response::Json(200, ListenersJson()); });
   admin_->AddRoute("POST", "/drain", true, [this](const Request&) {
@@ -64,7 +68,7 @@ void Server::RegisterAdminRoutes() {
   });
 }
 
-std::string Server::ClustersJson() const {
+std::string Server::ClustersJson(absl::Time now) const {
   nlohmann::json clusters = nlohmann::json::array();
   for (const ClusterRuntime& c : snapshot_->clusters) {
     nlohmann::json endpoints = nlohmann::json::array();
@@ -76,11 +80,26 @@ std::string Server::ClustersJson() const {
           {"total_connections", e.state->total_connections.load()},
           {"connect_failures", e.state->connect_failures.load()},
       });
+      if (c.config->circuit_breaker.enabled) {
+        const upstream::Breaker& b = e.state->breaker;
+        nlohmann::json breaker = {
+            {"state", upstream::BreakerStateName(b.state())},
+            {"consecutive_failures", b.consecutive_failures()},
+            {"openings_in_a_row", b.openings()},
+        };
+        if (b.state() == upstream::BreakerState::kOpen) {
+          absl::Duration left = std::max(b.open_until() - now, absl::ZeroDuration());
+          breaker["probe_in_ms"] = absl::ToInt64Milliseconds(left);
+        }
+        endpoints.back()["breaker"] = std::move(breaker);
+      }
     }
     clusters.push_back({
         {"name", c.config->name},
         {"max_connections", c.config->max_connections},
         {"max_requests", c.config->max_requests},
+        {"max_pending_requests", c.config->max_pending_requests},
+        {"max_retries", c.config->max_retries},
         {"active_connections", c.state->active_connections.load()},
         {"overflow_total", store_->Value(c.stats.overflow)},
         {"active_requests", c.ActiveRequests()},
@@ -97,6 +116,23 @@ std::string Server::ClustersJson() const {
           {"deadline_exceeded", store_->Value(c.stats.deadline_exceeded)}}},
         {"endpoints", std::move(endpoints)},
     });
+    if (c.config->circuit_breaker.enabled) {
+      size_t open = 0;
+      for (const EndpointRuntime& e : c.endpoints) {
+        open += e.state->breaker.state() != upstream::BreakerState::kClosed;
+      }
+      clusters.back()["circuit_breaker"] = {
+          {"state", open == c.endpoints.size() ? "open" : "closed"},
+          {"endpoints_ejected", open},
+          {"transitions_total",
+           {{"open", store_->Value(c.stats.breaker_opened)},
+            {"half_open", store_->Value(c.stats.breaker_half_opened)},
+            {"closed", store_->Value(c.stats.breaker_closed)}}},
+          {"ejections_capped_total", store_->Value(c.stats.ejections_capped)},
+          {"circuit_open_total", store_->Value(c.stats.circuit_open)},
+          {"lb_panic_total", store_->Value(c.stats.lb_panic)},
+      };
+    }
   }
   nlohmann::json j = {{"version", snapshot_->version}, {"clusters", std::move(clusters)}};
   return j.dump(2) + "\n";

@@ -52,7 +52,8 @@ class Server {
   void Shutdown();
   absl::Status StartAdmin();
   void RegisterAdminRoutes();
-  std::string ClustersJson() const;
+  // `now` on the loops' clock (Dispatcher::Now), which breaker times use.
+  std::string ClustersJson(absl::Time now) const;
   std::string ListenersJson() const;
 
   std::string config_path_;

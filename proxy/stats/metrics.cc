@@ -27,6 +27,9 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
   const char* timeouts_help =
       "Timeouts by reason: per_try_timeout (an attempt abandoned), upstream_timeout (the route "
       "timeout ended the request), deadline_exceeded (the caller's budget did).";
+  const char* breaker_help =
+      "Endpoint breaker transitions: to open (failures, or a failed probe), half_open (open_for "
+      "is up), closed (a probe succeeded).";
   return ClusterStats{
       s.Register(Type::kCounter, "remora_cluster_upstream_connections_total",
                  "Upstream connections established.", l),
@@ -40,8 +43,8 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
                  {{"cluster", cluster}, {"reason", "local"}}),
       s.Register(Type::kCounter, "remora_cluster_overflow_total",
                  "Connections or requests refused locally because the cluster was at "
-                 "max_connections or max_requests; never "
-                 "counted as endpoint failures.",
+                 "max_connections, max_requests or max_pending_requests; never counted as "
+                 "endpoint failures.",
                  l),
       s.Register(Type::kCounter, "remora_cluster_upstream_received_bytes_total",
                  "Bytes received from upstream endpoints.", l),
@@ -65,6 +68,26 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
                  "Retries in flight now (backing off or running), all workers.", l),
       s.Register(Type::kGauge, "remora_cluster_requests_active",
                  "Requests routed to the cluster and not yet ended, all workers.", l),
+      s.Register(Type::kCounter, "remora_cluster_breaker_transitions_total", breaker_help,
+                 {{"cluster", cluster}, {"to", "open"}}),
+      s.Register(Type::kCounter, "remora_cluster_breaker_transitions_total", breaker_help,
+                 {{"cluster", cluster}, {"to", "half_open"}}),
+      s.Register(Type::kCounter, "remora_cluster_breaker_transitions_total", breaker_help,
+                 {{"cluster", cluster}, {"to", "closed"}}),
+      s.Register(Type::kCounter, "remora_cluster_ejections_capped_total",
+                 "Endpoint breakers that would have opened but were kept closed by "
+                 "max_ejection_percent.",
+                 l),
+      s.Register(Type::kGauge, "remora_cluster_endpoints_ejected",
+                 "Endpoints whose breaker is open or half-open now.", l),
+      s.Register(Type::kCounter, "remora_cluster_circuit_open_total",
+                 "Requests failed fast (503 circuit_open) or given the route's fallback because "
+                 "every endpoint's breaker was open.",
+                 l),
+      s.Register(Type::kCounter, "remora_cluster_lb_panic_total",
+                 "Endpoint picks that ignored the breakers because fewer than "
+                 "panic_threshold_percent of the endpoints were closed.",
+                 l),
   };
 }
 

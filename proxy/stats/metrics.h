@@ -39,6 +39,14 @@ struct ClusterStats {
   uint32_t deadline_exceeded;  // reason="deadline_exceeded"
   uint32_t retries_active;     // remora_cluster_retries_active (sampled at scrape)
   uint32_t requests_active;    // remora_cluster_requests_active (sampled at scrape)
+  // remora_cluster_breaker_transitions_total{to}: endpoint breakers changing state.
+  uint32_t breaker_opened;       // to="open"
+  uint32_t breaker_half_opened;  // to="half_open"
+  uint32_t breaker_closed;       // to="closed"
+  uint32_t ejections_capped;     // remora_cluster_ejections_capped_total
+  uint32_t endpoints_ejected;    // remora_cluster_endpoints_ejected (sampled at scrape)
+  uint32_t circuit_open;         // remora_cluster_circuit_open_total: requests failed fast
+  uint32_t lb_panic;             // remora_cluster_lb_panic_total: picks that ignored breakers
 };
 
 struct ServerStats {

@@ -5,6 +5,7 @@
 #include "proxy/network/address.h"
 #include "proxy/upstream/counted_connection.h"
 #include "proxy/upstream/load_balancer.h"
+#include "proxy/upstream/outlier.h"
 
 namespace remora::tcp {
 
@@ -41,7 +42,26 @@ TcpProxySession::~TcpProxySession() = default;
 
 void TcpProxySession::Connect() {
   const auto& cfg = *cluster_->config;
+  upstream::LbRequest lb;
+  if (cluster_->config->lb_policy == config::LbPolicy::kRingHash) {
+    // A TCP connection has no header to hash: the client address is the key.
+    lb.hash = upstream::HashKey(network::PeerHost(down_.conn->peer()));
+    lb.has_hash = true;
+  }
+  upstream::LbPick pick =
+      upstream::PickEndpoint(*cluster_, ctx_.index, lb, ctx_.dispatcher.Now(), ctx_.stats);
+  if (pick.circuit_open) {
+    ctx_.stats.Add(cluster_->stats.circuit_open);
+    LOG_DEBUG("listener %s: every endpoint of cluster %s has its breaker open; closing %s",
+              listener_.config->name, cfg.name, down_.conn->peer());
+    down_.failed = true;
+    Finish();
+    return;
+  }
+  endpoint_index_ = pick.endpoint;
+  endpoint_ = &cluster_->endpoints[endpoint_index_];
   if (!upstream::ReserveConnectionSlot(*cluster_)) {
+    if (pick.probe) endpoint_->state->breaker.ReleaseProbe();
     ctx_.stats.Add(cluster_->stats.overflow);
     ctx_.stats.Add(listener_.stats.overflow);
     LOG_DEBUG("listener %s: cluster %s at max_connections (%d); closing %s", listener_.config->name,
@@ -51,16 +71,9 @@ void TcpProxySession::Connect() {
     return;
   }
   holds_cluster_slot_ = true;
+  probe_ = pick.probe;
+  outcome_pending_ = true;
   ctx_.stats.AddSigned(cluster_->stats.cx_active, 1);
-
-  upstream::LbRequest lb;
-  if (cluster_->config->lb_policy == config::LbPolicy::kRingHash) {
-    // A TCP connection has no header to hash: the client address is the key.
-    lb.hash = upstream::HashKey(network::PeerHost(down_.conn->peer()));
-    lb.has_hash = true;
-  }
-  endpoint_index_ = upstream::PickEndpoint(*cluster_, ctx_.index, lb);
-  endpoint_ = &cluster_->endpoints[endpoint_index_];
   cluster_->AddEndpointActive(ctx_.index, endpoint_index_, 1);  // least_request: connections
   endpoint_->state->active_connections.fetch_add(1, std::memory_order_relaxed);
   up_.conn = TcpConnection::Connect(
@@ -99,6 +112,7 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
   auto& s = *session;
   switch (event) {
     case TcpConnection::Event::kConnected:
+      s.RecordConnectOutcome(0);
       s.down_.conn->ReadEnable(true);
       s.ctx_.stats.Add(s.cluster_->stats.cx_total);
       s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);
@@ -125,6 +139,10 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
                            ? s.cluster_->stats.connect_timeout
                            : s.cluster_->stats.connect_refused);
       s.endpoint_->state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+      s.RecordConnectOutcome(upstream::FailureClass(upstream::AttemptEnd::kConnectFailure, 0) |
+                             (event == TcpConnection::Event::kConnectTimeout
+                                  ? upstream::FailureClass(upstream::AttemptEnd::kTimeout, 0)
+                                  : 0));
       LOG_DEBUG(
           "listener %s: upstream %s %s", s.listener_.config->name, s.endpoint_->address_text,
           event == TcpConnection::Event::kConnectTimeout ? "connect timeout" : "connect failed");
@@ -188,7 +206,20 @@ void TcpProxySession::ScheduleLocalRetry() {
   retry_timer_->Enable(kLocalRetryDelay);
 }
 
+void TcpProxySession::RecordConnectOutcome(uint32_t failure_class) {
+  if (!outcome_pending_) return;
+  outcome_pending_ = false;
+  upstream::RecordOutcome(*cluster_, endpoint_index_, failure_class, probe_, ctx_.dispatcher.Now(),
+                          ctx_.stats);
+  probe_ = false;
+}
+
 void TcpProxySession::ReleaseUpstreamSlot() {
+  if (outcome_pending_) {  // never connected nor refused (a local error, or the client left)
+    outcome_pending_ = false;
+    if (probe_) endpoint_->state->breaker.ReleaseProbe();
+    probe_ = false;
+  }
   if (!holds_cluster_slot_) return;
   holds_cluster_slot_ = false;
   cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);

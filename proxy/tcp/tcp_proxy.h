@@ -61,6 +61,8 @@ class TcpProxySession final : public server::ActiveConnection {
   void MaybeFinish();
   void ArmFlushTimer();
   void ScheduleLocalRetry();
+  // The connect succeeded (0) or failed (FailureClass bits), for the endpoint's breaker.
+  void RecordConnectOutcome(uint32_t failure_class);
   void ReleaseUpstreamSlot();
   void Finish();
 
@@ -70,6 +72,8 @@ class TcpProxySession final : public server::ActiveConnection {
   const server::ClusterRuntime* cluster_;
   const server::EndpointRuntime* endpoint_ = nullptr;
   uint32_t endpoint_index_ = 0;
+  bool outcome_pending_ = false;  // the connect's outcome is not yet given to the breaker
+  bool probe_ = false;            // the connect is its endpoint's half-open probe
   Side down_;
   Side up_;
   std::unique_ptr<event::Timer> flush_timer_;

@@ -4,6 +4,11 @@
 
 namespace remora::upstream {
 
+EndpointState::EndpointState(std::string a, std::shared_ptr<ClusterState> c)
+    : address(std::move(a)), cluster(std::move(c)) {}
+
+EndpointState::~EndpointState() { breaker.Release(*cluster); }
+
 std::shared_ptr<ClusterState> EndpointStateRegistry::Cluster(const std::string& name) {
   auto& slot = clusters_[name];
   if (slot == nullptr) slot = std::make_shared<ClusterState>(name);
@@ -13,13 +18,14 @@ std::shared_ptr<ClusterState> EndpointStateRegistry::Cluster(const std::string& 
 std::shared_ptr<EndpointState> EndpointStateRegistry::Endpoint(const std::string& cluster,
                                                                const std::string& address) {
   auto& slot = endpoints_[absl::StrCat(cluster, "|", address)];
-  if (slot == nullptr) slot = std::make_shared<EndpointState>(address);
+  if (slot == nullptr) slot = std::make_shared<EndpointState>(address, Cluster(cluster));
   return slot;
 }
 
 void EndpointStateRegistry::Prune() {
-  absl::erase_if(clusters_, [](const auto& kv) { return kv.second.use_count() == 1; });
+  // Endpoints first: each holds its cluster's state.
   absl::erase_if(endpoints_, [](const auto& kv) { return kv.second.use_count() == 1; });
+  absl::erase_if(clusters_, [](const auto& kv) { return kv.second.use_count() == 1; });
 }
 
 }  // namespace remora::upstream

@@ -13,16 +13,22 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "proxy/upstream/breaker.h"
 #include "proxy/upstream/retry_budget.h"
 
 namespace remora::upstream {
 
+struct ClusterState;
+
 struct EndpointState {
-  explicit EndpointState(std::string a) : address(std::move(a)) {}
+  EndpointState(std::string a, std::shared_ptr<ClusterState> c);
+  ~EndpointState();
   const std::string address;
+  const std::shared_ptr<ClusterState> cluster;
   std::atomic<int64_t> active_connections{0};
   std::atomic<uint64_t> total_connections{0};
   std::atomic<uint64_t> connect_failures{0};
+  Breaker breaker;
 };
 
 struct ClusterState {
@@ -34,7 +40,14 @@ struct ClusterState {
   // Requests in flight, counted only for clusters with max_requests (an atomic per request is
   // paid only where a limit asks for an exact count).
   std::atomic<int64_t> limited_requests{0};
+  // Requests waiting for a connection or stream, counted only for clusters with
+  // max_pending_requests.
+  std::atomic<int64_t> pending_requests{0};
   RetryBudget retry_budget;
+  // Endpoints whose breaker is not closed (open or half-open), for max_ejection_percent; and a
+  // hint that lets the load balancer skip the breakers entirely while it is 0. Exact: an endpoint
+  // state that goes away gives its slot back.
+  std::atomic<int64_t> breakers_open{0};
 };
 
 class EndpointStateRegistry {

@@ -6,6 +6,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/server/snapshot.h"
+#include "proxy/upstream/outlier.h"
 
 namespace remora::upstream {
 
@@ -27,16 +28,20 @@ absl::InsecureBitGen& Gen() {
   return gen;
 }
 
-bool Tried(const LbRequest& req, size_t i) { return i < 64 && (req.tried >> i) & 1; }
+bool Avoided(uint64_t avoid, size_t i) { return i < 64 && (avoid >> i) & 1; }
 
-// The first endpoint from `i` on (cyclically) not tried yet; `i` itself if all were.
-uint32_t Untried(const LbRequest& req, size_t i, size_t n) {
+// The first endpoint from `i` on (cyclically) not avoided; `i` itself if all are.
+uint32_t NotAvoided(uint64_t avoid, size_t i, size_t n) {
   for (size_t k = 0; k < n; ++k) {
     size_t j = (i + k) % n;
-    if (!Tried(req, j)) return static_cast<uint32_t>(j);
+    if (!Avoided(avoid, j)) return static_cast<uint32_t>(j);
   }
   return static_cast<uint32_t>(i);
 }
+
+// The policy's choice, away from the endpoints in `avoid` (bit i: endpoint i) while any is left.
+uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
+                  uint64_t avoid);
 
 }  // namespace
 
@@ -101,7 +106,10 @@ LbTables LbTables::Build(const config::Cluster& c) {
   return t;
 }
 
-uint32_t PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbRequest& req) {
+namespace {
+
+uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
+                  uint64_t avoid) {
   const size_t n = cluster.endpoints.size();
   const server::ClusterRuntime::PerWorker& pw = cluster.per_worker[static_cast<size_t>(worker)];
   const std::vector<uint32_t>& weighted = cluster.lb.weighted;
@@ -124,7 +132,7 @@ uint32_t PickEndpoint(const server::ClusterRuntime& cluster, int worker, const L
       uint64_t la = static_cast<uint64_t>(pw.active[a]) * cluster.endpoints[b].weight;
       uint64_t lb = static_cast<uint64_t>(pw.active[b]) * cluster.endpoints[a].weight;
       i = lb < la ? b : a;
-      if (Tried(req, i)) i = lb < la ? a : b;  // the other of the two, if this one was tried
+      if (Avoided(avoid, i)) i = lb < la ? a : b;  // the other of the two, if this one was tried
       break;
     }
     case config::LbPolicy::kRingHash: {
@@ -139,12 +147,76 @@ uint32_t PickEndpoint(const server::ClusterRuntime& cluster, int worker, const L
       // Clockwise to the first endpoint not tried yet (all tried: the key's own).
       for (size_t k = 0; k < ring.size(); ++k) {
         uint32_t e = ring[(pos + k) % ring.size()].endpoint;
-        if (!Tried(req, e)) return e;
+        if (!Avoided(avoid, e)) return e;
       }
       return ring[pos].endpoint;
     }
   }
-  return Tried(req, i) ? Untried(req, (i + 1) % n, n) : i;
+  return Avoided(avoid, i) ? NotAvoided(avoid, (i + 1) % n, n) : i;
+}
+
+// Breakers are open in the cluster: pick among the endpoints they admit.
+LbPick PickAdmitted(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
+                    absl::Time now, stats::Writer& stats) {
+  const config::CircuitBreaker& cfg = cluster.config->circuit_breaker;
+  const size_t n = cluster.endpoints.size();
+  auto admit = [&](uint32_t i) {
+    BreakerTransition t;
+    Breaker::Admission a = cluster.endpoints[i].state->breaker.Admit(cfg, now, &t);
+    if (t != BreakerTransition::kNone) ReportTransition(cluster, i, t, now, stats);
+    return a;
+  };
+  size_t closed = 0;
+  for (const server::EndpointRuntime& e : cluster.endpoints) {
+    closed += e.state->breaker.state() == BreakerState::kClosed;
+  }
+  if (closed == 0) {
+    // The cluster breaker: only a probe goes through, to an endpoint whose open time is up.
+    uint32_t start = absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n));
+    for (size_t k = 0; k < n; ++k) {
+      uint32_t i = static_cast<uint32_t>((start + k) % n);
+      if (admit(i) == Breaker::Admission::kProbe) return {i, true, false};
+    }
+    return {0, false, true};
+  }
+  if (closed * 100 < static_cast<size_t>(cfg.panic_threshold_percent) * n) {
+    // Panic: too few left to carry the load; every endpoint takes its share (an open one due
+    // for a probe still gets its probe).
+    stats.Add(cluster.stats.lb_panic);
+    uint32_t i = ByPolicy(cluster, worker, req, req.tried);
+    return {i, admit(i) == Breaker::Admission::kProbe, false};
+  }
+  // Endpoints the breakers refuse are avoided like tried ones, but harder: a tried endpoint is
+  // taken again when nothing else is left, a refused one is not.
+  uint64_t refused = 0;
+  for (size_t k = 0; k < n && k < 64; ++k) {
+    uint32_t i = ByPolicy(cluster, worker, req, req.tried | refused);
+    if (Avoided(refused, i)) break;  // the untried ones are all refused
+    Breaker::Admission a = admit(i);
+    if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
+    if (i >= 64) break;
+    refused |= uint64_t{1} << i;
+  }
+  // A tried endpoint, or one past the first 64: the first admitted from a random start.
+  uint32_t start = absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n));
+  for (size_t k = 0; k < n; ++k) {
+    uint32_t i = static_cast<uint32_t>((start + k) % n);
+    if (Avoided(refused, i)) continue;
+    Breaker::Admission a = admit(i);
+    if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
+  }
+  return {0, false, true};  // every breaker opened while we looked
+}
+
+}  // namespace
+
+LbPick PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
+                    absl::Time now, stats::Writer& stats) {
+  if (cluster.config->circuit_breaker.enabled &&
+      cluster.state->breakers_open.load(std::memory_order_relaxed) != 0) {
+    return PickAdmitted(cluster, worker, req, now, stats);
+  }
+  return {ByPolicy(cluster, worker, req, req.tried), false, false};
 }
 
 }  // namespace remora::upstream

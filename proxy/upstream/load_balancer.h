@@ -13,13 +13,21 @@
 // A retry passes the endpoints its request already tried; another one is chosen while any is
 // left (ring_hash: the next one clockwise).
 //
+// With a circuit_breaker (breaker.h), endpoints whose breaker is open are skipped, and one due
+// for a probe takes the request as its probe. While no breaker is open this costs one load of a
+// shared counter. Every endpoint open: no pick (the cluster breaker is open). Fewer closed than
+// panic_threshold_percent: the breakers are ignored (panic).
+//
 // The tables (weighted sequence, ring) are built with the snapshot, on the main thread.
 
 #include <cstdint>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "proxy/config/config.h"
+#include "proxy/stats/stats.h"
+#include "proxy/upstream/breaker.h"
 
 namespace remora::server {
 struct ClusterRuntime;
@@ -46,8 +54,18 @@ struct LbRequest {
   uint64_t tried = 0;  // bit i: endpoint i was tried already (the first 64 endpoints)
 };
 
-// The chosen endpoint's index in cluster.endpoints.
-uint32_t PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbRequest& req);
+struct LbPick {
+  uint32_t endpoint = 0;  // index in cluster.endpoints
+  // The attempt is the probe of a half-open breaker: end it with RecordOutcome (or, if it never
+  // produced one, Breaker::ReleaseProbe).
+  bool probe = false;
+  bool circuit_open = false;  // every endpoint's breaker is open: nothing was picked
+};
+
+// Picks by the cluster's policy and breakers. Breaker transitions it causes (open -> half-open)
+// are counted in `stats` and logged.
+LbPick PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
+                    absl::Time now, stats::Writer& stats);
 
 // A 64-bit hash that is the same in every process and build (ring positions must not move
 // when a sidecar restarts).

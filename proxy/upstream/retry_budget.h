@@ -18,8 +18,10 @@ namespace remora::upstream {
 class RetryBudget {
  public:
   // Takes one retry slot if the budget allows it with `active_requests` requests in flight to the
-  // cluster. Each true must be paired with a Release() when that retry's attempt ends.
-  bool TryAcquire(double ratio, uint32_t min_concurrency, int64_t active_requests);
+  // cluster, and the cluster's hard cap `max_retries` (0: none) does too. Each true must be paired
+  // with a Release() when that retry's attempt ends.
+  bool TryAcquire(double ratio, uint32_t min_concurrency, uint32_t max_retries,
+                  int64_t active_requests);
   void Release() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 

@@ -680,5 +680,59 @@ TEST(DecodeConfigTest, RetryBudget) {
                                       "number between 0 and 1, got string \"0.1\""}));
 }
 
+TEST(DecodeConfigTest, CircuitBreaker) {
+  Config c = Decode(
+      "clusters:\n  - {name: c, circuit_breaker: {}, endpoints: [{address: 127.0.0.1:1}]}\n");
+  const CircuitBreaker& b = c.clusters[0].circuit_breaker;
+  EXPECT_TRUE(b.enabled);
+  EXPECT_EQ(b.consecutive_failures, 5u);
+  EXPECT_EQ(b.open_for, absl::Seconds(5));
+  EXPECT_EQ(b.max_open_for, absl::Seconds(60));
+  EXPECT_FALSE(Decode("clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n")
+                   .clusters[0]
+                   .circuit_breaker.enabled);
+  // open_for alone above the default cap raises the cap with it.
+  EXPECT_EQ(Decode("clusters:\n  - {name: c, circuit_breaker: {open_for: 2m}, endpoints: "
+                   "[{address: 127.0.0.1:1}]}\n")
+                .clusters[0]
+                .circuit_breaker.max_open_for,
+            absl::Minutes(2));
+  EXPECT_EQ(
+      Errors("clusters:\n  - name: c\n    circuit_breaker:\n      failure_on: [5xx, slow]\n"
+             "      open_for: 10s\n      max_open_for: 5s\n      max_ejection_percent: 101\n"
+             "    endpoints: [{address: 127.0.0.1:1}]\n"),
+      (std::vector<std::string>{
+          "t.yaml:4: clusters[0].circuit_breaker.failure_on[1]: unknown failure class \"slow\"; "
+          "allowed values: 5xx, gateway-error, reset, connect-failure, timeout",
+          "t.yaml:6: clusters[0].circuit_breaker.max_open_for: must not be below open_for (10s)",
+          "t.yaml:7: clusters[0].circuit_breaker.max_ejection_percent: must be between 0 and 100 "
+          "(percent), got 101"}));
+  EXPECT_EQ(Errors("clusters:\n  - {name: c, circuit_breaker: {consecutive_failures: 0}, "
+                   "endpoints: [{address: 127.0.0.1:1}]}\n"),
+            (std::vector<std::string>{"t.yaml:2: clusters[0].circuit_breaker: set "
+                                      "consecutive_failures or failure_ratio (or leave "
+                                      "circuit_breaker out)"}));
+}
+
+TEST(DecodeConfigTest, Fallback) {
+  Config c = Decode(
+      "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    kind: http\n    routes:\n"
+      "      - cluster: c\n        fallback: {status: 200, body: cached, headers: "
+      "[{name: x-a, value: b}]}\n"
+      "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n");
+  const Route& r = c.listeners[0].routes[0];
+  EXPECT_TRUE(r.has_fallback);
+  EXPECT_EQ(r.fallback.status, 200);
+  EXPECT_EQ(r.fallback.body, "cached");
+  ASSERT_EQ(r.fallback.headers.size(), 1u);
+  EXPECT_EQ(r.fallback.headers[0].name, "x-a");
+  EXPECT_EQ(Errors("listeners:\n  - name: l\n    address: 127.0.0.1:0\n    kind: http\n"
+                   "    routes:\n      - cluster: c\n        fallback: {status: 99}\n"
+                   "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n"),
+            (std::vector<std::string>{"t.yaml:7: listeners[0].routes[0].fallback.status: must be "
+                                      "between 200 "
+                                      "and 599, got 99"}));
+}
+
 }  // namespace
 }  // namespace remora::config

@@ -38,12 +38,23 @@ listeners:
           retry_on: [5xx, reset, 409, unavailable]
           per_try_timeout: 300ms
           backoff: {base: 10ms, max: 1s}
+        fallback:
+          status: 200
+          headers: [{name: content-type, value: application/json}]
+          body: "{}"
       - cluster: db
 clusters:
   - name: app
     connect_timeout: 250ms
     max_connections: 7
     retry_budget: {ratio: 0.5, min_concurrency: 10}
+    max_pending_requests: 9
+    max_retries: 4
+    circuit_breaker:
+      consecutive_failures: 3
+      failure_ratio: 0.25
+      failure_on: [gateway-error, timeout]
+      open_for: 2s
     lb_policy: ring_hash
     hash_on: {header: x-user}
     endpoints:
@@ -134,6 +145,19 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(j["clusters"][0]["hash_on"]["header"], "x-user");
   EXPECT_EQ(j["clusters"][1]["lb_policy"], "least_request");
   EXPECT_FALSE(j["clusters"][1].contains("hash_on"));
+  EXPECT_EQ(j["clusters"][0]["max_pending_requests"], 9);
+  EXPECT_EQ(j["clusters"][0]["max_retries"], 4);
+  const nlohmann::json& breaker = j["clusters"][0]["circuit_breaker"];
+  EXPECT_EQ(breaker["consecutive_failures"], 3);
+  EXPECT_EQ(breaker["failure_ratio"], 0.25);
+  EXPECT_EQ(breaker["failure_on"], nlohmann::json({"gateway-error", "timeout"}));
+  EXPECT_EQ(breaker["open_for"], "2s");
+  EXPECT_EQ(breaker["max_open_for"], "1m");
+  EXPECT_EQ(breaker["panic_threshold_percent"], 50);
+  EXPECT_FALSE(j["clusters"][1].contains("circuit_breaker"));
+  EXPECT_EQ(j["listeners"][2]["routes"][0]["fallback"]["status"], 200);
+  EXPECT_EQ(j["listeners"][2]["routes"][0]["fallback"]["body"], "{}");
+  EXPECT_FALSE(j["listeners"][2]["routes"][1].contains("fallback"));
   const nlohmann::json& route = j["listeners"][2]["routes"][0];
   EXPECT_EQ(route["idempotent"], true);
   EXPECT_EQ(route["retries"]["attempts"], 4);

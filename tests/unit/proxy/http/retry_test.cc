@@ -208,10 +208,15 @@ TEST(RetryStateTest, TheBudgetBoundsRetriesInFlightAcrossRequests) {
   EXPECT_EQ(f.budget.in_flight(), 10);
   // With few requests in flight the minimum applies.
   upstream::RetryBudget other;
-  EXPECT_TRUE(other.TryAcquire(0.2, 3, 1));
-  EXPECT_TRUE(other.TryAcquire(0.2, 3, 1));
-  EXPECT_TRUE(other.TryAcquire(0.2, 3, 1));
-  EXPECT_FALSE(other.TryAcquire(0.2, 3, 1));
+  EXPECT_TRUE(other.TryAcquire(0.2, 3, 0, 1));
+  EXPECT_TRUE(other.TryAcquire(0.2, 3, 0, 1));
+  EXPECT_TRUE(other.TryAcquire(0.2, 3, 0, 1));
+  EXPECT_FALSE(other.TryAcquire(0.2, 3, 0, 1));
+  // max_retries caps the budget, however many requests are in flight.
+  upstream::RetryBudget capped;
+  EXPECT_TRUE(capped.TryAcquire(0.2, 3, 2, 1000));
+  EXPECT_TRUE(capped.TryAcquire(0.2, 3, 2, 1000));
+  EXPECT_FALSE(capped.TryAcquire(0.2, 3, 2, 1000));
   // Requests ending give their slots back.
   states.clear();
   EXPECT_EQ(f.budget.in_flight(), 0);

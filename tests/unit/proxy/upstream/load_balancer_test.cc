@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "proxy/server/snapshot.h"
+#include "proxy/stats/metrics.h"
+#include "proxy/upstream/outlier.h"
 
 namespace remora::upstream {
 namespace {
@@ -17,6 +19,7 @@ struct Cluster {
   // Endpoints 10.0.0.1:8000, :8001, ... with these weights, or at these ports with weight 1.
   Cluster(config::LbPolicy policy, std::vector<uint32_t> weights,
           std::vector<uint16_t> ports = {}) {
+    config.name = "c";
     config.lb_policy = policy;
     if (ports.empty()) {
       for (size_t i = 0; i < weights.size(); ++i) ports.push_back(static_cast<uint16_t>(8000 + i));
@@ -28,10 +31,13 @@ struct Cluster {
       config.endpoints.push_back(e);
     }
     rt.config = &config;
+    rt.state = registry.Cluster("c");
+    rt.stats = stats::RegisterClusterStats(store, "c");
     for (const config::Endpoint& e : config.endpoints) {
       server::EndpointRuntime ep{};
       ep.address_text = e.address.ToString();
       ep.weight = e.weight;
+      ep.state = registry.Endpoint("c", ep.address_text);
       rt.endpoints.push_back(std::move(ep));
     }
     rt.per_worker = std::make_unique<server::ClusterRuntime::PerWorker[]>(1);
@@ -39,7 +45,19 @@ struct Cluster {
     rt.worker_count = 1;
     rt.lb = LbTables::Build(config);
   }
-  uint32_t Pick(LbRequest req = {}) { return PickEndpoint(rt, 0, req); }
+  LbPick PickAt(absl::Time now, LbRequest req = {}) {
+    return PickEndpoint(rt, 0, req, now, store.worker(0));
+  }
+  uint32_t Pick(LbRequest req = {}) { return PickAt(absl::UnixEpoch(), req).endpoint; }
+  // An attempt to endpoint i ended (failed: with a 503).
+  void Outcome(uint32_t i, bool failed, bool probe, absl::Time now) {
+    RecordOutcome(rt, i, failed ? FailureClass(AttemptEnd::kResponse, 503) : 0, probe, now,
+                  store.worker(0));
+  }
+  BreakerState State(uint32_t i) const { return rt.endpoints[i].state->breaker.state(); }
+  int64_t Count(uint32_t slot) const { return store.Value(slot); }
+  stats::Store store{1};
+  EndpointStateRegistry registry;
   config::Cluster config;
   server::ClusterRuntime rt;
 };
@@ -139,6 +157,156 @@ TEST(LoadBalancerTest, HashKeyIsStable) {
   // implementation): ring positions must not change across builds or restarts.
   EXPECT_EQ(HashKey("10.0.0.1:8000_0"), 0x542fc2512a2bd873ULL);
   EXPECT_NE(HashKey("a"), HashKey("b"));
+}
+
+// ---- breakers (breaker.h), through the pick and RecordOutcome as the data path uses them ----
+
+config::CircuitBreaker Breaker5(uint32_t consecutive = 3) {
+  config::CircuitBreaker b;
+  b.enabled = true;
+  b.consecutive_failures = consecutive;
+  b.open_for = absl::Seconds(1);
+  b.max_open_for = absl::Seconds(4);
+  return b;
+}
+
+TEST(BreakerTest, ClosedOpenHalfOpenClosed) {
+  Cluster c(config::LbPolicy::kRoundRobin, {1, 1});
+  c.config.circuit_breaker = Breaker5();
+  absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  // Two failures, a success, two more: never three in a row.
+  c.Outcome(0, true, false, t);
+  c.Outcome(0, true, false, t);
+  c.Outcome(0, false, false, t);
+  c.Outcome(0, true, false, t);
+  c.Outcome(0, true, false, t);
+  EXPECT_EQ(c.State(0), BreakerState::kClosed);
+  c.Outcome(0, true, false, t);  // the third in a row
+  EXPECT_EQ(c.State(0), BreakerState::kOpen);
+  EXPECT_EQ(c.Count(c.rt.stats.breaker_opened), 1);
+  EXPECT_EQ(c.rt.state->breakers_open.load(), 1);
+  // Open: every pick goes to the other endpoint.
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(c.PickAt(t + absl::Milliseconds(999)).endpoint, 1u);
+  // open_for is up: the next pick that lands on it is its probe, one at a time.
+  t += absl::Seconds(1);
+  LbPick probe;
+  for (int i = 0; i < 4 && !probe.probe; ++i) probe = c.PickAt(t);
+  ASSERT_TRUE(probe.probe);
+  EXPECT_EQ(probe.endpoint, 0u);
+  EXPECT_EQ(c.State(0), BreakerState::kHalfOpen);
+  EXPECT_EQ(c.Count(c.rt.stats.breaker_half_opened), 1);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(c.PickAt(t).endpoint, 1u);  // the probe slot is taken
+  // A late failure of a request that is not the probe changes nothing.
+  c.Outcome(0, true, false, t);
+  EXPECT_EQ(c.State(0), BreakerState::kHalfOpen);
+  c.Outcome(0, false, /*probe=*/true, t);
+  EXPECT_EQ(c.State(0), BreakerState::kClosed);
+  EXPECT_EQ(c.Count(c.rt.stats.breaker_closed), 1);
+  EXPECT_EQ(c.rt.state->breakers_open.load(), 0);
+}
+
+TEST(BreakerTest, AFailedProbeReopensForLongerUpToTheCap) {
+  Cluster c(config::LbPolicy::kRoundRobin, {1});
+  c.config.circuit_breaker = Breaker5(1);
+  absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  c.Outcome(0, true, false, t);
+  // Open for 1 s, then 2, 4, and 4 (max_open_for): each probe fails.
+  for (absl::Duration d :
+       {absl::Seconds(1), absl::Seconds(2), absl::Seconds(4), absl::Seconds(4)}) {
+    EXPECT_EQ(c.State(0), BreakerState::kOpen);
+    EXPECT_TRUE(c.PickAt(t + d - absl::Milliseconds(1)).circuit_open) << d;
+    t += d;
+    LbPick p = c.PickAt(t);
+    ASSERT_TRUE(p.probe) << d;
+    c.Outcome(0, true, true, t);
+  }
+  // A probe succeeds; after max_open_for closed, the next opening is 1 s again.
+  t += absl::Seconds(4);
+  ASSERT_TRUE(c.PickAt(t).probe);
+  c.Outcome(0, false, true, t);
+  EXPECT_EQ(c.State(0), BreakerState::kClosed);
+  t += absl::Seconds(4);
+  c.Outcome(0, true, false, t);
+  EXPECT_TRUE(c.PickAt(t + absl::Milliseconds(999)).circuit_open);
+  EXPECT_TRUE(c.PickAt(t + absl::Seconds(1)).probe);
+}
+
+TEST(BreakerTest, FailureRatioNeedsTheMinimumRequests) {
+  Cluster c(config::LbPolicy::kRoundRobin, {1, 1});
+  c.config.circuit_breaker = Breaker5(0);
+  c.config.circuit_breaker.failure_ratio = 0.5;
+  c.config.circuit_breaker.min_requests = 10;
+  c.config.circuit_breaker.window = absl::Seconds(10);
+  absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  // 4 of 8 failed: half, but under the minimum.
+  for (int i = 0; i < 8; ++i) c.Outcome(0, i % 2 == 0, false, t);
+  EXPECT_EQ(c.State(0), BreakerState::kClosed);
+  // The window restarts: the old requests no longer count.
+  t += absl::Seconds(11);
+  for (int i = 0; i < 9; ++i) c.Outcome(0, i < 4, false, t);
+  EXPECT_EQ(c.State(0), BreakerState::kClosed);  // 4 of 9
+  c.Outcome(0, true, false, t);                  // 5 of 10
+  EXPECT_EQ(c.State(0), BreakerState::kOpen);
+}
+
+TEST(BreakerTest, EveryEndpointOpenIsTheClusterBreaker) {
+  Cluster c(config::LbPolicy::kLeastRequest, {1, 1, 1});
+  c.config.circuit_breaker = Breaker5(1);
+  absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  for (uint32_t i = 0; i < 3; ++i) c.Outcome(i, true, false, t);
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(c.PickAt(t).circuit_open);
+  // Once open_for is up, probes go through, one per endpoint, then nothing until they end.
+  t += absl::Seconds(1);
+  std::map<uint32_t, int> probes;
+  for (int i = 0; i < 3; ++i) {
+    LbPick p = c.PickAt(t);
+    ASSERT_TRUE(p.probe);
+    ++probes[p.endpoint];
+  }
+  EXPECT_EQ(probes.size(), 3u);
+  EXPECT_TRUE(c.PickAt(t).circuit_open);
+}
+
+TEST(BreakerTest, EjectionCapKeepsTheRestClosed) {
+  Cluster c(config::LbPolicy::kRoundRobin, {1, 1, 1, 1});
+  c.config.circuit_breaker = Breaker5(1);
+  c.config.circuit_breaker.max_ejection_percent = 50;
+  absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  for (uint32_t i = 0; i < 4; ++i) c.Outcome(i, true, false, t);
+  int open = 0;
+  for (uint32_t i = 0; i < 4; ++i) open += c.State(i) == BreakerState::kOpen;
+  EXPECT_EQ(open, 2);
+  EXPECT_EQ(c.Count(c.rt.stats.ejections_capped), 2);
+  EXPECT_EQ(c.rt.state->breakers_open.load(), 2);
+}
+
+TEST(BreakerTest, PanicUsesEveryEndpoint) {
+  Cluster c(config::LbPolicy::kRoundRobin, {1, 1, 1, 1});
+  c.config.circuit_breaker = Breaker5(1);
+  c.config.circuit_breaker.panic_threshold_percent = 50;
+  absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  c.Outcome(0, true, false, t);
+  c.Outcome(1, true, false, t);
+  std::map<uint32_t, int> seen;
+  for (int i = 0; i < 40; ++i) ++seen[c.PickAt(t).endpoint];
+  EXPECT_EQ(seen.size(), 2u);  // 2 of 4 closed: not below 50%, the open ones are skipped
+  EXPECT_EQ(c.Count(c.rt.stats.lb_panic), 0);
+  c.Outcome(2, true, false, t);  // 1 of 4 closed: panic
+  seen.clear();
+  for (int i = 0; i < 40; ++i) ++seen[c.PickAt(t).endpoint];
+  EXPECT_EQ(seen.size(), 4u);
+  EXPECT_EQ(c.Count(c.rt.stats.lb_panic), 40);
+}
+
+TEST(BreakerTest, AnEndpointLeavingGivesBackItsEjectionSlot) {
+  auto cluster = std::make_shared<ClusterState>("c");
+  config::CircuitBreaker cfg = Breaker5(1);
+  {
+    EndpointState ep("10.0.0.1:80", cluster);
+    ep.breaker.Record(cfg, *cluster, 2, true, false, absl::UnixEpoch());
+    EXPECT_EQ(cluster->breakers_open.load(), 1);
+  }
+  EXPECT_EQ(cluster->breakers_open.load(), 0);
 }
 
 }  // namespace
