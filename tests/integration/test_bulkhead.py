@@ -1,16 +1,17 @@
-"""Bulkheads (docs/config.md `max_requests`): a cluster at its limit answers 503 overflow at
-once, and another cluster's traffic goes on untouched."""
+"""Bulkheads (docs/config.md `max_requests`, `max_pending_requests`, `max_retries`): a cluster
+at its limit answers 503 overflow at once, and another cluster's traffic goes on untouched."""
 
 import concurrent.futures
 import http.client
 import os
+import socket
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Remora, http_config  # noqa: E402
-from scripted_upstream import ScriptedUpstreamTest, stall  # noqa: E402
+from scripted_upstream import ScriptedUpstreamTest, fail, stall  # noqa: E402
 
 
 def get(port, path):
@@ -55,6 +56,61 @@ class BulkheadTest(ScriptedUpstreamTest):
             self.assertEqual(m['remora_cluster_overflow_total{cluster="fast"}'], 0)
             # Slots come back: the cluster serves again once its requests are done.
             self.assertEqual(get(port, "/slow")[0], 200)
+
+    def test_requests_waiting_for_a_connection_are_bounded(self):
+        # An endpoint whose accept queue is full: the kernel drops further SYNs, so a connect
+        # hangs (a real overloaded server's symptom). Requests wait for a connection there.
+        hung = socket.socket()
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(0)
+        filler = socket.create_connection(hung.getsockname())  # takes the one queue slot
+        fast = self.upstream("fast")
+        address = "%s:%d" % hung.getsockname()
+        config = http_config(
+            [("{prefix: /hung}", "hung"), ("{prefix: /}", "fast")],
+            {"hung": [address], "fast": [fast.address]},
+            cluster_extra={"hung": ["max_pending_requests: 3"]}, workers=2)
+        config = config.replace("connect_timeout: 1s", "connect_timeout: 2s", 1)
+        try:
+            with Remora(config) as r:
+                port = r.port("web")
+                with concurrent.futures.ThreadPoolExecutor(10) as pool:
+                    calls = [pool.submit(get, port, "/hung") for _ in range(10)]
+                    time.sleep(0.3)
+                    self.assertEqual(get(port, "/fast")[0], 200)  # the neighbour is unaffected
+                    results = [f.result() for f in calls]
+                over = [x for x in results if x[:2] == (503, "overflow")]
+                waited = [x for x in results if x[:2] == (504, "connect_timeout")]
+                self.assertEqual((len(over), len(waited)), (7, 3), results)
+                self.assertTrue(all(t < 0.5 for _, _, t in over), over)
+                self.assertTrue(all(t > 1.5 for _, _, t in waited), waited)
+                # The slots come back when the waits end.
+                self.assertEqual(get(port, "/hung")[:2], (504, "connect_timeout"))
+        finally:
+            filler.close()
+            hung.close()
+
+    def test_max_retries_caps_retries_in_flight(self):
+        flaky = self.upstream("flaky")
+        # Retry-After within backoff.max is waited exactly: each retry holds its slot 1 s.
+        flaky.default = fail(503, retry_after="1")
+        retries = ["retries:", "  attempts: 2", "  retry_on: [503]",
+                   "  backoff: {base: 10ms, max: 2s}"]
+        config = http_config(
+            [("{prefix: /}", "flaky", retries)], {"flaky": [flaky.address]},
+            cluster_extra={"flaky": ["max_retries: 2",
+                                     "retry_budget: {ratio: 1, min_concurrency: 100}"]},
+            workers=2)
+        with Remora(config) as r:
+            port = r.port("web")
+            with concurrent.futures.ThreadPoolExecutor(10) as pool:
+                results = list(pool.map(lambda _: get(port, "/"), range(10)))
+            # Each request fails once; the budget would let all ten retry (min 100), the cap
+            # lets two (their backoff holds the slots while the rest fail).
+            m = r.metrics()
+            self.assertEqual(m['remora_cluster_retries_total{cluster="flaky"}'], 2, results)
+            self.assertEqual(m['remora_cluster_retry_overflow_total{cluster="flaky"}'], 8)
+            self.assertEqual(flaky.count(), 12)
 
 
 if __name__ == "__main__":
