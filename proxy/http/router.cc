@@ -230,17 +230,19 @@ void RouterFilter::SetUpstreamBudget() {
   // Only a caller's budget travels: a request that came without one goes on without one (the
   // route's timeout is this proxy's business, and the header would cost every request).
   if (deadline_ == absl::InfiniteFuture()) return;
-  // What is left of it, capped by the route's timeout once the whole request is here (the
-  // timeout then runs from now; it does not count an upload still arriving).
+  // What is left of it, capped by what the route's timeout (and per-try timeout) allow. Those
+  // run from the end of the request. A head that goes before the body has all arrived (on a
+  // warm connection, a gRPC call's head goes before its message) gets their full length: the
+  // body usually ends at once, and the upstream must learn the route's limit. A long streaming
+  // upload gets the same cap, so its upstream may stop before the proxy would.
   absl::Time now = callbacks_->dispatcher().Now();
   absl::Duration left = deadline_ - now;
-  if (request_complete_) {
-    absl::Duration timeout = route_->config->timeout;
-    // What the route timeout leaves this attempt.
-    if (timeout > absl::ZeroDuration()) left = std::min(left, timeout - (now - complete_at_));
-    if (retry_.has_value() && retry_->per_try_timeout() > absl::ZeroDuration()) {
-      left = std::min(left, retry_->per_try_timeout());
-    }
+  absl::Duration timeout = route_->config->timeout;
+  if (timeout > absl::ZeroDuration()) {
+    left = std::min(left, request_complete_ ? timeout - (now - complete_at_) : timeout);
+  }
+  if (retry_.has_value() && retry_->per_try_timeout() > absl::ZeroDuration()) {
+    left = std::min(left, retry_->per_try_timeout());
   }
   SetOutboundBudget(request_->headers, callbacks_->info().grpc, left);
 }
