@@ -10,7 +10,9 @@
 
 namespace remora::filters {
 
-// The decode-order chain of a listener of `direction`, router excluded.
-absl::Span<const http::FilterFactory* const> ChainFor(config::Direction direction);
+// The decode-order chain of a listener of `direction`, router excluded; rate_limit only where
+// the listener or one of its routes has a limit (no cost elsewhere).
+absl::Span<const http::FilterFactory* const> ChainFor(config::Direction direction,
+                                                      bool rate_limited);
 
 }  // namespace remora::filters

@@ -84,6 +84,18 @@ struct RetryPolicy {
   uint32_t buffer_limit_bytes = 64 * 1024;
 };
 
+// A local token bucket (docs/config.md "rate_limit"): `requests_per_second` sustained, `burst`
+// at once. Keyed: one bucket per value of a request header or per client address, the most
+// recently used `max_keys` kept per worker.
+struct RateLimit {
+  double requests_per_second = 0;
+  uint32_t burst = 0;
+  std::string key_header;  // lower case; empty: not keyed by a header
+  bool key_client_address = false;
+  uint32_t max_keys = 10000;
+  bool keyed() const { return key_client_address || !key_header.empty(); }
+};
+
 // The response a route gives while its cluster's breaker is open (every endpoint ejected),
 // instead of 503 circuit_open.
 struct FallbackResponse {
@@ -111,6 +123,8 @@ struct Route {
   bool idempotent = false;
   bool has_fallback = false;  // a `fallback` block was given
   FallbackResponse fallback;
+  bool has_rate_limit = false;
+  RateLimit rate_limit;
   int line = 0;
 };
 
@@ -143,6 +157,9 @@ struct Listener {
   // Bytes buffered per direction before reading from the other side stops (high watermark);
   // reading resumes when the backlog falls below half of it.
   uint32_t buffer_limit_bytes = 256 * 1024;
+  // http listeners: a limit on every request the listener takes (routes may add their own).
+  bool has_rate_limit = false;
+  RateLimit rate_limit;
   int line = 0;  // where the listener was defined, for later diagnostics
 };
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -67,7 +68,8 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "stream_idle_timeout",
                                                  "http2_max_concurrent_streams",
                                                  "http2_reset_burst",
-                                                 "http2_reset_rate"};
+                                                 "http2_reset_rate",
+                                                 "rate_limit"};
 // The fields after the first five apply to http listeners only.
 constexpr size_t kFirstHttpOnlyListenerField = 5;
 constexpr absl::string_view kRouteFields[] = {"name",
@@ -80,7 +82,12 @@ constexpr absl::string_view kRouteFields[] = {"name",
                                               "response_headers_to_remove",
                                               "retries",
                                               "idempotent",
-                                              "fallback"};
+                                              "fallback",
+                                              "rate_limit"};
+constexpr absl::string_view kRateLimitFields[] = {"requests_per_second", "burst", "key",
+                                                  "max_keys"};
+constexpr absl::string_view kRateLimitKeyFields[] = {"header", "client_address"};
+constexpr double kMaxRequestsPerSecond = 1e9;
 constexpr absl::string_view kFallbackFields[] = {"status", "headers", "body"};
 constexpr absl::string_view kRetryFields[] = {"attempts", "retry_on", "per_try_timeout", "backoff",
                                               "buffer_limit_bytes"};
@@ -699,6 +706,10 @@ class Decoder {
 
   void DecodeHttpListener(const Value& item, Listener* listener, ListenerFacts* facts) {
     const std::string& path = facts->path;
+    if (const Value* l = Optional(item, "rate_limit")) {
+      listener->has_rate_limit = true;
+      DecodeRateLimit(*l, JoinPath(path, "rate_limit"), &listener->rate_limit);
+    }
     if (const Value* d = Optional(item, "direction")) {
       size_t index;
       if (Enum(*d, JoinPath(path, "direction"), "direction", kDirectionNames, &index)) {
@@ -809,6 +820,62 @@ class Decoder {
       std::string fpath = JoinPath(path, "fallback");
       route->has_fallback = true;
       if (Map(*f, fpath, kFallbackFields)) DecodeFallback(*f, fpath, &route->fallback);
+    }
+    if (const Value* l = Optional(v, "rate_limit")) {
+      route->has_rate_limit = true;
+      DecodeRateLimit(*l, JoinPath(path, "rate_limit"), &route->rate_limit);
+    }
+  }
+
+  void DecodeRateLimit(const Value& v, const std::string& path, RateLimit* r) {
+    if (!Map(v, path, kRateLimitFields)) return;
+    if (const Value* rps = Required(v, path, "requests_per_second")) {
+      std::string rpath = JoinPath(path, "requests_per_second");
+      ScalarType t = rps->IsScalar() && !rps->quoted ? rps->Resolve() : ScalarType::kString;
+      double d;
+      if ((t == ScalarType::kInt || t == ScalarType::kFloat) && absl::SimpleAtod(rps->scalar, &d)) {
+        if (d > 0 && d <= kMaxRequestsPerSecond) {
+          r->requests_per_second = d;
+        } else {
+          Error(rps->line, rpath,
+                absl::StrCat("must be above 0 and at most 1000000000, got ", rps->scalar));
+        }
+      } else if (!rps->IsInvalid()) {
+        Error(rps->line, rpath, absl::StrCat("expected a number, got ", rps->Describe()));
+      }
+    }
+    if (const Value* b = Optional(v, "burst")) {
+      int64_t n;
+      if (Int(*b, JoinPath(path, "burst"), 1, kMaxBreakerCount, "", &n)) {
+        r->burst = static_cast<uint32_t>(n);
+      }
+    }
+    if (r->burst == 0) {  // a second's worth, at least one
+      r->burst = static_cast<uint32_t>(
+          std::clamp<double>(std::ceil(r->requests_per_second), 1, kMaxBreakerCount));
+    }
+    if (const Value* m = Optional(v, "max_keys")) {
+      int64_t n;
+      if (Int(*m, JoinPath(path, "max_keys"), 1, kMaxBreakerCount, "", &n)) {
+        r->max_keys = static_cast<uint32_t>(n);
+      }
+    }
+    if (const Value* k = Optional(v, "key")) {
+      std::string kpath = JoinPath(path, "key");
+      if (!Map(*k, kpath, kRateLimitKeyFields)) return;
+      const Value* header = Optional(*k, "header");
+      const Value* client = Optional(*k, "client_address");
+      if ((header == nullptr) == (client == nullptr)) {
+        Error(k->line, kpath, "give exactly one of header and client_address");
+      } else if (header != nullptr) {
+        if (HeaderName(*header, JoinPath(kpath, "header"), &r->key_header)) {
+          absl::AsciiStrToLower(&r->key_header);
+        }
+      } else if (Bool(*client, JoinPath(kpath, "client_address"), &r->key_client_address) &&
+                 !r->key_client_address) {
+        Error(client->line, JoinPath(kpath, "client_address"),
+              "only true is meaningful here (or leave key out)");
+      }
     }
   }
 

@@ -11,6 +11,14 @@ nlohmann::json HeaderValuesToJson(const std::vector<HeaderValue>& hv) {
   return out;
 }
 
+nlohmann::json RateLimitToJson(const RateLimit& r) {
+  nlohmann::json j = {
+      {"requests_per_second", r.requests_per_second}, {"burst", r.burst}, {"max_keys", r.max_keys}};
+  if (!r.key_header.empty()) j["key"] = {{"header", r.key_header}};
+  if (r.key_client_address) j["key"] = {{"client_address", true}};
+  return j;
+}
+
 nlohmann::json RouteToJson(const Route& r) {
   nlohmann::json match = nlohmann::json::object();
   const RouteMatch& m = r.match;
@@ -60,6 +68,7 @@ nlohmann::json RouteToJson(const Route& r) {
         {"buffer_limit_bytes", p.buffer_limit_bytes},
     };
   }
+  if (r.has_rate_limit) j["rate_limit"] = RateLimitToJson(r.rate_limit);
   if (r.has_fallback) {
     nlohmann::json f = {{"status", r.fallback.status}, {"body", r.fallback.body}};
     if (!r.fallback.headers.empty()) f["headers"] = HeaderValuesToJson(r.fallback.headers);
@@ -98,6 +107,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
       j["http2_max_concurrent_streams"] = l.http2_max_concurrent_streams;
       j["http2_reset_burst"] = l.http2_reset_burst;
       j["http2_reset_rate"] = l.http2_reset_rate;
+      if (l.has_rate_limit) j["rate_limit"] = RateLimitToJson(l.rate_limit);
       nlohmann::json routes = nlohmann::json::array();
       for (const Route& r : l.routes) routes.push_back(RouteToJson(r));
       j["routes"] = std::move(routes);

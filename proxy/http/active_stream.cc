@@ -240,7 +240,8 @@ buffer::Buffer ActiveStream::BuildLocalReply(ResponseHead& h, bool grpc, int sta
   return body;
 }
 
-void ActiveStream::SendLocalReply(int status, absl::string_view reason, absl::string_view detail) {
+void ActiveStream::SendLocalReply(int status, absl::string_view reason, absl::string_view detail,
+                                  ExtraHeaders extra_headers) {
   if (!alive_) return;
   if (response_started_) {
     connection_.ResetStream(*this);
@@ -252,6 +253,7 @@ void ActiveStream::SendLocalReply(int status, absl::string_view reason, absl::st
   if (info_.upstream_attempts != 0) {
     local_reply_.headers.Add("x-remora-attempts", absl::StrCat(info_.upstream_attempts));
   }
+  for (const auto& [name, value] : extra_headers) local_reply_.headers.Add(name, value);
   encode_ = Held();
   bool headers_only = body.empty();
   EncodeHeadersFrom(filters_.size() - 1, local_reply_, headers_only);

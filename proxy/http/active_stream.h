@@ -98,7 +98,9 @@ class ActiveStream final : public FilterCallbacks,
   RequestHead& request() override { return request_; }
   void ContinueDecoding() override;
   void ContinueEncoding() override;
-  void SendLocalReply(int status, absl::string_view reason, absl::string_view detail) override;
+  void SendLocalReply(int status, absl::string_view reason, absl::string_view detail,
+                      ExtraHeaders extra_headers) override;
+  using FilterCallbacks::SendLocalReply;
   void EncodeInformational(ResponseHead& head) override;
   void EncodeHeaders(ResponseHead& head, bool end_stream) override;
   void EncodeData(buffer::Buffer& data, bool end_stream) override;

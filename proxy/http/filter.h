@@ -14,9 +14,11 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "proxy/buffer/buffer.h"
 #include "proxy/common/block_cache.h"
 #include "proxy/event/dispatcher.h"
@@ -67,10 +69,16 @@ class FilterCallbacks {
   // Resumes a held direction after the filter that returned kStop.
   virtual void ContinueDecoding() = 0;
   virtual void ContinueEncoding() = 0;
-  // Answers the request from the proxy: `status`, an `x-remora-reason: reason` field and a short
-  // text body. Decoding stops; request bytes still arriving are dropped. If the response has
-  // already begun, the stream is reset instead.
-  virtual void SendLocalReply(int status, absl::string_view reason, absl::string_view detail) = 0;
+  // Answers the request from the proxy: `status`, an `x-remora-reason: reason` field, any
+  // `extra_headers` and a short text body (gRPC: a trailers-only reply with those headers).
+  // Decoding stops; request bytes still arriving are dropped. If the response has already begun,
+  // the stream is reset instead.
+  using ExtraHeaders = absl::Span<const std::pair<absl::string_view, absl::string_view>>;
+  virtual void SendLocalReply(int status, absl::string_view reason, absl::string_view detail,
+                              ExtraHeaders extra_headers) = 0;
+  void SendLocalReply(int status, absl::string_view reason, absl::string_view detail) {
+    SendLocalReply(status, reason, detail, {});
+  }
 
   // Terminal filter only: the response, into the encode chain.
   virtual void EncodeInformational(ResponseHead& head) = 0;

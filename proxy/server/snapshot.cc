@@ -67,7 +67,8 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     if (l.kind == config::ListenerKind::kHttp) {
       rt.routes = http::RouteTable(
           l.routes, [&](const std::string& name) { return snap->FindCluster(name); });
-      rt.filters = filters::ChainFor(l.direction);
+      rt.rate_limits = filters::ListenerRateLimits::Build(l, workers);
+      rt.filters = filters::ChainFor(l.direction, rt.rate_limits != nullptr);
     }
     snap->listeners.push_back(std::move(rt));
   }

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "filters/rate_limit/rate_limit.h"
 #include "proxy/config/config.h"
 #include "proxy/http/filter.h"
 #include "proxy/http/route_table.h"
@@ -71,6 +72,8 @@ struct ListenerRuntime {
   // http listeners: the routes and the filter chain (decode order; the router follows).
   http::RouteTable routes;
   absl::Span<const http::FilterFactory* const> filters;
+  // Its rate limits (filters/rate_limit), null without any; the chain then has no rate_limit.
+  std::shared_ptr<filters::ListenerRateLimits> rate_limits;
 };
 
 struct Snapshot {

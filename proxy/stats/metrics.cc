@@ -18,6 +18,10 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
       s.Register(
           Type::kCounter, "remora_listener_overflow_total",
           "Downstream connections closed at once because the cluster was at max_connections.", l),
+      s.Register(Type::kCounter, "remora_listener_rate_limited_total",
+                 "Requests refused with 429 rate_limited by the listener's or a route's "
+                 "rate_limit.",
+                 l),
   };
 }
 

@@ -18,6 +18,7 @@ struct ListenerStats {
   uint32_t tx_bytes;       // remora_listener_sent_bytes_total
   uint32_t accept_errors;  // remora_listener_accept_errors_total
   uint32_t overflow;       // remora_listener_overflow_total: refused, cluster at max_connections
+  uint32_t rate_limited;   // remora_listener_rate_limited_total: 429 rate_limited
 };
 
 struct ClusterStats {

@@ -112,6 +112,9 @@ class Fixture:
                 ("deadline", [("{prefix: /}", "h2", ["timeout: 500ms"])]),
                 ("noroute", [("{prefix: /elsewhere/}", "h2")]),
                 ("idle", everything, [f"stream_idle_timeout: {int(IDLE_TIMEOUT * 1000)}ms"]),
+                # One call, then none for 1000 s.
+                ("limited", [("{prefix: /}", "h2",
+                              ["rate_limit: {requests_per_second: 0.001, burst: 1}"])]),
             ]
             clusters = {
                 "h2": ("http2", [self.peer.address]),
@@ -504,6 +507,15 @@ class ProxyMadeErrorsTest(unittest.TestCase):
             self.assert_proxy_error(e, grpc.StatusCode.UNIMPLEMENTED, "no_route")
         self.assertEqual(FIXTURE.peer.call_count(), before)
 
+    def test_rate_limited_is_resource_exhausted(self):
+        channel = FIXTURE.channel("limited")
+        self.assertEqual(channel.unary_unary(method_path("Unary"))(b"one", timeout=TIMEOUT),
+                         b"one")
+        before = FIXTURE.peer.call_count()
+        e, _ = self.call_expecting_error("limited")
+        self.assert_proxy_error(e, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited")
+        self.assertEqual(FIXTURE.peer.call_count(), before)
+
     def test_refused_upstream_is_unavailable(self):
         for kind in ("unary", "bidi"):
             e, _ = self.call_expecting_error("refused", kind=kind)
@@ -516,6 +528,9 @@ class ProxyMadeErrorsTest(unittest.TestCase):
         # `upstream_timeout`; the upstream's own DEADLINE_EXCEEDED has no reason), the client
         # sees DEADLINE_EXCEEDED after the route's 500 ms, not its own 10 s, and the upstream
         # call is over.
+        # A call first, so the upstream connection is warm: the next call's head then goes
+        # upstream before its message has arrived, and must be capped all the same.
+        FIXTURE.channel("deadline").unary_unary(method_path("Unary"))(b"warm", timeout=TIMEOUT)
         call_id = new_call_id()
         e, took = self.call_expecting_error("deadline", b"sleep:3", call_id=call_id)
         self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED, describe(e))
