@@ -734,5 +734,35 @@ TEST(DecodeConfigTest, Fallback) {
                                       "and 599, got 99"}));
 }
 
+TEST(DecodeConfigTest, RateLimit) {
+  const std::string head =
+      "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    kind: http\n";
+  const std::string tail =
+      "    routes:\n      - cluster: c\n"
+      "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n";
+  Config c = Decode(head + "    rate_limit: {requests_per_second: 2.5}\n" + tail);
+  const Listener& l = c.listeners[0];
+  EXPECT_TRUE(l.has_rate_limit);
+  EXPECT_EQ(l.rate_limit.requests_per_second, 2.5);
+  EXPECT_EQ(l.rate_limit.burst, 3u);  // a second's worth, rounded up
+  EXPECT_FALSE(l.rate_limit.keyed());
+  Config k = Decode(head +
+                    "    rate_limit: {requests_per_second: 100, burst: 7, key: {header: X-User}, "
+                    "max_keys: 50}\n" +
+                    tail);
+  EXPECT_EQ(k.listeners[0].rate_limit.key_header, "x-user");
+  EXPECT_EQ(k.listeners[0].rate_limit.burst, 7u);
+  EXPECT_EQ(k.listeners[0].rate_limit.max_keys, 50u);
+  EXPECT_EQ(Errors(head + "    rate_limit: {requests_per_second: 0, key: {}}\n" + tail),
+            (std::vector<std::string>{
+                "t.yaml:5: listeners[0].rate_limit.requests_per_second: must be above 0 and at "
+                "most 1000000000, got 0",
+                "t.yaml:5: listeners[0].rate_limit.key: give exactly one of header and "
+                "client_address"}));
+  EXPECT_EQ(Errors(head + "    rate_limit: {burst: 5}\n" + tail),
+            (std::vector<std::string>{
+                "t.yaml:5: listeners[0].rate_limit.requests_per_second: missing required field"}));
+}
+
 }  // namespace
 }  // namespace remora::config

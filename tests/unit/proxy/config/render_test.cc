@@ -30,6 +30,7 @@ listeners:
   - name: web
     address: 127.0.0.1:15002
     kind: http
+    rate_limit: {requests_per_second: 50, key: {client_address: true}}
     routes:
       - cluster: app
         idempotent: true
@@ -38,6 +39,7 @@ listeners:
           retry_on: [5xx, reset, 409, unavailable]
           per_try_timeout: 300ms
           backoff: {base: 10ms, max: 1s}
+        rate_limit: {requests_per_second: 0.5, burst: 3, key: {header: x-user}, max_keys: 9}
         fallback:
           status: 200
           headers: [{name: content-type, value: application/json}]
@@ -158,6 +160,11 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(j["listeners"][2]["routes"][0]["fallback"]["status"], 200);
   EXPECT_EQ(j["listeners"][2]["routes"][0]["fallback"]["body"], "{}");
   EXPECT_FALSE(j["listeners"][2]["routes"][1].contains("fallback"));
+  EXPECT_EQ(j["listeners"][2]["rate_limit"]["burst"], 50);
+  EXPECT_EQ(j["listeners"][2]["rate_limit"]["key"]["client_address"], true);
+  EXPECT_EQ(j["listeners"][2]["routes"][0]["rate_limit"]["requests_per_second"], 0.5);
+  EXPECT_EQ(j["listeners"][2]["routes"][0]["rate_limit"]["key"]["header"], "x-user");
+  EXPECT_FALSE(j["listeners"][1].contains("rate_limit"));
   const nlohmann::json& route = j["listeners"][2]["routes"][0];
   EXPECT_EQ(route["idempotent"], true);
   EXPECT_EQ(route["retries"]["attempts"], 4);
