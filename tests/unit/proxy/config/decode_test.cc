@@ -735,8 +735,7 @@ TEST(DecodeConfigTest, Fallback) {
 }
 
 TEST(DecodeConfigTest, RateLimit) {
-  const std::string head =
-      "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    kind: http\n";
+  const std::string head = "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    kind: http\n";
   const std::string tail =
       "    routes:\n      - cluster: c\n"
       "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n";
