@@ -200,8 +200,18 @@ struct CircuitBreaker {
   uint32_t half_open_requests = 1;
   // At most this share of the cluster's endpoints are open at once.
   uint32_t max_ejection_percent = 100;
-  // Below this share of closed endpoints (but above none), every endpoint takes traffic.
-  uint32_t panic_threshold_percent = 50;
+};
+
+// Active HTTP health checking (proxy/upstream/health_checker.h): GET `path` on every endpoint
+// each `interval`; a 2xx within `timeout` passes.
+struct HealthCheck {
+  bool enabled = false;  // a `health_check` block was given
+  std::string path = "/";
+  std::string host;  // the Host field; empty: the endpoint's address
+  absl::Duration interval = absl::Seconds(5);
+  absl::Duration timeout = absl::Seconds(1);
+  uint32_t healthy_threshold = 2;    // passes in a row that bring an endpoint back
+  uint32_t unhealthy_threshold = 3;  // failures in a row that take it out
 };
 
 // The protocol spoken to a cluster's endpoints; kAuto: the one the request arrived with.
@@ -227,6 +237,10 @@ struct Cluster {
   // Upper bound on retries in flight (all workers), beside the budget; 0 = none.
   uint32_t max_retries = 0;
   CircuitBreaker circuit_breaker;
+  HealthCheck health_check;
+  // Below this share of endpoints available (healthy, breaker closed), but above none, the load
+  // balancer uses every endpoint (panic): a few survivors are not buried under all the load.
+  uint32_t panic_threshold_percent = 50;
   // HTTP keep-alive pools (per worker, per endpoint): idle connections kept, and for how long.
   uint32_t max_idle_connections = 1024;
   absl::Duration idle_connection_timeout = absl::Seconds(30);

@@ -94,10 +94,11 @@ constexpr absl::string_view kRetryFields[] = {"attempts", "retry_on", "per_try_t
 constexpr absl::string_view kBackoffFields[] = {"base", "max"};
 constexpr absl::string_view kRetryBudgetFields[] = {"ratio", "min_concurrency"};
 constexpr absl::string_view kBreakerFields[] = {
-    "consecutive_failures",   "failure_ratio",      "window",
-    "min_requests",           "failure_on",         "open_for",
-    "max_open_for",           "half_open_requests", "max_ejection_percent",
-    "panic_threshold_percent"};
+    "consecutive_failures", "failure_ratio",      "window",
+    "min_requests",         "failure_on",         "open_for",
+    "max_open_for",         "half_open_requests", "max_ejection_percent"};
+constexpr absl::string_view kHealthCheckFields[] = {
+    "path", "host", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"};
 // failure_on's names, in BreakerFailure's bit order.
 constexpr absl::string_view kBreakerFailureNames[] = {"5xx", "gateway-error", "reset",
                                                       "connect-failure", "timeout"};
@@ -129,6 +130,8 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "idle_connection_timeout",
                                                 "retry_budget",
                                                 "circuit_breaker",
+                                                "health_check",
+                                                "panic_threshold_percent",
                                                 "lb_policy",
                                                 "hash_on",
                                                 "endpoints"};
@@ -879,6 +882,41 @@ class Decoder {
     }
   }
 
+  void DecodeHealthCheck(const Value& v, const std::string& path, HealthCheck* h) {
+    h->enabled = true;
+    if (const Value* p = Optional(v, "path")) {
+      std::string ppath = JoinPath(path, "path");
+      if (String(*p, ppath, "a path", &h->path)) {
+        bool ok =
+            absl::StartsWith(h->path, "/") &&
+            std::all_of(h->path.begin(), h->path.end(), [](char c) { return c > ' ' && c < 0x7f; });
+        if (!ok) Error(p->line, ppath, "must start with / and hold no spaces or control bytes");
+      }
+    }
+    if (const Value* s = Optional(v, "host")) {
+      std::string spath = JoinPath(path, "host");
+      if (String(*s, spath, "a host", &h->host)) {
+        bool ok = !h->host.empty() && std::all_of(h->host.begin(), h->host.end(),
+                                                  [](char c) { return c > ' ' && c < 0x7f; });
+        if (!ok) Error(s->line, spath, "must be a non-empty host, without spaces");
+      }
+    }
+    if (const Value* i = Optional(v, "interval")) {
+      Duration(*i, JoinPath(path, "interval"), absl::Milliseconds(10), kMaxHttpTimeout,
+               &h->interval);
+    }
+    if (const Value* t = Optional(v, "timeout")) {
+      Duration(*t, JoinPath(path, "timeout"), absl::Milliseconds(1), kMaxHttpTimeout, &h->timeout);
+    }
+    for (auto [key, out] : {std::pair{"healthy_threshold", &h->healthy_threshold},
+                            std::pair{"unhealthy_threshold", &h->unhealthy_threshold}}) {
+      if (const Value* n = Optional(v, key)) {
+        int64_t x;
+        if (Int(*n, JoinPath(path, key), 1, 1000, "", &x)) *out = static_cast<uint32_t>(x);
+      }
+    }
+  }
+
   void DecodeFallback(const Value& v, const std::string& path, FallbackResponse* f) {
     if (const Value* s = Optional(v, "status")) {
       int64_t n;
@@ -912,7 +950,6 @@ class Decoder {
     count("min_requests", 1, "", &b->min_requests);
     count("half_open_requests", 1, "", &b->half_open_requests);
     percent("max_ejection_percent", &b->max_ejection_percent);
-    percent("panic_threshold_percent", &b->panic_threshold_percent);
     if (const Value* r = Optional(v, "failure_ratio")) {
       Ratio(*r, JoinPath(path, "failure_ratio"), &b->failure_ratio);
     }
@@ -1205,6 +1242,16 @@ class Decoder {
       if (const Value* b = Optional(item, "circuit_breaker")) {
         std::string bpath = JoinPath(path, "circuit_breaker");
         if (Map(*b, bpath, kBreakerFields)) DecodeBreaker(*b, bpath, &cluster.circuit_breaker);
+      }
+      if (const Value* h = Optional(item, "health_check")) {
+        std::string hpath = JoinPath(path, "health_check");
+        if (Map(*h, hpath, kHealthCheckFields)) DecodeHealthCheck(*h, hpath, &cluster.health_check);
+      }
+      if (const Value* p = Optional(item, "panic_threshold_percent")) {
+        int64_t n;
+        if (Int(*p, JoinPath(path, "panic_threshold_percent"), 0, 100, " (percent)", &n)) {
+          cluster.panic_threshold_percent = static_cast<uint32_t>(n);
+        }
       }
       if (const Value* m = Optional(item, "max_connections")) {
         int64_t n;

@@ -150,9 +150,20 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
           {"max_open_for", DurationToString(b.max_open_for)},
           {"half_open_requests", b.half_open_requests},
           {"max_ejection_percent", b.max_ejection_percent},
-          {"panic_threshold_percent", b.panic_threshold_percent},
       };
     }
+    if (cl.health_check.enabled) {
+      const HealthCheck& h = cl.health_check;
+      j["health_check"] = {
+          {"path", h.path},
+          {"interval", DurationToString(h.interval)},
+          {"timeout", DurationToString(h.timeout)},
+          {"healthy_threshold", h.healthy_threshold},
+          {"unhealthy_threshold", h.unhealthy_threshold},
+      };
+      if (!h.host.empty()) j["health_check"]["host"] = h.host;
+    }
+    j["panic_threshold_percent"] = cl.panic_threshold_percent;
     j["endpoints"] = std::move(endpoints);
     clusters.push_back(std::move(j));
   }

@@ -30,6 +30,8 @@ void Server::RegisterAdminRoutes() {
       w.Set(c.stats.retries_active, static_cast<uint64_t>(c.state->retry_budget.in_flight()));
       w.Set(c.stats.requests_active, static_cast<uint64_t>(c.ActiveRequests()));
       w.Set(c.stats.endpoints_ejected, static_cast<uint64_t>(c.state->breakers_open.load()));
+      w.Set(c.stats.endpoints_unhealthy,
+            static_cast<uint64_t>(c.state->unhealthy_endpoints.load()));
     }
     Response r = Response::Text(200, store_->RenderPrometheus());
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -80,6 +82,9 @@ std::string Server::ClustersJson(absl::Time now) const {
           {"total_connections", e.state->total_connections.load()},
           {"connect_failures", e.state->connect_failures.load()},
       });
+      if (c.config->health_check.enabled) {
+        endpoints.back()["health"] = e.state->healthy.load() ? "healthy" : "unhealthy";
+      }
       if (c.config->circuit_breaker.enabled) {
         const upstream::Breaker& b = e.state->breaker;
         nlohmann::json breaker = {

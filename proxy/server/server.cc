@@ -37,6 +37,7 @@ int Server::Run() {
   worker_count_ = initial_config_.workers > 0 ? static_cast<int>(initial_config_.workers)
                                               : DefaultWorkerCount();
   store_ = std::make_unique<stats::Store>(worker_count_);
+  health_ = std::make_unique<upstream::HealthChecker>(main_, store_->main_writer());
   server_stats_ = stats::RegisterServerStats(*store_);
   stats::Writer& w = store_->main_writer();
   w.Set(server_stats_.workers, static_cast<uint64_t>(worker_count_));
@@ -142,6 +143,7 @@ absl::Status Server::ApplyConfig(config::Config cfg) {
   }
   bound_ = std::move(next_bound);
   store_->main_writer().Set(server_stats_.config_version, version_);
+  if (health_ != nullptr) health_->Update(*snapshot_);
   endpoints_.Prune();
   return absl::OkStatus();
 }
@@ -230,6 +232,7 @@ void Server::PollDrain() {
 void Server::Shutdown() {
   for (auto& worker : workers_) worker->Stop();
   workers_.clear();
+  health_.reset();  // its endpoints no longer matter; its timers would keep the loop busy
   if (admin_ != nullptr) admin_->Close();
   signals_.clear();
   if (!snapshot_->config.admin.unix_socket.empty()) {

@@ -20,6 +20,7 @@
 #include "proxy/stats/metrics.h"
 #include "proxy/stats/stats.h"
 #include "proxy/upstream/endpoint_state.h"
+#include "proxy/upstream/health_checker.h"
 
 namespace remora::server {
 
@@ -65,6 +66,7 @@ class Server {
   upstream::EndpointStateRegistry endpoints_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<const Snapshot> snapshot_;
+  std::unique_ptr<upstream::HealthChecker> health_;  // active health checks, on this loop
   uint64_t version_ = 0;
   std::map<std::string, BoundListener> bound_;
   std::unique_ptr<admin::AdminServer> admin_;

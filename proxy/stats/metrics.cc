@@ -34,6 +34,7 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
   const char* breaker_help =
       "Endpoint breaker transitions: to open (failures, or a failed probe), half_open (open_for "
       "is up), closed (a probe succeeded).";
+  const char* health_help = "Active health checks by result (health_check).";
   return ClusterStats{
       s.Register(Type::kCounter, "remora_cluster_upstream_connections_total",
                  "Upstream connections established.", l),
@@ -89,9 +90,15 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
                  "every endpoint's breaker was open.",
                  l),
       s.Register(Type::kCounter, "remora_cluster_lb_panic_total",
-                 "Endpoint picks that ignored the breakers because fewer than "
-                 "panic_threshold_percent of the endpoints were closed.",
+                 "Endpoint picks that used every endpoint because fewer than "
+                 "panic_threshold_percent of them were available (healthy, breaker closed).",
                  l),
+      s.Register(Type::kCounter, "remora_cluster_health_checks_total", health_help,
+                 {{"cluster", cluster}, {"result", "passed"}}),
+      s.Register(Type::kCounter, "remora_cluster_health_checks_total", health_help,
+                 {{"cluster", cluster}, {"result", "failed"}}),
+      s.Register(Type::kGauge, "remora_cluster_endpoints_unhealthy",
+                 "Endpoints active health checks have taken out of rotation now.", l),
   };
 }
 

@@ -47,7 +47,11 @@ struct ClusterStats {
   uint32_t ejections_capped;     // remora_cluster_ejections_capped_total
   uint32_t endpoints_ejected;    // remora_cluster_endpoints_ejected (sampled at scrape)
   uint32_t circuit_open;         // remora_cluster_circuit_open_total: requests failed fast
-  uint32_t lb_panic;             // remora_cluster_lb_panic_total: picks that ignored breakers
+  uint32_t lb_panic;             // remora_cluster_lb_panic_total: picks in panic
+  // remora_cluster_health_checks_total{result}
+  uint32_t health_checks_passed;  // result="passed"
+  uint32_t health_checks_failed;  // result="failed"
+  uint32_t endpoints_unhealthy;   // remora_cluster_endpoints_unhealthy (sampled at scrape)
 };
 
 struct ServerStats {

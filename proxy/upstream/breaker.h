@@ -17,8 +17,8 @@
 // At most max_ejection_percent of the cluster's endpoints are open at once: an endpoint that
 // would pass the cap stays closed. The cluster breaker is open while every endpoint's breaker is
 // (none due for a probe): requests fail fast (503 circuit_open) or get the route's fallback.
-// Below panic_threshold_percent closed endpoints (but more than none), the load balancer ignores
-// the breakers and uses every endpoint, so a few survivors are not buried under all the load.
+// Below the cluster's panic_threshold_percent of endpoints available (but some breaker closed),
+// the load balancer ignores the breakers and uses every endpoint (load_balancer.h).
 //
 // The state is atomics in EndpointState, shared by every worker and kept across config changes.
 // Transitions are compare-and-swap, so each happens once however many workers see the failure

@@ -7,7 +7,16 @@ namespace remora::upstream {
 EndpointState::EndpointState(std::string a, std::shared_ptr<ClusterState> c)
     : address(std::move(a)), cluster(std::move(c)) {}
 
-EndpointState::~EndpointState() { breaker.Release(*cluster); }
+EndpointState::~EndpointState() {
+  breaker.Release(*cluster);
+  SetHealthy(true);
+}
+
+bool EndpointState::SetHealthy(bool value) {
+  if (healthy.exchange(value) == value) return false;
+  cluster->unhealthy_endpoints.fetch_add(value ? -1 : 1, std::memory_order_relaxed);
+  return true;
+}
 
 std::shared_ptr<ClusterState> EndpointStateRegistry::Cluster(const std::string& name) {
   auto& slot = clusters_[name];

@@ -29,6 +29,10 @@ struct EndpointState {
   std::atomic<uint64_t> total_connections{0};
   std::atomic<uint64_t> connect_failures{0};
   Breaker breaker;
+  // Active health checking's verdict (health_checker.h); always true without it.
+  std::atomic<bool> healthy{true};
+  // Marks the endpoint (un)healthy, keeping the cluster's count; false if it already was.
+  bool SetHealthy(bool value);
 };
 
 struct ClusterState {
@@ -48,6 +52,9 @@ struct ClusterState {
   // hint that lets the load balancer skip the breakers entirely while it is 0. Exact: an endpoint
   // state that goes away gives its slot back.
   std::atomic<int64_t> breakers_open{0};
+  // Endpoints health checks have taken out of rotation; like breakers_open, a hint that lets the
+  // load balancer skip looking while it is 0. Written by the one health checker only.
+  std::atomic<int64_t> unhealthy_endpoints{0};
 };
 
 class EndpointStateRegistry {

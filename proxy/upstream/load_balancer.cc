@@ -155,20 +155,26 @@ uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbReq
   return Avoided(avoid, i) ? NotAvoided(avoid, (i + 1) % n, n) : i;
 }
 
-// Breakers are open in the cluster: pick among the endpoints they admit.
-LbPick PickAdmitted(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
-                    absl::Time now, stats::Writer& stats) {
+// Some endpoints are out (breaker open, or failing health checks): pick among the rest.
+LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
+                     absl::Time now, stats::Writer& stats) {
   const config::CircuitBreaker& cfg = cluster.config->circuit_breaker;
   const size_t n = cluster.endpoints.size();
   auto admit = [&](uint32_t i) {
+    if (!cfg.enabled) return Breaker::Admission::kAdmitted;
     BreakerTransition t;
     Breaker::Admission a = cluster.endpoints[i].state->breaker.Admit(cfg, now, &t);
     if (t != BreakerTransition::kNone) ReportTransition(cluster, i, t, now, stats);
     return a;
   };
-  size_t closed = 0;
-  for (const server::EndpointRuntime& e : cluster.endpoints) {
-    closed += e.state->breaker.state() == BreakerState::kClosed;
+  auto healthy = [&](uint32_t i) {
+    return cluster.endpoints[i].state->healthy.load(std::memory_order_relaxed);
+  };
+  size_t closed = 0, available = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    bool c = cluster.endpoints[i].state->breaker.state() == BreakerState::kClosed;
+    closed += c;
+    available += c && healthy(i);
   }
   if (closed == 0) {
     // The cluster breaker: only a probe goes through, to an endpoint whose open time is up.
@@ -179,42 +185,47 @@ LbPick PickAdmitted(const server::ClusterRuntime& cluster, int worker, const LbR
     }
     return {0, false, true};
   }
-  if (closed * 100 < static_cast<size_t>(cfg.panic_threshold_percent) * n) {
+  if (available * 100 < static_cast<size_t>(cluster.config->panic_threshold_percent) * n) {
     // Panic: too few left to carry the load; every endpoint takes its share (an open one due
     // for a probe still gets its probe).
     stats.Add(cluster.stats.lb_panic);
     uint32_t i = ByPolicy(cluster, worker, req, req.tried);
     return {i, admit(i) == Breaker::Admission::kProbe, false};
   }
-  // Endpoints the breakers refuse are avoided like tried ones, but harder: a tried endpoint is
+  auto usable = [&](uint32_t i) { return healthy(i) ? admit(i) : Breaker::Admission::kRefused; };
+  // Endpoints out of rotation are avoided like tried ones, but harder: a tried endpoint is
   // taken again when nothing else is left, a refused one is not.
   uint64_t refused = 0;
   for (size_t k = 0; k < n && k < 64; ++k) {
     uint32_t i = ByPolicy(cluster, worker, req, req.tried | refused);
     if (Avoided(refused, i)) break;  // the untried ones are all refused
-    Breaker::Admission a = admit(i);
+    Breaker::Admission a = usable(i);
     if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
     if (i >= 64) break;
     refused |= uint64_t{1} << i;
   }
-  // A tried endpoint, or one past the first 64: the first admitted from a random start.
+  // A tried endpoint, or one past the first 64: the first usable from a random start.
   uint32_t start = absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n));
   for (size_t k = 0; k < n; ++k) {
     uint32_t i = static_cast<uint32_t>((start + k) % n);
     if (Avoided(refused, i)) continue;
-    Breaker::Admission a = admit(i);
+    Breaker::Admission a = usable(i);
     if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
   }
-  return {0, false, true};  // every breaker opened while we looked
+  // Every breaker opened while we looked (or the health verdicts changed): by policy, as usual.
+  return {ByPolicy(cluster, worker, req, req.tried), false, false};
 }
 
 }  // namespace
 
 LbPick PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
                     absl::Time now, stats::Writer& stats) {
-  if (cluster.config->circuit_breaker.enabled &&
-      cluster.state->breakers_open.load(std::memory_order_relaxed) != 0) {
-    return PickAdmitted(cluster, worker, req, now, stats);
+  const upstream::ClusterState& state = *cluster.state;
+  // Two relaxed loads of lines written only when an endpoint leaves or rejoins rotation.
+  if ((cluster.config->circuit_breaker.enabled &&
+       state.breakers_open.load(std::memory_order_relaxed) != 0) ||
+      state.unhealthy_endpoints.load(std::memory_order_relaxed) != 0) {
+    return PickAvailable(cluster, worker, req, now, stats);
   }
   return {ByPolicy(cluster, worker, req, req.tried), false, false};
 }

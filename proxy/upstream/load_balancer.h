@@ -13,12 +13,11 @@
 // A retry passes the endpoints its request already tried; another one is chosen while any is
 // left (ring_hash: the next one clockwise).
 //
-// With a circuit_breaker (breaker.h), endpoints whose breaker is open are skipped, and one due
-// for a probe takes the request as its probe. While no breaker is open this costs one load of a
-// shared counter. Every endpoint open: no pick (the cluster breaker is open). Fewer closed than
-// panic_threshold_percent: the breakers are ignored (panic).
-//
-// The tables (weighted sequence, ring) are built with the snapshot, on the main thread.
+// Endpoints out of rotation are skipped: a circuit_breaker's open ones (breaker.h), and ones
+// failing active health checks (health_checker.h); an open one due for a probe takes the request
+// as its probe. While every endpoint is in rotation this costs two loads of shared counters.
+// Every breaker open: no pick (the cluster breaker is open). Fewer available (healthy, closed)
+// than panic_threshold_percent: every endpoint is used (panic).
 
 #include <cstdint>
 #include <vector>

@@ -152,8 +152,8 @@ class CircuitBreakerTest(ScriptedUpstreamTest):
         a.default = b.default = fail(500)
         config = http_config(
             [("{prefix: /}", "svc")], {"svc": [a.address, b.address, c.address]},
-            cluster_extra={"svc": ["lb_policy: round_robin"] + breaker_lines(
-                consecutive_failures=2, open_for="30s", panic_threshold_percent=50)})
+            cluster_extra={"svc": ["lb_policy: round_robin", "panic_threshold_percent: 50"]
+                           + breaker_lines(consecutive_failures=2, open_for="30s")})
         with Remora(config) as r:
             port = r.port("web")
             for _ in range(12):

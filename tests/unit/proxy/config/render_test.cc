@@ -155,7 +155,7 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(breaker["failure_on"], nlohmann::json({"gateway-error", "timeout"}));
   EXPECT_EQ(breaker["open_for"], "2s");
   EXPECT_EQ(breaker["max_open_for"], "1m");
-  EXPECT_EQ(breaker["panic_threshold_percent"], 50);
+  EXPECT_EQ(j["clusters"][0]["panic_threshold_percent"], 50);
   EXPECT_FALSE(j["clusters"][1].contains("circuit_breaker"));
   EXPECT_EQ(j["listeners"][2]["routes"][0]["fallback"]["status"], 200);
   EXPECT_EQ(j["listeners"][2]["routes"][0]["fallback"]["body"], "{}");

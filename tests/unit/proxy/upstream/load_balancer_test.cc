@@ -283,7 +283,7 @@ TEST(BreakerTest, EjectionCapKeepsTheRestClosed) {
 TEST(BreakerTest, PanicUsesEveryEndpoint) {
   Cluster c(config::LbPolicy::kRoundRobin, {1, 1, 1, 1});
   c.config.circuit_breaker = Breaker5(1);
-  c.config.circuit_breaker.panic_threshold_percent = 50;
+  c.config.panic_threshold_percent = 50;
   absl::Time t = absl::UnixEpoch() + absl::Hours(1);
   c.Outcome(0, true, false, t);
   c.Outcome(1, true, false, t);
@@ -296,6 +296,34 @@ TEST(BreakerTest, PanicUsesEveryEndpoint) {
   for (int i = 0; i < 40; ++i) ++seen[c.PickAt(t).endpoint];
   EXPECT_EQ(seen.size(), 4u);
   EXPECT_EQ(c.Count(c.rt.stats.lb_panic), 40);
+}
+
+TEST(LoadBalancerTest, UnhealthyEndpointsAreSkippedUntilTooFewAreLeft) {
+  Cluster c(config::LbPolicy::kLeastRequest, {1, 1, 1, 1});
+  c.config.panic_threshold_percent = 50;
+  ASSERT_TRUE(c.rt.endpoints[1].state->SetHealthy(false));
+  EXPECT_FALSE(c.rt.endpoints[1].state->SetHealthy(false));  // already
+  EXPECT_EQ(c.rt.state->unhealthy_endpoints.load(), 1);
+  std::map<uint32_t, int> seen;
+  for (int i = 0; i < 200; ++i) ++seen[c.Pick()];
+  EXPECT_EQ(seen.count(1), 0u);
+  EXPECT_EQ(seen.size(), 3u);
+  // A retry that tried every healthy endpoint goes to a tried healthy one, not the unhealthy.
+  LbRequest retry;
+  retry.tried = 0b1101;
+  for (int i = 0; i < 20; ++i) EXPECT_NE(c.Pick(retry), 1u);
+  // Two of four healthy is not below 50%; one of four is: panic, all four used.
+  c.rt.endpoints[2].state->SetHealthy(false);
+  seen.clear();
+  for (int i = 0; i < 200; ++i) ++seen[c.Pick()];
+  EXPECT_EQ(seen.size(), 2u);
+  c.rt.endpoints[3].state->SetHealthy(false);
+  seen.clear();
+  for (int i = 0; i < 200; ++i) ++seen[c.Pick()];
+  EXPECT_EQ(seen.size(), 4u);
+  // Back in rotation, and counted out.
+  for (uint32_t i = 1; i < 4; ++i) c.rt.endpoints[i].state->SetHealthy(true);
+  EXPECT_EQ(c.rt.state->unhealthy_endpoints.load(), 0);
 }
 
 TEST(BreakerTest, AnEndpointLeavingGivesBackItsEjectionSlot) {
