@@ -166,6 +166,7 @@ struct Listener {
 struct Endpoint {
   SocketAddress address;
   uint32_t weight = 1;
+  std::string zone;  // empty: unknown
 };
 
 // How a request picks its endpoint (proxy/upstream/load_balancer.h).
@@ -263,6 +264,9 @@ struct Config {
   Admin admin;
   // 0 = automatic: the cgroup CPU limit (cpu.max) rounded up, else 2. Never the host's cores.
   uint32_t workers = 0;
+  // The zone this proxy runs in; with it, clusters prefer endpoints of the same zone
+  // (proxy/upstream/load_balancer.h). Empty: unknown.
+  std::string zone;
   absl::Duration drain_timeout = absl::Seconds(30);
   LogLevel log_level = LogLevel::kInfo;
   std::vector<Listener> listeners;

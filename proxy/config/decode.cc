@@ -49,7 +49,7 @@ constexpr absl::Duration kMaxDrainTimeout = absl::Hours(1);
 constexpr absl::Duration kMinConnectTimeout = absl::Milliseconds(1);
 constexpr absl::Duration kMaxConnectTimeout = absl::Minutes(5);
 
-constexpr absl::string_view kTopFields[] = {"admin",     "workers",   "drain_timeout",
+constexpr absl::string_view kTopFields[] = {"admin",     "workers",   "zone",    "drain_timeout",
                                             "log_level", "listeners", "clusters"};
 constexpr absl::string_view kAdminFields[] = {"address", "token", "unix_socket"};
 constexpr absl::string_view kListenerFields[] = {"name",
@@ -136,7 +136,7 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "hash_on",
                                                 "endpoints"};
 constexpr absl::string_view kHashOnFields[] = {"header", "client_address"};
-constexpr absl::string_view kEndpointFields[] = {"address", "weight"};
+constexpr absl::string_view kEndpointFields[] = {"address", "weight", "zone"};
 
 // Indexed by the enums' values.
 constexpr absl::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error", "off"};
@@ -360,6 +360,7 @@ class Decoder {
         config->workers = static_cast<uint32_t>(n);
       }
     }
+    if (const Value* v = Optional(root, "zone")) Name(*v, "zone", &config->zone);
     if (const Value* v = Optional(root, "drain_timeout")) {
       Duration(*v, "drain_timeout", absl::ZeroDuration(), kMaxDrainTimeout, &config->drain_timeout);
     }
@@ -1351,6 +1352,9 @@ class Decoder {
           if (Int(*w, JoinPath(item_path, "weight"), 1, kMaxWeight, "", &n)) {
             endpoint.weight = static_cast<uint32_t>(n);
           }
+        }
+        if (const Value* z = Optional(item, "zone")) {
+          Name(*z, JoinPath(item_path, "zone"), &endpoint.zone);
         }
       }
       out->push_back(std::move(endpoint));

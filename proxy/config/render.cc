@@ -120,6 +120,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     nlohmann::json endpoints = nlohmann::json::array();
     for (const Endpoint& e : cl.endpoints) {
       endpoints.push_back({{"address", e.address.ToString()}, {"weight", e.weight}});
+      if (!e.zone.empty()) endpoints.back()["zone"] = e.zone;
     }
     nlohmann::json j = nlohmann::json::object();
     j["name"] = cl.name;
@@ -171,6 +172,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
   nlohmann::json out = nlohmann::json::object();
   out["admin"] = std::move(admin);
   out["workers"] = c.workers;
+  if (!c.zone.empty()) out["zone"] = c.zone;
   out["drain_timeout"] = DurationToString(c.drain_timeout);
   out["log_level"] = LogLevelName(c.log_level);
   out["listeners"] = std::move(listeners);

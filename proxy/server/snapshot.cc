@@ -46,7 +46,7 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
       rt.per_worker[static_cast<size_t>(w)].active =
           std::make_unique<int32_t[]>(c.endpoints.size());  // zeroed
     }
-    rt.lb = upstream::LbTables::Build(c);
+    rt.lb = upstream::LbTables::Build(c, snap->config.zone);
     for (const config::Endpoint& e : c.endpoints) {
       EndpointRuntime ep;
       socklen_t len;

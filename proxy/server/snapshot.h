@@ -43,6 +43,7 @@ struct ClusterRuntime {
   // asks the budget, so the count costs the data path no shared cache line).
   struct alignas(64) PerWorker {
     mutable uint64_t rr_next = 0;
+    mutable uint64_t rr_local = 0;  // round robin within the local zone
     mutable std::atomic<int64_t> active_requests{0};
     // Requests in flight from this worker, per endpoint (least_request).
     std::unique_ptr<int32_t[]> active;

@@ -39,9 +39,10 @@ uint32_t NotAvoided(uint64_t avoid, size_t i, size_t n) {
   return static_cast<uint32_t>(i);
 }
 
-// The policy's choice, away from the endpoints in `avoid` (bit i: endpoint i) while any is left.
+// The policy's choice, away from the endpoints in `avoid` (bit i: endpoint i) while any is left;
+// `local`: among the local zone's endpoints only (an avoided pick is returned as it is).
 uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
-                  uint64_t avoid);
+                  uint64_t avoid, bool local);
 
 }  // namespace
 
@@ -54,35 +55,58 @@ uint64_t HashKey(absl::string_view key) {
   return Mix(h);
 }
 
-LbTables LbTables::Build(const config::Cluster& c) {
+namespace {
+
+// The smooth weighted round-robin cycle over `members` (endpoint indices): each endpoint
+// weight/gcd times (scaled down past kMaxWeightedCycle entries), interleaved. Empty when their
+// weights are all equal (plain rotation does then).
+std::vector<uint32_t> WeightedCycle(const config::Cluster& c,
+                                    const std::vector<uint32_t>& members) {
+  const size_t n = members.size();
+  std::vector<uint64_t> w(n);
+  for (size_t i = 0; i < n; ++i) w[i] = c.endpoints[members[i]].weight;
+  if (std::all_of(w.begin(), w.end(), [&](uint64_t x) { return x == w[0]; })) return {};
+  uint64_t g = 0;
+  for (uint64_t x : w) g = std::gcd(g, x);
+  uint64_t total = 0;
+  for (uint64_t& x : w) total += (x /= g);
+  if (total > kMaxWeightedCycle) {
+    for (uint64_t& x : w) x = std::max<uint64_t>(1, x * kMaxWeightedCycle / total);
+  }
+  // Each step: everyone gains its weight, the richest is chosen and pays the total, so a heavy
+  // endpoint's turns are spread through the cycle.
+  std::vector<int64_t> current(n, 0);
+  int64_t sum = 0;
+  for (uint64_t x : w) sum += static_cast<int64_t>(x);
+  std::vector<uint32_t> cycle;
+  cycle.reserve(static_cast<size_t>(sum));
+  for (int64_t step = 0; step < sum; ++step) {
+    size_t best = 0;
+    for (size_t i = 0; i < n; ++i) {
+      current[i] += static_cast<int64_t>(w[i]);
+      if (current[i] > current[best]) best = i;
+    }
+    current[best] -= sum;
+    cycle.push_back(members[best]);
+  }
+  return cycle;
+}
+
+}  // namespace
+
+LbTables LbTables::Build(const config::Cluster& c, const std::string& local_zone) {
   LbTables t;
   size_t n = c.endpoints.size();
-  std::vector<uint64_t> w(n);
-  for (size_t i = 0; i < n; ++i) w[i] = c.endpoints[i].weight;
-  bool equal = std::all_of(w.begin(), w.end(), [&](uint64_t x) { return x == w[0]; });
-  if (!equal) {
-    uint64_t g = 0;
-    for (uint64_t x : w) g = std::gcd(g, x);
-    uint64_t total = 0;
-    for (uint64_t& x : w) total += (x /= g);
-    if (total > kMaxWeightedCycle) {
-      for (uint64_t& x : w) x = std::max<uint64_t>(1, x * kMaxWeightedCycle / total);
+  std::vector<uint32_t> all(n);
+  for (size_t i = 0; i < n; ++i) all[i] = static_cast<uint32_t>(i);
+  t.weighted = WeightedCycle(c, all);
+  if (!local_zone.empty() && c.lb_policy != config::LbPolicy::kRingHash) {
+    for (uint32_t i = 0; i < n; ++i) {
+      if (c.endpoints[i].zone == local_zone) t.local.push_back(i);
     }
-    // Smooth weighted round robin (each step: everyone gains its weight, the richest is chosen
-    // and pays the total), so a heavy endpoint's turns are spread through the cycle.
-    std::vector<int64_t> current(n, 0);
-    int64_t sum = 0;
-    for (uint64_t x : w) sum += static_cast<int64_t>(x);
-    t.weighted.reserve(static_cast<size_t>(sum));
-    for (int64_t step = 0; step < sum; ++step) {
-      size_t best = 0;
-      for (size_t i = 0; i < n; ++i) {
-        current[i] += static_cast<int64_t>(w[i]);
-        if (current[i] > current[best]) best = i;
-      }
-      current[best] -= sum;
-      t.weighted.push_back(static_cast<uint32_t>(best));
-    }
+    // Only a mix is a preference: all local or none is the whole cluster.
+    if (t.local.size() == n) t.local.clear();
+    t.local_weighted = WeightedCycle(c, t.local);
   }
   if (c.lb_policy == config::LbPolicy::kRingHash) {
     // An endpoint's points depend on its own address and weight only (not on the others), so
@@ -109,25 +133,30 @@ LbTables LbTables::Build(const config::Cluster& c) {
 namespace {
 
 uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
-                  uint64_t avoid) {
-  const size_t n = cluster.endpoints.size();
+                  uint64_t avoid, bool local) {
   const server::ClusterRuntime::PerWorker& pw = cluster.per_worker[static_cast<size_t>(worker)];
-  const std::vector<uint32_t>& weighted = cluster.lb.weighted;
-  if (n == 1) return 0;
+  // The members picked among: every endpoint, or the local zone's (then the caller handles an
+  // avoided pick).
+  const std::vector<uint32_t>* ids = local ? &cluster.lb.local : nullptr;
+  const size_t n = local ? ids->size() : cluster.endpoints.size();
+  const std::vector<uint32_t>& weighted = local ? cluster.lb.local_weighted : cluster.lb.weighted;
+  uint64_t& rr = local ? pw.rr_local : pw.rr_next;
+  auto at = [&](size_t k) { return local ? (*ids)[k] : static_cast<uint32_t>(k); };
+  if (n == 1) return at(0);
   uint32_t i = 0;
   switch (cluster.config->lb_policy) {
     case config::LbPolicy::kRoundRobin:
-      i = weighted.empty() ? static_cast<uint32_t>(pw.rr_next++ % n)
-                           : weighted[pw.rr_next++ % weighted.size()];
+      i = weighted.empty() ? at(rr++ % n) : weighted[rr++ % weighted.size()];
       break;
     case config::LbPolicy::kRandom:
-      i = weighted.empty() ? absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n))
+      i = weighted.empty() ? at(absl::Uniform<size_t>(Gen(), 0, n))
                            : weighted[absl::Uniform<size_t>(Gen(), 0, weighted.size())];
       break;
     case config::LbPolicy::kLeastRequest: {
-      uint32_t a = absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n));
-      uint32_t b = absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n - 1));
-      if (b >= a) ++b;  // two different endpoints
+      size_t ka = absl::Uniform<size_t>(Gen(), 0, n);
+      size_t kb = absl::Uniform<size_t>(Gen(), 0, n - 1);
+      if (kb >= ka) ++kb;  // two different endpoints
+      uint32_t a = at(ka), b = at(kb);
       // Fewer in flight per unit of weight: active_a / w_a < active_b / w_b, in integers.
       uint64_t la = static_cast<uint64_t>(pw.active[a]) * cluster.endpoints[b].weight;
       uint64_t lb = static_cast<uint64_t>(pw.active[b]) * cluster.endpoints[a].weight;
@@ -135,7 +164,7 @@ uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbReq
       if (Avoided(avoid, i)) i = lb < la ? a : b;  // the other of the two, if this one was tried
       break;
     }
-    case config::LbPolicy::kRingHash: {
+    case config::LbPolicy::kRingHash: {  // never local: a key's endpoint does not follow zones
       if (!req.has_hash) {
         i = absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n));
         break;
@@ -152,7 +181,8 @@ uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbReq
       return ring[pos].endpoint;
     }
   }
-  return Avoided(avoid, i) ? NotAvoided(avoid, (i + 1) % n, n) : i;
+  if (local || !Avoided(avoid, i)) return i;
+  return NotAvoided(avoid, (i + 1) % n, n);
 }
 
 // Some endpoints are out (breaker open, or failing health checks): pick among the rest.
@@ -189,7 +219,7 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
     // Panic: too few left to carry the load; every endpoint takes its share (an open one due
     // for a probe still gets its probe).
     stats.Add(cluster.stats.lb_panic);
-    uint32_t i = ByPolicy(cluster, worker, req, req.tried);
+    uint32_t i = ByPolicy(cluster, worker, req, req.tried, false);
     return {i, admit(i) == Breaker::Admission::kProbe, false};
   }
   auto usable = [&](uint32_t i) { return healthy(i) ? admit(i) : Breaker::Admission::kRefused; };
@@ -197,7 +227,7 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
   // taken again when nothing else is left, a refused one is not.
   uint64_t refused = 0;
   for (size_t k = 0; k < n && k < 64; ++k) {
-    uint32_t i = ByPolicy(cluster, worker, req, req.tried | refused);
+    uint32_t i = ByPolicy(cluster, worker, req, req.tried | refused, false);
     if (Avoided(refused, i)) break;  // the untried ones are all refused
     Breaker::Admission a = usable(i);
     if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
@@ -213,7 +243,23 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
     if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
   }
   // Every breaker opened while we looked (or the health verdicts changed): by policy, as usual.
-  return {ByPolicy(cluster, worker, req, req.tried), false, false};
+  return {ByPolicy(cluster, worker, req, req.tried, false), false, false};
+}
+
+// Whether this request stays in the local zone: always while all of the zone's endpoints are
+// in rotation; else with probability min(1, 1.4 x the share of them that are), so a zone losing
+// endpoints sheds load to the others gradually rather than overloading its survivors (the
+// factor lets a zone lose a few without spilling any).
+bool PreferLocal(const server::ClusterRuntime& cluster, bool some_out) {
+  if (!some_out) return true;
+  const std::vector<uint32_t>& local = cluster.lb.local;
+  size_t in = 0;
+  for (uint32_t i : local) {
+    const EndpointState& e = *cluster.endpoints[i].state;
+    in += e.healthy.load(std::memory_order_relaxed) && e.breaker.state() == BreakerState::kClosed;
+  }
+  double share = 1.4 * static_cast<double>(in) / static_cast<double>(local.size());
+  return share >= 1 || absl::Uniform<double>(Gen(), 0, 1) < share;
 }
 
 }  // namespace
@@ -222,12 +268,39 @@ LbPick PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbR
                     absl::Time now, stats::Writer& stats) {
   const upstream::ClusterState& state = *cluster.state;
   // Two relaxed loads of lines written only when an endpoint leaves or rejoins rotation.
-  if ((cluster.config->circuit_breaker.enabled &&
-       state.breakers_open.load(std::memory_order_relaxed) != 0) ||
-      state.unhealthy_endpoints.load(std::memory_order_relaxed) != 0) {
-    return PickAvailable(cluster, worker, req, now, stats);
+  bool some_out = (cluster.config->circuit_breaker.enabled &&
+                   state.breakers_open.load(std::memory_order_relaxed) != 0) ||
+                  state.unhealthy_endpoints.load(std::memory_order_relaxed) != 0;
+  if (!cluster.lb.local.empty() && PreferLocal(cluster, some_out)) {
+    // In zone: the policy's pick if it is usable, else the first usable one from a random
+    // start; out of zone only if every local endpoint is out or tried.
+    auto usable = [&](uint32_t i) {
+      if (Avoided(req.tried, i)) return Breaker::Admission::kRefused;
+      if (!some_out) return Breaker::Admission::kAdmitted;
+      if (!cluster.endpoints[i].state->healthy.load(std::memory_order_relaxed)) {
+        return Breaker::Admission::kRefused;
+      }
+      if (!cluster.config->circuit_breaker.enabled) return Breaker::Admission::kAdmitted;
+      BreakerTransition t;
+      Breaker::Admission a =
+          cluster.endpoints[i].state->breaker.Admit(cluster.config->circuit_breaker, now, &t);
+      if (t != BreakerTransition::kNone) ReportTransition(cluster, i, t, now, stats);
+      return a;
+    };
+    uint32_t i = ByPolicy(cluster, worker, req, req.tried, true);
+    Breaker::Admission a = usable(i);
+    if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
+    const std::vector<uint32_t>& local = cluster.lb.local;
+    size_t start = absl::Uniform<size_t>(Gen(), 0, local.size());
+    for (size_t k = 0; k < local.size(); ++k) {
+      uint32_t j = local[(start + k) % local.size()];
+      if (j == i) continue;
+      a = usable(j);
+      if (a != Breaker::Admission::kRefused) return {j, a == Breaker::Admission::kProbe, false};
+    }
   }
-  return {ByPolicy(cluster, worker, req, req.tried), false, false};
+  if (some_out) return PickAvailable(cluster, worker, req, now, stats);
+  return {ByPolicy(cluster, worker, req, req.tried, false), false, false};
 }
 
 }  // namespace remora::upstream

@@ -13,6 +13,11 @@
 // A retry passes the endpoints its request already tried; another one is chosen while any is
 // left (ring_hash: the next one clockwise).
 //
+// Zones: when the proxy's `zone` is set and the cluster has endpoints in it and elsewhere, a
+// request goes to an endpoint in the zone (by the same policy, among those), while they are all
+// in rotation; as some leave it, a growing share spills to the whole cluster (PreferLocal).
+// ring_hash ignores zones: a key keeps its endpoint. A retry whose zone is all tried goes out.
+//
 // Endpoints out of rotation are skipped: a circuit_breaker's open ones (breaker.h), and ones
 // failing active health checks (health_checker.h); an open one due for a probe takes the request
 // as its probe. While every endpoint is in rotation this costs two loads of shared counters.
@@ -20,6 +25,7 @@
 // than panic_threshold_percent: every endpoint is used (panic).
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -43,8 +49,12 @@ struct LbTables {
     uint32_t endpoint;
   };
   std::vector<Point> ring;  // ring_hash only; sorted by hash
+  // With the proxy's zone known and the cluster's endpoints in it and in others: those in it,
+  // and their weighted cycle (as `weighted`). Empty otherwise, and for ring_hash.
+  std::vector<uint32_t> local;
+  std::vector<uint32_t> local_weighted;
 
-  static LbTables Build(const config::Cluster& cluster);
+  static LbTables Build(const config::Cluster& cluster, const std::string& local_zone);
 };
 
 struct LbRequest {

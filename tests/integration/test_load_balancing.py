@@ -1,7 +1,7 @@
 """Load balancing policies (docs/config.md `lb_policy`) on the real binary against scripted
 upstreams: least_request (the default) keeps load off a slow endpoint that round robin keeps
 feeding; ring_hash keeps a key on one endpoint, and moves only a leaving endpoint's keys on a
-reload."""
+reload; with the proxy's zone known, requests stay in it."""
 
 import http.client
 import os
@@ -87,6 +87,22 @@ class LoadBalancingTest(ScriptedUpstreamTest):
                     self.assertEqual(now, was, user)
                 else:
                     self.assertIn(now, ("a", "c"))
+
+    def test_requests_stay_in_the_local_zone(self):
+        ups = [self.upstream(n) for n in ("a1", "b1", "a2", "b2")]
+        lines = ["admin:", "  address: 127.0.0.1:0", "zone: zone-a", "listeners:",
+                 "  - {name: web, address: 127.0.0.1:0, kind: http,",
+                 "     routes: [{cluster: app}]}", "clusters:", "  - name: app",
+                 "    endpoints:"]
+        lines += [f"      - {{address: {u.address}, zone: zone-{u.name[0]}}}" for u in ups]
+        with Remora("\n".join(lines) + "\n") as r:
+            port = r.port("web")
+            for _ in range(40):
+                self.assertEqual(get(port)[0], 200)
+        counts = {u.name: u.count() for u in ups}
+        self.assertEqual(counts["b1"] + counts["b2"], 0, counts)
+        self.assertEqual(counts["a1"] + counts["a2"], 40, counts)
+        self.assertGreater(min(counts["a1"], counts["a2"]), 5, counts)  # both local ones
 
 
 if __name__ == "__main__":

@@ -763,5 +763,16 @@ TEST(DecodeConfigTest, RateLimit) {
                 "t.yaml:5: listeners[0].rate_limit.requests_per_second: missing required field"}));
 }
 
+TEST(DecodeConfigTest, Zones) {
+  Config c = Decode(
+      "zone: us-east-1a\nclusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1, zone: "
+      "us-east-1b}]}\n");
+  EXPECT_EQ(c.zone, "us-east-1a");
+  EXPECT_EQ(c.clusters[0].endpoints[0].zone, "us-east-1b");
+  EXPECT_EQ(Errors("zone: \"a b\"\n"),
+            (std::vector<std::string>{"t.yaml:1: zone: invalid name \"a b\"; use 1 to 64 "
+                                      "characters from a-z, A-Z, 0-9, '_', '.' and '-'"}));
+}
+
 }  // namespace
 }  // namespace remora::config

@@ -15,6 +15,7 @@ admin:
   token: s3cret
   unix_socket: /run/remora/admin.sock
 workers: 3
+zone: z1
 drain_timeout: 1.5s
 log_level: off
 listeners:
@@ -62,6 +63,7 @@ clusters:
     endpoints:
       - address: 127.0.0.1:8080
         weight: 5
+        zone: z2
       - address: "[2001:db8::1]:8080"
   - name: db
     connect_timeout: 0.0015s
@@ -124,6 +126,9 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(j["admin"]["token"], "s3cret");
   EXPECT_EQ(j["admin"]["unix_socket"], "/run/remora/admin.sock");
   EXPECT_EQ(j["workers"], 3);
+  EXPECT_EQ(j["zone"], "z1");
+  EXPECT_EQ(j["clusters"][0]["endpoints"][0]["zone"], "z2");
+  EXPECT_FALSE(j["clusters"][0]["endpoints"][1].contains("zone"));
   EXPECT_EQ(j["drain_timeout"], "1500ms");
   EXPECT_EQ(j["log_level"], "off");
   EXPECT_EQ(j["listeners"][0]["name"], "app-in");

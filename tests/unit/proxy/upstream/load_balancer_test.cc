@@ -43,7 +43,12 @@ struct Cluster {
     rt.per_worker = std::make_unique<server::ClusterRuntime::PerWorker[]>(1);
     rt.per_worker[0].active = std::make_unique<int32_t[]>(ports.size());
     rt.worker_count = 1;
-    rt.lb = LbTables::Build(config);
+    rt.lb = LbTables::Build(config, "");
+  }
+  // Endpoint i is in zones[i]; the proxy in `local`.
+  void SetZones(const std::vector<std::string>& zones, const std::string& local) {
+    for (size_t i = 0; i < zones.size(); ++i) config.endpoints[i].zone = zones[i];
+    rt.lb = LbTables::Build(config, local);
   }
   LbPick PickAt(absl::Time now, LbRequest req = {}) {
     return PickEndpoint(rt, 0, req, now, store.worker(0));
@@ -324,6 +329,39 @@ TEST(LoadBalancerTest, UnhealthyEndpointsAreSkippedUntilTooFewAreLeft) {
   // Back in rotation, and counted out.
   for (uint32_t i = 1; i < 4; ++i) c.rt.endpoints[i].state->SetHealthy(true);
   EXPECT_EQ(c.rt.state->unhealthy_endpoints.load(), 0);
+}
+
+TEST(LoadBalancerTest, TheLocalZoneIsPreferredAndSpillsAsItLosesEndpoints) {
+  for (config::LbPolicy policy : {config::LbPolicy::kRoundRobin, config::LbPolicy::kRandom,
+                                  config::LbPolicy::kLeastRequest}) {
+    SCOPED_TRACE(config::LbPolicyName(policy));
+    Cluster c(policy, {1, 1, 1, 1, 1});
+    c.config.panic_threshold_percent = 0;
+    c.SetZones({"b", "a", "b", "a", "b"}, "a");
+    std::map<uint32_t, int> seen;
+    for (int i = 0; i < 400; ++i) ++seen[c.Pick()];
+    EXPECT_EQ(seen.size(), 2u);
+    EXPECT_GT(seen[1], 150);  // both local endpoints, nothing else
+    EXPECT_GT(seen[3], 150);
+    // A retry that tried both goes to another zone.
+    LbRequest retry;
+    retry.tried = 0b01010;
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(c.Pick(retry) % 2, 0u);
+    // One of the two local endpoints out: 1.4 x 1/2 = 70% stay in zone, all on the survivor;
+    // the rest spread over the cluster's available endpoints.
+    c.rt.endpoints[1].state->SetHealthy(false);
+    seen.clear();
+    for (int i = 0; i < 4000; ++i) ++seen[c.Pick()];
+    EXPECT_EQ(seen.count(1), 0u);
+    EXPECT_NEAR(seen[3] / 4000.0, 0.7 + 0.3 / 4, 0.04);
+    c.rt.endpoints[1].state->SetHealthy(true);
+  }
+  // Without the proxy's zone, or with every endpoint in it, there is no preference.
+  Cluster all(config::LbPolicy::kRoundRobin, {1, 1});
+  all.SetZones({"a", "a"}, "a");
+  EXPECT_TRUE(all.rt.lb.local.empty());
+  all.SetZones({"a", "b"}, "");
+  EXPECT_TRUE(all.rt.lb.local.empty());
 }
 
 TEST(BreakerTest, AnEndpointLeavingGivesBackItsEjectionSlot) {
