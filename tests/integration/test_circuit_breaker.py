@@ -7,12 +7,13 @@ import concurrent.futures
 import http.client
 import json
 import os
+import socket
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Remora, http_config, wait_until  # noqa: E402
+from harness import EchoServer, Remora, free_port_refused, http_config, wait_until  # noqa: E402
 from scripted_upstream import ScriptedUpstreamTest, fail, ok, stall  # noqa: E402
 
 
@@ -169,6 +170,44 @@ class CircuitBreakerTest(ScriptedUpstreamTest):
             after = [u.count() for u in (a, b, c)]
             self.assertEqual([x - y for x, y in zip(after, before)], [3, 3, 3])
             self.assertEqual(r.metrics()[panic] - panics, 9)
+
+    def test_tcp_connects_skip_an_open_endpoint_and_a_closed_cluster_closes_at_once(self):
+        refused = free_port_refused()
+        with EchoServer() as echo:
+            config = "\n".join([
+                "admin: {address: 127.0.0.1:0}",
+                "listeners:",
+                "  - {name: mixed, address: 127.0.0.1:0, kind: tcp, cluster: mixed}",
+                "  - {name: down, address: 127.0.0.1:0, kind: tcp, cluster: down}",
+                "clusters:",
+                "  - name: mixed",
+                "    lb_policy: round_robin",
+                "    circuit_breaker: {consecutive_failures: 1, open_for: 30s}",
+                f"    endpoints: [{{address: {refused}}}, {{address: {echo.address}}}]",
+                "  - name: down",
+                "    circuit_breaker: {consecutive_failures: 1, open_for: 30s}",
+                f"    endpoints: [{{address: {refused}}}]",
+            ]) + "\n"
+
+            def echoed(port):
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    try:
+                        s.sendall(b"ping")
+                        s.shutdown(socket.SHUT_WR)
+                        return s.recv(16)
+                    except OSError:
+                        return b""
+
+            with Remora(config) as r:
+                results = [echoed(r.port("mixed")) for _ in range(10)]
+                # At most the first connect meets the refused endpoint; then it is open.
+                self.assertGreaterEqual(results.count(b"ping"), 9, results)
+                self.assertEqual(self.states(r, "mixed")[refused], "open")
+                self.assertEqual(echoed(r.port("down")), b"")  # the connect fails: open
+                for _ in range(5):
+                    self.assertEqual(echoed(r.port("down")), b"")
+                self.assertEqual(
+                    r.metrics()['remora_cluster_circuit_open_total{cluster="down"}'], 5)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def grpc_config(listeners, clusters, workers=1):
     """YAML for `kind: http` listeners and clusters with a `protocol`.
 
     listeners: [(name, [(match_yaml, cluster[, route_lines])][, listener_lines])];
-    clusters: {name: (protocol, [address, ...])}.
+    clusters: {name: (protocol, [address, ...][, cluster_lines])}.
     """
     out = ["admin:", "  address: 127.0.0.1:0", f"workers: {workers}", "drain_timeout: 5s",
            "listeners:"]
@@ -78,9 +78,10 @@ def grpc_config(listeners, clusters, workers=1):
             out += [f"      - match: {match}", f"        cluster: {cluster}"]
             out += ["        " + line for line in (route_extra[0] if route_extra else [])]
     out.append("clusters:")
-    for name, (protocol, addrs) in clusters.items():
-        out += [f"  - name: {name}", f"    protocol: {protocol}", "    connect_timeout: 1s",
-                "    endpoints:"]
+    for name, (protocol, addrs, *extra) in clusters.items():
+        out += [f"  - name: {name}", f"    protocol: {protocol}", "    connect_timeout: 1s"]
+        out += ["    " + line for line in (extra[0] if extra else [])]
+        out.append("    endpoints:")
         out += [f"      - address: {a}" for a in addrs]
     return "\n".join(out) + "\n"
 
@@ -109,6 +110,7 @@ class Fixture:
                 ("auto", [("{prefix: /}", "auto")]),
                 ("h1", [("{prefix: /}", "h1")]),
                 ("refused", [("{prefix: /}", "refused")]),
+                ("broken", [("{prefix: /}", "broken")]),
                 ("deadline", [("{prefix: /}", "h2", ["timeout: 500ms"])]),
                 ("noroute", [("{prefix: /elsewhere/}", "h2")]),
                 ("idle", everything, [f"stream_idle_timeout: {int(IDLE_TIMEOUT * 1000)}ms"]),
@@ -121,6 +123,8 @@ class Fixture:
                 "auto": ("auto", [self.peer.address]),
                 "h1": ("http1", [self.h1_sink.address]),
                 "refused": ("http2", [free_port_refused()]),
+                "broken": ("http2", [free_port_refused()],
+                           ["circuit_breaker: {consecutive_failures: 1, open_for: 60s}"]),
             }
             self.remora = Remora(grpc_config(listeners, clusters))
         except Exception as e:  # every proxy class reports the same cause, quickly
@@ -515,6 +519,14 @@ class ProxyMadeErrorsTest(unittest.TestCase):
         e, _ = self.call_expecting_error("limited")
         self.assert_proxy_error(e, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited")
         self.assertEqual(FIXTURE.peer.call_count(), before)
+
+    def test_an_open_circuit_is_unavailable(self):
+        e, _ = self.call_expecting_error("broken")  # the failure that opens the breaker
+        self.assert_proxy_error(e, grpc.StatusCode.UNAVAILABLE, "connect_failure")
+        for kind in ("unary", "bidi"):
+            e, took = self.call_expecting_error("broken", kind=kind)
+            self.assert_proxy_error(e, grpc.StatusCode.UNAVAILABLE, "circuit_open")
+            self.assertLess(took, 1.0)
 
     def test_refused_upstream_is_unavailable(self):
         for kind in ("unary", "bidi"):
