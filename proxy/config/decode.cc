@@ -86,7 +86,6 @@ constexpr absl::string_view kRouteFields[] = {"name",
                                               "rate_limit"};
 constexpr absl::string_view kRateLimitFields[] = {"requests_per_second", "burst", "key",
                                                   "max_keys"};
-constexpr absl::string_view kRateLimitKeyFields[] = {"header", "client_address"};
 constexpr double kMaxRequestsPerSecond = 1e9;
 constexpr absl::string_view kFallbackFields[] = {"status", "headers", "body"};
 constexpr absl::string_view kRetryFields[] = {"attempts", "retry_on", "per_try_timeout", "backoff",
@@ -135,7 +134,8 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "lb_policy",
                                                 "hash_on",
                                                 "endpoints"};
-constexpr absl::string_view kHashOnFields[] = {"header", "client_address"};
+// A key taken from a request: hash_on, a rate limit's key.
+constexpr absl::string_view kRequestKeyFields[] = {"header", "client_address"};
 constexpr absl::string_view kEndpointFields[] = {"address", "weight", "zone"};
 
 // Indexed by the enums' values.
@@ -831,6 +831,26 @@ class Decoder {
     }
   }
 
+  // `{header: NAME}` (lower-cased into *header) or `{client_address: true}` (*client_address):
+  // exactly one. False when the map itself is malformed (reported).
+  bool RequestKey(const Value& v, const std::string& path, absl::string_view field,
+                  std::string* header, bool* client_address) {
+    if (!Map(v, path, kRequestKeyFields)) return false;
+    const Value* h = Optional(v, "header");
+    const Value* c = Optional(v, "client_address");
+    if ((h == nullptr) == (c == nullptr)) {
+      Error(v.line, path, "give exactly one of header and client_address");
+    } else if (h != nullptr) {
+      if (HeaderName(*h, JoinPath(path, "header"), header)) {
+        absl::AsciiStrToLower(header);  // field names are case-insensitive
+      }
+    } else if (Bool(*c, JoinPath(path, "client_address"), client_address) && !*client_address) {
+      Error(c->line, JoinPath(path, "client_address"),
+            absl::StrCat("only true is meaningful here (or leave ", field, " out)"));
+    }
+    return true;
+  }
+
   void DecodeRateLimit(const Value& v, const std::string& path, RateLimit* r) {
     if (!Map(v, path, kRateLimitFields)) return;
     if (const Value* rps = Required(v, path, "requests_per_second")) {
@@ -865,21 +885,7 @@ class Decoder {
       }
     }
     if (const Value* k = Optional(v, "key")) {
-      std::string kpath = JoinPath(path, "key");
-      if (!Map(*k, kpath, kRateLimitKeyFields)) return;
-      const Value* header = Optional(*k, "header");
-      const Value* client = Optional(*k, "client_address");
-      if ((header == nullptr) == (client == nullptr)) {
-        Error(k->line, kpath, "give exactly one of header and client_address");
-      } else if (header != nullptr) {
-        if (HeaderName(*header, JoinPath(kpath, "header"), &r->key_header)) {
-          absl::AsciiStrToLower(&r->key_header);
-        }
-      } else if (Bool(*client, JoinPath(kpath, "client_address"), &r->key_client_address) &&
-                 !r->key_client_address) {
-        Error(client->line, JoinPath(kpath, "client_address"),
-              "only true is meaningful here (or leave key out)");
-      }
+      RequestKey(*k, JoinPath(path, "key"), "key", &r->key_header, &r->key_client_address);
     }
   }
 
@@ -1279,25 +1285,10 @@ class Decoder {
       }
       if (const Value* h = Optional(item, "hash_on")) {
         std::string hpath = JoinPath(path, "hash_on");
-        if (Map(*h, hpath, kHashOnFields)) {
-          const Value* header = Optional(*h, "header");
-          const Value* client = Optional(*h, "client_address");
-          if ((header == nullptr) == (client == nullptr)) {
-            Error(h->line, hpath, "give exactly one of header and client_address");
-          } else if (header != nullptr) {
-            if (HeaderName(*header, JoinPath(hpath, "header"), &cluster.hash_header)) {
-              absl::AsciiStrToLower(&cluster.hash_header);  // field names are case-insensitive
-            }
-          } else {
-            bool on = false;
-            if (Bool(*client, JoinPath(hpath, "client_address"), &on) && !on) {
-              Error(client->line, JoinPath(hpath, "client_address"),
-                    "only true is meaningful here (or leave hash_on out)");
-            }
-          }
-          if (cluster.lb_policy != LbPolicy::kRingHash) {
-            Error(h->line, hpath, "hash_on applies to lb_policy: ring_hash only");
-          }
+        bool client_address = false;
+        if (RequestKey(*h, hpath, "hash_on", &cluster.hash_header, &client_address) &&
+            cluster.lb_policy != LbPolicy::kRingHash) {
+          Error(h->line, hpath, "hash_on applies to lb_policy: ring_hash only");
         }
       }
       if (const Value* b = Optional(item, "retry_budget")) {

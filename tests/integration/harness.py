@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -313,6 +314,21 @@ class BackgroundServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ServersTest(unittest.TestCase):
+    """A test case whose servers (passed through self.keep) are closed after each test."""
+
+    def setUp(self):
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.close()
+
+    def keep(self, server):
+        self.servers.append(server)
+        return server
 
 
 class Upstream(BackgroundServer):

@@ -25,9 +25,8 @@ import socket
 import struct
 import threading
 import time
-import unittest
 
-from harness import BackgroundServer, QuietHandler
+from harness import BackgroundServer, QuietHandler, ServersTest
 
 
 def ok():
@@ -181,17 +180,8 @@ class ScriptedUpstream(BackgroundServer):
             return len(self.requests)
 
 
-class ScriptedUpstreamTest(unittest.TestCase):
+class ScriptedUpstreamTest(ServersTest):
     """A test case whose upstreams (self.upstream(name)) are closed after each test."""
 
-    def setUp(self):
-        self.ups = []
-
-    def tearDown(self):
-        for u in self.ups:
-            u.close()
-
     def upstream(self, name):
-        u = ScriptedUpstream(name)
-        self.ups.append(u)
-        return u
+        return self.keep(ScriptedUpstream(name))

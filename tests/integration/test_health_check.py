@@ -12,7 +12,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BackgroundServer, QuietHandler, Remora, http_config, wait_until  # noqa: E402
+from harness import (BackgroundServer, QuietHandler, Remora, ServersTest,  # noqa: E402
+                     http_config, wait_until)
 
 
 class Service(BackgroundServer):
@@ -63,18 +64,9 @@ CHECK = ["health_check:", "  path: /healthz", "  interval: 100ms", "  timeout: 3
          "  healthy_threshold: 2", "  unhealthy_threshold: 3"]
 
 
-class HealthCheckTest(unittest.TestCase):
-    def setUp(self):
-        self.services = []
-
-    def tearDown(self):
-        for s in self.services:
-            s.close()
-
+class HealthCheckTest(ServersTest):
     def service(self, name):
-        s = Service(name)
-        self.services.append(s)
-        return s
+        return self.keep(Service(name))
 
     def health(self, r):
         status, text = r.http("GET", "/clusters")
