@@ -46,8 +46,9 @@ void ReportTransition(const server::ClusterRuntime& cluster, uint32_t endpoint,
                ep.address_text);
       return;
     case BreakerTransition::kCapped:
+      // Can recur on every failure while the cap holds: counted, and logged only at debug.
       stats.Add(cluster.stats.ejections_capped);
-      LOG_WARN("cluster %s: endpoint %s would be ejected, but %d%% of the cluster is already", name,
+      LOG_DEBUG("cluster %s: endpoint %s would be ejected, but %d%% of the cluster is already", name,
                ep.address_text, cfg.max_ejection_percent);
       return;
   }
