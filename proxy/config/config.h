@@ -27,7 +27,13 @@ struct SocketAddress {
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
 
-enum class ListenerKind { kTcp, kHttp };
+// tcp: every connection to `cluster`; http: HTTP/1.1 and h2c through routes. outbound and
+// inbound are transparent (proxy/server/protocol_sniffer.h): the protocol is detected from the
+// first bytes and the original destination read from the socket.
+enum class ListenerKind { kTcp, kHttp, kOutbound, kInbound };
+inline bool IsTransparent(ListenerKind k) {
+  return k == ListenerKind::kOutbound || k == ListenerKind::kInbound;
+}
 
 // Which side of the local app an http listener sits on; it decides the forwarding-header policy
 // (docs/http.md): inbound listeners take traffic from the mesh to the local app, outbound ones
@@ -160,6 +166,10 @@ struct Listener {
   // http listeners: a limit on every request the listener takes (routes may add their own).
   bool has_rate_limit = false;
   RateLimit rate_limit;
+  // Transparent listeners: how long to wait for a client's first bytes before treating the
+  // connection as opaque TCP, and the destination ports whose servers speak first (no wait).
+  absl::Duration detect_timeout = absl::Milliseconds(100);
+  std::vector<uint16_t> server_first_ports = {25, 587, 3306, 5432, 6379, 11211, 9300, 27017};
   int line = 0;  // where the listener was defined, for later diagnostics
 };
 

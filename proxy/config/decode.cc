@@ -69,9 +69,13 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "http2_max_concurrent_streams",
                                                  "http2_reset_burst",
                                                  "http2_reset_rate",
-                                                 "rate_limit"};
-// The fields after the first five apply to http listeners only.
+                                                 "rate_limit",
+                                                 "detect_timeout",
+                                                 "server_first_ports"};
+// The fields after the first five apply to http (and transparent) listeners only; the last two
+// to transparent ones only.
 constexpr size_t kFirstHttpOnlyListenerField = 5;
+constexpr size_t kTransparentOnlyListenerFields = 2;
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
                                               "cluster",
@@ -140,7 +144,7 @@ constexpr absl::string_view kEndpointFields[] = {"address", "weight", "zone"};
 
 // Indexed by the enums' values.
 constexpr absl::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error", "off"};
-constexpr absl::string_view kListenerKindNames[] = {"tcp", "http"};
+constexpr absl::string_view kListenerKindNames[] = {"tcp", "http", "outbound", "inbound"};
 constexpr absl::string_view kDirectionNames[] = {"outbound", "inbound"};
 constexpr absl::string_view kUpstreamProtocolNames[] = {"auto", "http1", "http2"};
 constexpr absl::string_view kLbPolicyNames[] = {"round_robin", "random", "least_request",
@@ -650,23 +654,42 @@ class Decoder {
       kind_ok = Enum(*k, JoinPath(path, "kind"), "listener kind", kListenerKindNames, &index);
       if (kind_ok) listener->kind = static_cast<ListenerKind>(index);
     }
-    // A tcp listener needs a cluster; an http one routes. With a bad kind, a missing cluster is
-    // not worth a second message.
+    // A tcp listener needs a cluster; an http one routes; a transparent one may have either (a
+    // cluster for what is not HTTP, else the original destination). With a bad kind, a missing
+    // cluster is not worth a second message.
     const Value* c = nullptr;
+    auto fields = absl::Span<const absl::string_view>(kListenerFields);
+    auto reject = [&](absl::Span<const absl::string_view> which, absl::string_view why) {
+      for (absl::string_view f : which) {
+        if (const MapEntry* e = item.Find(f))
+          Error(e->key_line, JoinPath(path, f), std::string(why));
+      }
+    };
+    auto transparent_only = fields.subspan(fields.size() - kTransparentOnlyListenerFields);
     if (kind_ok && listener->kind == ListenerKind::kTcp) {
       c = Required(item, path, "cluster", " (a tcp listener forwards every connection to it)");
-      for (absl::string_view f : absl::Span<const absl::string_view>(kListenerFields)
-                                     .subspan(kFirstHttpOnlyListenerField)) {
-        if (const MapEntry* e = item.Find(f)) {
-          Error(e->key_line, JoinPath(path, f), "applies to http listeners only (kind: http)");
-        }
-      }
+      reject(
+          fields.subspan(kFirstHttpOnlyListenerField, fields.size() - kFirstHttpOnlyListenerField -
+                                                          kTransparentOnlyListenerFields),
+          "applies to http listeners only (kind: http)");
+      reject(transparent_only, "applies to inbound and outbound listeners only");
     } else if (kind_ok && listener->kind == ListenerKind::kHttp) {
       if (const MapEntry* e = item.Find("cluster")) {
         Error(e->key_line, JoinPath(path, "cluster"),
               "an http listener sends requests where its routes say; give each route a cluster");
       }
-      DecodeHttpListener(item, listener, facts);
+      reject(transparent_only, "applies to inbound and outbound listeners only");
+      DecodeHttpListener(item, listener, facts, /*routes_required=*/true);
+    } else if (kind_ok) {
+      c = Optional(item, "cluster");
+      if (const MapEntry* e = item.Find("direction")) {
+        Error(e->key_line, JoinPath(path, "direction"),
+              absl::StrCat("is implied by kind: ", ListenerKindName(listener->kind)));
+      }
+      DecodeHttpListener(item, listener, facts, /*routes_required=*/false);
+      listener->direction =
+          listener->kind == ListenerKind::kInbound ? Direction::kInbound : Direction::kOutbound;
+      DecodeDetection(item, path, listener);
     } else {
       c = Optional(item, "cluster");
     }
@@ -708,7 +731,26 @@ class Decoder {
     return false;
   }
 
-  void DecodeHttpListener(const Value& item, Listener* listener, ListenerFacts* facts) {
+  void DecodeDetection(const Value& item, const std::string& path, Listener* listener) {
+    if (const Value* t = Optional(item, "detect_timeout")) {
+      Duration(*t, JoinPath(path, "detect_timeout"), absl::Milliseconds(1), absl::Seconds(10),
+               &listener->detect_timeout);
+    }
+    if (const Value* p = Optional(item, "server_first_ports")) {
+      std::string ppath = JoinPath(path, "server_first_ports");
+      if (!List(*p, ppath)) return;
+      listener->server_first_ports.clear();
+      for (size_t i = 0; i < p->items.size(); ++i) {
+        int64_t n;
+        if (Int(p->items[i], absl::StrCat(ppath, "[", i, "]"), 1, 65535, "", &n)) {
+          listener->server_first_ports.push_back(static_cast<uint16_t>(n));
+        }
+      }
+    }
+  }
+
+  void DecodeHttpListener(const Value& item, Listener* listener, ListenerFacts* facts,
+                          bool routes_required) {
     const std::string& path = facts->path;
     if (const Value* l = Optional(item, "rate_limit")) {
       listener->has_rate_limit = true;
@@ -765,7 +807,9 @@ class Decoder {
         listener->http2_reset_rate = static_cast<uint32_t>(n);
       }
     }
-    const Value* r = Required(item, path, "routes", " (an http listener needs at least one route)");
+    const Value* r = routes_required ? Required(item, path, "routes",
+                                                " (an http listener needs at least one route)")
+                                     : Optional(item, "routes");
     if (r == nullptr) return;
     std::string rpath = JoinPath(path, "routes");
     if (!r->IsNull() && !List(*r, rpath)) return;

@@ -95,8 +95,12 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["kind"] = ListenerKindName(l.kind);
     if (!l.cluster.empty()) j["cluster"] = l.cluster;
     j["buffer_limit_bytes"] = l.buffer_limit_bytes;
-    if (l.kind == ListenerKind::kHttp) {
-      j["direction"] = DirectionName(l.direction);
+    if (l.kind == ListenerKind::kHttp || IsTransparent(l.kind)) {
+      if (l.kind == ListenerKind::kHttp) j["direction"] = DirectionName(l.direction);
+      if (IsTransparent(l.kind)) {
+        j["detect_timeout"] = DurationToString(l.detect_timeout);
+        j["server_first_ports"] = l.server_first_ports;
+      }
       j["request_header_timeout"] = DurationToString(l.request_header_timeout);
       j["idle_timeout"] = DurationToString(l.idle_timeout);
       j["max_request_header_bytes"] = l.max_request_header_bytes;

@@ -109,13 +109,16 @@ std::unique_ptr<TcpConnection> TcpConnection::Adopt(UvDispatcher& dispatcher, in
 
 std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
                                                       const sockaddr* address,
-                                                      absl::Duration timeout) {
+                                                      absl::Duration timeout,
+                                                      const sockaddr* source) {
   std::unique_ptr<TcpConnection> conn(new TcpConnection(dispatcher, false));
   TcpConnection* self = conn.get();
   self->peer_ = network::FormatSockaddr(address);
   self->connecting_ = true;
-  int rc = uv_tcp_connect(&self->block_->connect_req, &self->block_->tcp, address,
-                          &TcpHandleBlock::OnConnect);
+  int rc = source != nullptr ? uv_tcp_bind(&self->block_->tcp, source, 0) : 0;
+  if (rc == 0)
+    rc = uv_tcp_connect(&self->block_->connect_req, &self->block_->tcp, address,
+                        &TcpHandleBlock::OnConnect);
   if (rc != 0) {
     LOG_DEBUG("connect to %s failed: %s", self->peer_, uv_strerror(rc));
     // libuv's error codes are negated errno values on Unix.
@@ -154,6 +157,13 @@ void TcpConnection::ReadEnable(bool enable) {
     uv_read_stop(block_->stream());
   }
   reading_ = enable;
+}
+
+void TcpConnection::RedeliverBuffered() {
+  // Owners free their connections deferred (never inside a callback), so this outlives OnRead;
+  // a connection its owner closed there gets no FIN.
+  if (!read_buffer_.empty() && callbacks_ != nullptr) callbacks_->OnRead(read_buffer_);
+  if (eof_ && !closed() && callbacks_ != nullptr) callbacks_->OnEndOfStream();
 }
 
 void TcpConnection::OnReadData(buffer::Slice slice) {

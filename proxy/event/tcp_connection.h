@@ -69,8 +69,10 @@ class TcpConnection {
   static std::unique_ptr<TcpConnection> Adopt(UvDispatcher& dispatcher, int fd);
   // Starts a connect; the outcome arrives as Event::kConnected / kConnectFailed / kConnectTimeout /
   // kConnectLocalError, always on a later loop turn.
+  // With `source`, the socket is bound to it first (port 0 in it: any).
   static std::unique_ptr<TcpConnection> Connect(UvDispatcher& dispatcher, const sockaddr* address,
-                                                absl::Duration timeout);
+                                                absl::Duration timeout,
+                                                const sockaddr* source = nullptr);
 
   ~TcpConnection();
   TcpConnection(const TcpConnection&) = delete;
@@ -85,6 +87,9 @@ class TcpConnection {
 
   // Starts or stops reading. Reading starts disabled; a stop takes effect before the next read.
   void ReadEnable(bool enable);
+  // Hands bytes already read but left in the read buffer (by callbacks since replaced: a
+  // protocol sniffer's) to the current callbacks, then the peer's FIN if it came meanwhile.
+  void RedeliverBuffered();
   bool reading() const { return reading_; }
   // Sends all of `data` (moved out): what the kernel takes now goes at once, the rest is queued.
   void Write(buffer::Buffer& data);

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -152,6 +154,50 @@ std::string PeerHost(const std::string& peer) {
     return peer.substr(1, close == std::string::npos ? std::string::npos : close - 1);
   }
   return peer.substr(0, peer.rfind(':'));
+}
+
+uint16_t PortOf(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
+  if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+  return 0;
+}
+
+namespace {
+
+bool SameAddress(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+  }
+  if (a.ss_family == AF_INET6) {
+    const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+    return x.sin6_port == y.sin6_port &&
+           std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof(x.sin6_addr)) == 0;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool GetOriginalDestination(int fd, OriginalDestination* out) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof(local);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return false;
+  std::memset(&out->address, 0, sizeof(out->address));
+  len = sizeof(out->address);
+  int rc = local.ss_family == AF_INET6
+               ? ::getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &out->address, &len)
+               : ::getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &out->address, &len);
+  if (rc != 0) {
+    // No conntrack record (nf_conntrack not loaded, or no NAT on this path): the connection came
+    // to us as addressed.
+    out->address = local;
+  }
+  out->direct = SameAddress(out->address, local);
+  return true;
 }
 
 }  // namespace remora::network

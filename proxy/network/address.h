@@ -41,4 +41,15 @@ absl::Status CheckAddressFree(const config::SocketAddress& address);
 // The port a bound socket got (for port 0).
 absl::StatusOr<uint16_t> BoundPort(int fd);
 
+// Where an accepted connection was going before NAT redirected it to us (SO_ORIGINAL_DST, or
+// IP6T_SO_ORIGINAL_DST for IPv6), and whether that is simply our own address: a connection made
+// straight to the listener (without NAT the kernel answers with the listener's own address, and
+// forwarding there would loop back to us). False if the socket has no such record.
+struct OriginalDestination {
+  sockaddr_storage address;
+  bool direct;  // the original destination is this socket's own local address
+};
+bool GetOriginalDestination(int fd, OriginalDestination* out);
+uint16_t PortOf(const sockaddr_storage& address);
+
 }  // namespace remora::network

@@ -64,7 +64,7 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     rt.config = &l;
     rt.cluster = snap->FindCluster(l.cluster);
     rt.stats = stats::RegisterListenerStats(stats, l.name);
-    if (l.kind == config::ListenerKind::kHttp) {
+    if (l.kind == config::ListenerKind::kHttp || config::IsTransparent(l.kind)) {
       rt.routes = http::RouteTable(
           l.routes, [&](const std::string& name) { return snap->FindCluster(name); });
       rt.rate_limits = filters::ListenerRateLimits::Build(l, workers);

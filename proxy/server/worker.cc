@@ -1,5 +1,8 @@
 #include "proxy/server/worker.h"
 
+#include "proxy/network/address.h"
+#include "proxy/server/protocol_sniffer.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,6 +104,13 @@ void Worker::OnAccept(ListenerSlot* slot, int fd) {
   }
   if (rt->config->kind == config::ListenerKind::kHttp) {
     http::HttpConnectionManager::Start(ctx_, snapshot_, *rt, std::move(conn));
+  } else if (config::IsTransparent(rt->config->kind)) {
+    network::OriginalDestination dst;
+    if (!network::GetOriginalDestination(fd, &dst)) {
+      ctx_.stats.Add(rt->stats.accept_errors);  // the socket went away under us
+      return;
+    }
+    ProtocolSniffer::Start(ctx_, snapshot_, *rt, std::move(conn), dst);
   } else {
     tcp::TcpProxySession::Start(ctx_, snapshot_, *rt, std::move(conn));
   }

@@ -4,6 +4,10 @@ namespace remora::stats {
 
 ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
   Labels l = {{"listener", listener}};
+  const char* detect_help =
+      "Connections of transparent (inbound/outbound) listeners by detected protocol: http1, "
+      "http2, tls, tcp (other bytes), timeout (nothing within detect_timeout: tcp), "
+      "server_first (a server-speaks-first port: tcp, without waiting).";
   return ListenerStats{
       s.Register(Type::kCounter, "remora_listener_connections_total",
                  "Downstream connections accepted.", l),
@@ -21,6 +25,22 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
       s.Register(Type::kCounter, "remora_listener_rate_limited_total",
                  "Requests refused with 429 rate_limited by the listener's or a route's "
                  "rate_limit.",
+                 l),
+      s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
+                 {{"listener", listener}, {"protocol", "http1"}}),
+      s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
+                 {{"listener", listener}, {"protocol", "http2"}}),
+      s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
+                 {{"listener", listener}, {"protocol", "tls"}}),
+      s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
+                 {{"listener", listener}, {"protocol", "tcp"}}),
+      s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
+                 {{"listener", listener}, {"protocol", "timeout"}}),
+      s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
+                 {{"listener", listener}, {"protocol", "server_first"}}),
+      s.Register(Type::kCounter, "remora_listener_protocol_detection_microseconds_total",
+                 "Time connections waited for protocol detection, in microseconds; divided by "
+                 "remora_listener_protocol_detected_total, the mean wait.",
                  l),
   };
 }

@@ -19,6 +19,15 @@ struct ListenerStats {
   uint32_t accept_errors;  // remora_listener_accept_errors_total
   uint32_t overflow;       // remora_listener_overflow_total: refused, cluster at max_connections
   uint32_t rate_limited;   // remora_listener_rate_limited_total: 429 rate_limited
+  // remora_listener_protocol_detected_total{protocol}: transparent listeners' connections by
+  // what they turned out to speak.
+  uint32_t detected_http1;         // protocol="http1"
+  uint32_t detected_http2;         // protocol="http2"
+  uint32_t detected_tls;           // protocol="tls"
+  uint32_t detected_tcp;           // protocol="tcp": other bytes
+  uint32_t detected_timeout;       // protocol="timeout": nothing within detect_timeout
+  uint32_t detected_server_first;  // protocol="server_first": by port, without waiting
+  uint32_t detection_micros;       // remora_listener_protocol_detection_microseconds_total
 };
 
 struct ClusterStats {

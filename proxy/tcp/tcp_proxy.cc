@@ -14,8 +14,10 @@ using event::TcpConnection;
 void TcpProxySession::Start(server::WorkerContext& ctx,
                             std::shared_ptr<const server::Snapshot> snapshot,
                             const server::ListenerRuntime& listener,
-                            std::unique_ptr<TcpConnection> downstream) {
+                            std::unique_ptr<TcpConnection> downstream,
+                            const Destination* destination) {
   auto* s = new TcpProxySession(ctx, std::move(snapshot), listener);
+  if (s->cluster_ == nullptr && destination != nullptr) s->destination_ = *destination;
   ctx.connections.Add(s);
   ctx.stats.Add(listener.stats.cx_total);
   ctx.stats.AddSigned(listener.stats.cx_active, 1);
@@ -40,7 +42,28 @@ TcpProxySession::TcpProxySession(server::WorkerContext& ctx,
 
 TcpProxySession::~TcpProxySession() = default;
 
+void TcpProxySession::ConnectDirect() {
+  if (!destination_.has_value()) {
+    // A transparent listener without a cluster, reached directly (no original destination but
+    // our own): forwarding would connect to ourselves.
+    LOG_DEBUG("listener %s: %s connected straight to the listener, which has no cluster; closing",
+              listener_.config->name, down_.conn->peer());
+    down_.failed = true;
+    Finish();
+    return;
+  }
+  const Destination& d = *destination_;
+  up_.conn = TcpConnection::Connect(
+      ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&d.address), kDirectConnectTimeout,
+      d.bind_source ? reinterpret_cast<const sockaddr*>(&d.source) : nullptr);
+  up_.conn->SetCallbacks(&up_);
+  uint32_t limit = listener_.config->buffer_limit_bytes;
+  up_.conn->SetWriteWatermarks(limit / 2, limit);
+  up_.conn->ReadEnable(true);  // applied once connected
+}
+
 void TcpProxySession::Connect() {
+  if (cluster_ == nullptr) return ConnectDirect();
   const auto& cfg = *cluster_->config;
   upstream::LbRequest lb;
   if (cluster_->config->lb_policy == config::LbPolicy::kRingHash) {
@@ -89,7 +112,7 @@ void TcpProxySession::Connect() {
 void TcpProxySession::Side::OnRead(buffer::Buffer& data) {
   auto& s = *session;
   if (is_upstream) {
-    s.ctx_.stats.Add(s.cluster_->stats.rx_bytes, data.length());
+    if (s.cluster_ != nullptr) s.ctx_.stats.Add(s.cluster_->stats.rx_bytes, data.length());
     s.ctx_.stats.Add(s.listener_.stats.tx_bytes, data.length());
   } else {
     s.ctx_.stats.Add(s.listener_.stats.rx_bytes, data.length());
@@ -112,21 +135,25 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
   auto& s = *session;
   switch (event) {
     case TcpConnection::Event::kConnected:
-      s.RecordConnectOutcome(0);
+      if (s.cluster_ != nullptr) {
+        s.RecordConnectOutcome(0);
+        s.ctx_.stats.Add(s.cluster_->stats.cx_total);
+        s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);
+      }
       s.down_.conn->ReadEnable(true);
-      s.ctx_.stats.Add(s.cluster_->stats.cx_total);
-      s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);
+      // Bytes a protocol sniffer read before handing the client over (none otherwise).
+      s.down_.conn->RedeliverBuffered();  // may end the session
       return;
     case TcpConnection::Event::kConnectLocalError:
       // Out of descriptors or ports here: counted, never held against the endpoint. The client
       // is already accepted; rather than drop it, try again shortly (other connections closing
       // free descriptors) until its connect timeout would have passed.
-      s.ctx_.stats.Add(s.cluster_->stats.connect_local);
+      if (s.cluster_ != nullptr) s.ctx_.stats.Add(s.cluster_->stats.connect_local);
       s.ctx_.local_resource_pressure();
       LOG_DEBUG("listener %s: cannot open a connection to %s (local resources)",
-                s.listener_.config->name, s.endpoint_->address_text);
+                s.listener_.config->name, s.up_.conn->peer());
       if (s.ctx_.dispatcher.Now() + kLocalRetryDelay - s.accepted_at_ <
-          s.cluster_->config->connect_timeout) {
+          (s.cluster_ != nullptr ? s.cluster_->config->connect_timeout : kDirectConnectTimeout)) {
         s.ScheduleLocalRetry();
         return;
       }
@@ -135,16 +162,18 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
       return;
     case TcpConnection::Event::kConnectFailed:
     case TcpConnection::Event::kConnectTimeout:
-      s.ctx_.stats.Add(event == TcpConnection::Event::kConnectTimeout
-                           ? s.cluster_->stats.connect_timeout
-                           : s.cluster_->stats.connect_refused);
-      s.endpoint_->state->connect_failures.fetch_add(1, std::memory_order_relaxed);
-      s.RecordConnectOutcome(upstream::FailureClass(upstream::AttemptEnd::kConnectFailure, 0) |
-                             (event == TcpConnection::Event::kConnectTimeout
-                                  ? upstream::FailureClass(upstream::AttemptEnd::kTimeout, 0)
-                                  : 0));
+      if (s.cluster_ != nullptr) {
+        s.ctx_.stats.Add(event == TcpConnection::Event::kConnectTimeout
+                             ? s.cluster_->stats.connect_timeout
+                             : s.cluster_->stats.connect_refused);
+        s.endpoint_->state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+        s.RecordConnectOutcome(upstream::FailureClass(upstream::AttemptEnd::kConnectFailure, 0) |
+                               (event == TcpConnection::Event::kConnectTimeout
+                                    ? upstream::FailureClass(upstream::AttemptEnd::kTimeout, 0)
+                                    : 0));
+      }
       LOG_DEBUG(
-          "listener %s: upstream %s %s", s.listener_.config->name, s.endpoint_->address_text,
+          "listener %s: upstream %s %s", s.listener_.config->name, s.up_.conn->peer(),
           event == TcpConnection::Event::kConnectTimeout ? "connect timeout" : "connect failed");
       failed = true;
       // Nothing reached the client yet: close it without data.

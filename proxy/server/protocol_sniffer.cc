@@ -1,0 +1,151 @@
+#include "proxy/server/protocol_sniffer.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "proxy/common/log.h"
+#include "proxy/http/connection_manager.h"
+#include "proxy/tcp/tcp_proxy.h"
+
+namespace remora::server {
+
+using event::TcpConnection;
+
+namespace {
+
+// Where a connection without a cluster goes: outbound, its original destination; inbound, the
+// app on loopback at the original port, from 127.0.0.6 (interception rules exempt that source,
+// so the delivery is not intercepted again). None for a direct connection.
+std::optional<tcp::TcpProxySession::Destination> DestinationFor(
+    const config::Listener& listener, const network::OriginalDestination& original) {
+  if (original.direct) return std::nullopt;
+  tcp::TcpProxySession::Destination d{};
+  if (listener.kind != config::ListenerKind::kInbound) {
+    d.address = original.address;
+    return d;
+  }
+  uint16_t port = network::PortOf(original.address);
+  if (original.address.ss_family == AF_INET6) {
+    auto& a = reinterpret_cast<sockaddr_in6&>(d.address);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    return d;  // IPv6 has no 127.0.0.6 twin: delivered from ::1
+  }
+  auto& a = reinterpret_cast<sockaddr_in&>(d.address);
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto& src = reinterpret_cast<sockaddr_in&>(d.source);
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000006);  // 127.0.0.6
+  d.bind_source = true;
+  return d;
+}
+
+}  // namespace
+
+void ProtocolSniffer::Start(WorkerContext& ctx, std::shared_ptr<const Snapshot> snapshot,
+                            const ListenerRuntime& listener, std::unique_ptr<TcpConnection> conn,
+                            const network::OriginalDestination& destination) {
+  auto* s = new ProtocolSniffer(ctx, std::move(snapshot), listener, std::move(conn), destination);
+  ctx.connections.Add(s);
+  const config::Listener& cfg = *listener.config;
+  uint16_t port = network::PortOf(destination.address);
+  if (std::find(cfg.server_first_ports.begin(), cfg.server_first_ports.end(), port) !=
+      cfg.server_first_ports.end()) {
+    // The server speaks first: waiting for the client would only add the timeout.
+    s->Decide(network::Protocol::kOpaque, listener.stats.detected_server_first);
+    return;
+  }
+  s->conn_->SetCallbacks(s);
+  s->timer_ = ctx.dispatcher.CreateTimer(
+      [s] { s->Decide(network::Protocol::kOpaque, s->listener_.stats.detected_timeout); });
+  s->timer_->Enable(cfg.detect_timeout);
+  s->conn_->ReadEnable(true);
+}
+
+ProtocolSniffer::ProtocolSniffer(WorkerContext& ctx, std::shared_ptr<const Snapshot> snapshot,
+                                 const ListenerRuntime& listener,
+                                 std::unique_ptr<TcpConnection> conn,
+                                 const network::OriginalDestination& destination)
+    : ctx_(ctx),
+      snapshot_(std::move(snapshot)),
+      listener_(listener),
+      conn_(std::move(conn)),
+      destination_(destination),
+      started_(ctx.dispatcher.Now()) {}
+
+void ProtocolSniffer::OnRead(buffer::Buffer& data) {
+  // Look without taking: the bytes stay for the handler that comes next. A client's first
+  // bytes arrive in one or two reads; the detector needs at most the HTTP/2 preface (24).
+  char head[32];
+  size_t n = 0;
+  for (size_t i = 0; i < data.slice_count() && n < sizeof(head); ++i) {
+    absl::string_view v = data.slice(i).view().substr(0, sizeof(head) - n);
+    std::memcpy(head + n, v.data(), v.size());
+    n += v.size();
+  }
+  network::Protocol p = network::DetectProtocol(absl::string_view(head, n));
+  switch (p) {
+    case network::Protocol::kNeedMore:
+      return;
+    case network::Protocol::kHttp1:
+      return Decide(p, listener_.stats.detected_http1);
+    case network::Protocol::kHttp2:
+      return Decide(p, listener_.stats.detected_http2);
+    case network::Protocol::kTls:
+      return Decide(p, listener_.stats.detected_tls);
+    case network::Protocol::kOpaque:
+      return Decide(p, listener_.stats.detected_tcp);
+  }
+}
+
+void ProtocolSniffer::OnEndOfStream() {
+  // The client said all it will before the bytes decided: relay them as they are.
+  Decide(network::Protocol::kOpaque, listener_.stats.detected_tcp);
+}
+
+void ProtocolSniffer::OnEvent(TcpConnection::Event) { Finish(); }  // reset: nothing to hand on
+
+void ProtocolSniffer::Decide(network::Protocol protocol, uint32_t outcome) {
+  if (done_) return;
+  done_ = true;
+  if (timer_ != nullptr) timer_->Disable();
+  ctx_.stats.Add(outcome);
+  ctx_.stats.Add(
+      listener_.stats.detection_micros,
+      static_cast<uint64_t>(absl::ToInt64Microseconds(ctx_.dispatcher.Now() - started_)));
+  conn_->ReadEnable(false);  // the next handler reads when it is ready
+  conn_->SetCallbacks(nullptr);
+  TcpConnection* raw = conn_.get();
+  bool http = (protocol == network::Protocol::kHttp1 || protocol == network::Protocol::kHttp2) &&
+              !listener_.config->routes.empty();
+  if (http) {
+    http::HttpConnectionManager::Start(ctx_, snapshot_, listener_, std::move(conn_));
+    raw->RedeliverBuffered();
+  } else {
+    std::optional<tcp::TcpProxySession::Destination> d =
+        DestinationFor(*listener_.config, destination_);
+    tcp::TcpProxySession::Start(ctx_, snapshot_, listener_, std::move(conn_),
+                                d.has_value() ? &*d : nullptr);
+  }
+  Finish();
+}
+
+void ProtocolSniffer::CloseNow() {
+  if (conn_ != nullptr) conn_->Close(TcpConnection::CloseMode::kNow);
+  Finish();
+}
+
+void ProtocolSniffer::Finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (timer_ != nullptr) timer_->Disable();
+  ctx_.connections.Remove(this);
+  ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
+}
+
+}  // namespace remora::server

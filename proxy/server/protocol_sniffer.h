@@ -1,0 +1,62 @@
+#pragma once
+
+// The front of a transparent listener (kind: outbound | inbound, docs/config.md). A connection
+// starts here: its original destination is read from the socket (SO_ORIGINAL_DST); if that port
+// is one whose servers speak first (MySQL, SMTP, ...), it goes straight to the TCP proxy;
+// otherwise the first bytes decide (network/protocol_detect.h), within `detect_timeout`:
+//
+//   HTTP/1.1 or HTTP/2  -> the HTTP connection manager (the listener's routes), if it has routes;
+//                          else the TCP proxy
+//   TLS, other bytes,   -> the TCP proxy: the listener's cluster if it has one, else the original
+//   nothing in time        destination (for inbound: the app on 127.0.0.1 at that port, from
+//                          127.0.0.6); a connection made straight to the listener has no original
+//                          destination and needs the cluster
+//
+// The bytes read to decide stay in the connection's read buffer and reach the next handler
+// untouched (TcpConnection::RedeliverBuffered). Outcomes and the time spent are counted per
+// listener (remora_listener_protocol_detected_total{protocol}).
+
+#include <memory>
+
+#include "proxy/event/tcp_connection.h"
+#include "proxy/network/address.h"
+#include "proxy/network/protocol_detect.h"
+#include "proxy/server/active_connection.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/server/worker_context.h"
+
+namespace remora::server {
+
+class ProtocolSniffer final : public ActiveConnection, public event::TcpConnection::Callbacks {
+ public:
+  static void Start(WorkerContext& ctx, std::shared_ptr<const Snapshot> snapshot,
+                    const ListenerRuntime& listener, std::unique_ptr<event::TcpConnection> conn,
+                    const network::OriginalDestination& destination);
+
+  void CloseNow() override;
+
+ private:
+  ProtocolSniffer(WorkerContext& ctx, std::shared_ptr<const Snapshot> snapshot,
+                  const ListenerRuntime& listener, std::unique_ptr<event::TcpConnection> conn,
+                  const network::OriginalDestination& destination);
+
+  void OnRead(buffer::Buffer& data) override;
+  void OnEndOfStream() override;
+  void OnEvent(event::TcpConnection::Event event) override;
+
+  // Hands the connection on; `outcome` is the stat counted.
+  void Decide(network::Protocol protocol, uint32_t outcome);
+  void Finish();
+
+  WorkerContext& ctx_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  const ListenerRuntime& listener_;
+  std::unique_ptr<event::TcpConnection> conn_;
+  network::OriginalDestination destination_;
+  std::unique_ptr<event::Timer> timer_;
+  absl::Time started_;
+  bool done_ = false;      // handed on (or given up)
+  bool finished_ = false;  // unlinked, deletion deferred
+};
+
+}  // namespace remora::server
