@@ -38,10 +38,10 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
                  {{"listener", listener}, {"protocol", "timeout"}}),
       s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
                  {{"listener", listener}, {"protocol", "server_first"}}),
-      s.Register(Type::kCounter, "remora_listener_protocol_detection_microseconds_total",
-                 "Time connections waited for protocol detection, in microseconds; divided by "
+      s.Register(Type::kCounter, "remora_listener_protocol_detection_seconds_total",
+                 "Time connections waited for protocol detection; divided by "
                  "remora_listener_protocol_detected_total, the mean wait.",
-                 l),
+                 l, /*divisor=*/1000000),
   };
 }
 

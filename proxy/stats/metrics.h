@@ -27,7 +27,7 @@ struct ListenerStats {
   uint32_t detected_tcp;           // protocol="tcp": other bytes
   uint32_t detected_timeout;       // protocol="timeout": nothing within detect_timeout
   uint32_t detected_server_first;  // protocol="server_first": by port, without waiting
-  uint32_t detection_micros;       // remora_listener_protocol_detection_microseconds_total
+  uint32_t detection_micros;       // remora_listener_protocol_detection_seconds_total (in µs)
 };
 
 struct ClusterStats {

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "proxy/common/log.h"
 
 namespace remora::stats {
@@ -47,7 +48,7 @@ void Store::EnsureBlock(uint32_t slot) {
 }
 
 uint32_t Store::Register(Type type, absl::string_view family, absl::string_view help,
-                         const Labels& labels) {
+                         const Labels& labels, uint64_t divisor) {
   std::string rendered;
   if (!labels.empty()) {
     rendered = "{";
@@ -74,7 +75,7 @@ uint32_t Store::Register(Type type, absl::string_view family, absl::string_view 
     fam = it->second;
   } else {
     fam = static_cast<uint32_t>(families_.size());
-    families_.push_back(Family{std::string(family), std::string(help), type, {}});
+    families_.push_back(Family{std::string(family), std::string(help), type, {}, divisor});
     family_index_.emplace(std::string(family), fam);
   }
   uint32_t slot = static_cast<uint32_t>(series_.size());
@@ -100,7 +101,11 @@ std::string Store::RenderPrometheus() const {
                     f.type == Type::kCounter ? "counter" : "gauge", "\n");
     for (uint32_t slot : f.slots) {
       int64_t v = Value(slot);
-      if (f.type == Type::kCounter) {
+      if (f.divisor != 1) {
+        absl::StrAppend(
+            &out, f.name, series_[slot].labels, " ",
+            absl::StrFormat("%.6f", static_cast<double>(v) / static_cast<double>(f.divisor)), "\n");
+      } else if (f.type == Type::kCounter) {
         absl::StrAppend(&out, f.name, series_[slot].labels, " ", static_cast<uint64_t>(v), "\n");
       } else {
         absl::StrAppend(&out, f.name, series_[slot].labels, " ", v, "\n");

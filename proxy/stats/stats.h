@@ -68,8 +68,10 @@ class Store {
   ~Store();
 
   // Main thread only. Same family + labels -> same slot. `help` is kept from the first call.
+  // `divisor`: the series counts 1/divisor of the family's unit (microseconds of a
+  // `_seconds_total` family: 1000000), and is rendered divided, as a decimal.
   uint32_t Register(Type type, absl::string_view family, absl::string_view help,
-                    const Labels& labels = {});
+                    const Labels& labels = {}, uint64_t divisor = 1);
 
   Writer& worker(int index) { return *writers_[static_cast<size_t>(index)]; }
   Writer& main_writer() { return *writers_.back(); }
@@ -90,6 +92,7 @@ class Store {
     std::string help;
     Type type;
     std::vector<uint32_t> slots;
+    uint64_t divisor = 1;
   };
   void EnsureBlock(uint32_t slot);
 

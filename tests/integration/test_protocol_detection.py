@@ -110,6 +110,9 @@ class ProtocolDetectionTest(ServersTest):
                              ("timeout", 1)):
                 key = f'remora_listener_protocol_detected_total{{listener="out",protocol="{proto}"}}'
                 self.assertEqual(m[key], n, proto)
+            # The silent client alone waited the 300 ms timeout.
+            waited = m['remora_listener_protocol_detection_seconds_total{listener="out"}']
+            self.assertTrue(0.29 <= waited < 1.0, waited)
 
     def test_a_server_speaks_first_port_is_not_delayed(self):
         banner = self.keep(BannerServer())

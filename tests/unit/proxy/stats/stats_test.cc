@@ -50,6 +50,16 @@ TEST(StatsTest, RendersPrometheusTextWithEscapedLabels) {
             "# HELP remora_g Level.\n# TYPE remora_g gauge\nremora_g -2\n");
 }
 
+TEST(StatsTest, ADivisorRendersSmallUnitsAsTheFamilysUnit) {
+  Store s(2);
+  uint32_t c = s.Register(Type::kCounter, "remora_wait_seconds_total", "Waits.", {}, 1000000);
+  s.worker(0).Add(c, 1500000);  // microseconds
+  s.worker(1).Add(c, 250);
+  EXPECT_EQ(s.Value(c), 1500250);  // kept in the small unit
+  EXPECT_NE(s.RenderPrometheus().find("\nremora_wait_seconds_total 1.500250\n"),
+            std::string::npos);
+}
+
 TEST(StatsTest, ManySeriesSpanBlocks) {
   Store s(1);
   uint32_t last = 0;
