@@ -92,13 +92,18 @@ def http_config(routes, clusters, listener_extra=(), workers=1, cluster_extra=No
 class Remora:
     """A running `remora proxy -c FILE`. Use as a context manager; stop() asserts a clean exit."""
 
-    def __init__(self, config_text, args=None, env=None):
+    def __init__(self, config_text, args=None, env=None, prefix=None):
+        """prefix: a command remora runs under (`ip netns exec NS setpriv --reuid=...`); the
+        config is then readable by every user."""
         self.dir = tempfile.TemporaryDirectory(prefix="remora-it-")
         self.config_path = os.path.join(self.dir.name, "remora.yaml")
         self.write_config(config_text)
+        if prefix:
+            os.chmod(self.dir.name, 0o755)
+            os.chmod(self.config_path, 0o644)
         self.log_path = os.path.join(self.dir.name, "remora.log")
         self._log = open(self.log_path, "w+b")
-        cmd = [REMORA_BIN, "proxy", "-c", self.config_path] + (args or [])
+        cmd = (prefix or []) + [REMORA_BIN, "proxy", "-c", self.config_path] + (args or [])
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
         self.listeners = {}

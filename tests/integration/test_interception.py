@@ -1,0 +1,296 @@
+"""Transparent interception with real kernel NAT (docs/config.md "Transparent listeners"): a
+"pod" network namespace joined to this one by a veth pair, iptables REDIRECT rules like a
+sidecar's (the proxy's uid 1337 and loopback exempt; inbound to 15006, outbound to 15001; the
+admin port exempt), remora inside it as uid 1337, the app's programs as uid 1000, and peers in
+this namespace. Every payload is checked byte for byte.
+
+Outbound: HTTP/1.1, HTTP/2 and gRPC routed by authority; raw TCP and TLS (SNI verified)
+relayed to their original destinations; a server-speaks-first port not delayed by detection.
+Inbound: HTTP through the routes to the app, the caller's address in x-forwarded-for; other
+bytes delivered to the app at the original port from 127.0.0.6. A connection straight to the
+listener is closed, never looped. Needs root, ip (iproute2), iptables and setpriv: skipped with
+the reason otherwise."""
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (BackgroundServer, EchoServer, QuietHandler, Remora,  # noqa: E402
+                     payload)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = "/usr/bin/python3"
+N = os.getpid() % 200 + 20
+NS = f"remora-pod-{os.getpid()}"
+VETH_HOST, VETH_POD = f"rvh{os.getpid() % 100000}", f"rvp{os.getpid() % 100000}"
+HOST_IP, POD_IP = f"10.201.{N}.2", f"10.201.{N}.1"
+PROXY_UID, APP_UID = 1337, 1000
+
+
+def run(*args, check=True):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=30, check=check)
+
+
+def why_not():
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and iptables)"
+    for tool in ("ip", "iptables", "setpriv", "curl"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    probe = f"remora-probe-{os.getpid()}"
+    if run("ip", "netns", "add", probe, check=False).returncode != 0:
+        return "cannot create network namespaces here"
+    run("ip", "netns", "del", probe, check=False)
+    return None
+
+
+SKIP = why_not()
+
+
+def in_pod(*args, uid=None):
+    prefix = ["ip", "netns", "exec", NS]
+    if uid is not None:
+        prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    return prefix + list(args)
+
+
+def pod_json(*args, stdin=None):
+    p = subprocess.run(in_pod(PY, os.path.join(HERE, "netns_peer.py"), *args, uid=APP_UID),
+                       capture_output=True, text=True, timeout=30, input=stdin)
+    if p.returncode != 0:
+        raise AssertionError(f"netns_peer {args}: {p.stderr}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+class EchoHeaders(QuietHandler):
+    def do_GET(self):
+        body = json.dumps({"headers": {k.lower(): v for k, v in self.headers.items()},
+                           "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class TlsServer:
+    """TLS on HOST_IP:8443 with a certificate for peer.test; records the SNI it was asked for
+    and answers "pong" to anything."""
+
+    def __init__(self, certdir):
+        cert, key = os.path.join(certdir, "peer.pem"), os.path.join(certdir, "peer.key")
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=peer.test",
+            "-addext", "subjectAltName=DNS:peer.test")
+        os.chmod(certdir, 0o755)
+        os.chmod(cert, 0o644)
+        self.cafile = cert
+        self.sni = []
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(cert, key)
+        self.ctx.sni_callback = lambda sock, name, ctx: self.sni.append(name)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST_IP, 8443))
+        self.sock.listen(8)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as s:
+                    s.recv(64)
+                    s.sendall(b"pong")
+            except (OSError, ssl.SSLError):
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+@unittest.skipIf(SKIP, SKIP)
+class InterceptionTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cleanup = []
+        try:
+            cls._set_up()
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _set_up(cls):
+        run("ip", "netns", "add", NS)
+        cls.cleanup.append(lambda: run("ip", "netns", "del", NS, check=False))
+        run("ip", "link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_POD)
+        cls.cleanup.append(lambda: run("ip", "link", "del", VETH_HOST, check=False))
+        run("ip", "link", "set", VETH_POD, "netns", NS)
+        run("ip", "addr", "add", f"{HOST_IP}/24", "dev", VETH_HOST)
+        run("ip", "link", "set", VETH_HOST, "up")
+        run(*in_pod("ip", "addr", "add", f"{POD_IP}/24", "dev", VETH_POD))
+        run(*in_pod("ip", "link", "set", VETH_POD, "up"))
+        run(*in_pod("ip", "link", "set", "lo", "up"))
+        nat = in_pod("iptables", "-t", "nat", "-A")
+        run(*nat, "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(PROXY_UID), "-j",
+            "RETURN")
+        run(*nat, "OUTPUT", "-p", "tcp", "-o", "lo", "-j", "RETURN")
+        run(*nat, "OUTPUT", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15001")
+        run(*nat, "PREROUTING", "-p", "tcp", "--dport", "15000", "-j", "RETURN")
+        run(*nat, "PREROUTING", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15006")
+        # Peers, in this namespace.
+        cls.web = BackgroundServer()
+        cls.web.serve(EchoHeaders, host=HOST_IP)
+        cls.cleanup.append(cls.web.close)
+        cls.echo = EchoServer(host=HOST_IP)
+        cls.cleanup.append(cls.echo.close)
+        cls.banner = socket.socket()
+        cls.banner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        cls.banner.bind((HOST_IP, 3306))
+        cls.banner.listen(8)
+        cls.cleanup.append(cls.banner.close)
+        threading.Thread(target=cls._banner_loop, daemon=True).start()
+        cls.certdir = tempfile.mkdtemp(prefix="remora-tls-")
+        cls.cleanup.append(lambda: shutil.rmtree(cls.certdir, ignore_errors=True))
+        cls.tls = TlsServer(cls.certdir)
+        cls.cleanup.append(cls.tls.close)
+        sys.path.insert(0, HERE)
+        from grpc_peer import EchoPeer
+        cls.grpc = EchoPeer(host=HOST_IP)
+        cls.cleanup.append(cls.grpc.stop)
+        # The app, in the pod.
+        for mode, port in (("serve-http", "9090"), ("serve-echo", "7070")):
+            p = subprocess.Popen(in_pod(PY, os.path.join(HERE, "netns_peer.py"), mode,
+                                        "127.0.0.1", port, uid=APP_UID),
+                                 stdout=subprocess.PIPE, text=True)
+            cls.cleanup.append(p.kill)
+            p.stdout.readline()  # listening
+        config = f"""
+admin: {{address: "{POD_IP}:15000"}}
+workers: 1
+listeners:
+  - name: outbound
+    address: 0.0.0.0:15001
+    kind: outbound
+    detect_timeout: 1s
+    routes:
+      - {{match: {{authority: "{HOST_IP}:{cls.grpc.port}"}}, cluster: grpc}}
+      - {{match: {{authority: "{HOST_IP}:{cls.web.address.split(':')[1]}"}}, cluster: web}}
+  - name: inbound
+    address: 0.0.0.0:15006
+    kind: inbound
+    routes:
+      - {{match: {{authority: "{POD_IP}:9090"}}, cluster: app}}
+clusters:
+  - {{name: web, protocol: http1, endpoints: [{{address: "{cls.web.address}"}}]}}
+  - {{name: grpc, protocol: http2, endpoints: [{{address: "{cls.grpc.address}"}}]}}
+  - {{name: app, protocol: http1, endpoints: [{{address: "127.0.0.1:9090"}}]}}
+"""
+        cls.remora = Remora(config, prefix=in_pod(uid=PROXY_UID))
+        cls.cleanup.append(cls.remora.close)
+
+    @classmethod
+    def _banner_loop(cls):
+        while True:
+            try:
+                conn, _ = cls.banner.accept()
+            except OSError:
+                return
+            conn.sendall(b"5.7.0-fake-mysql\n")
+            conn.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        for fn in reversed(cls.cleanup):
+            try:
+                fn()
+            except Exception as e:  # keep cleaning up
+                print(f"cleanup: {e}", file=sys.stderr)
+
+    def detected(self, listener, protocol):
+        m = self.remora.metrics()
+        return m[f'remora_listener_protocol_detected_total{{listener="{listener}",'
+                 f'protocol="{protocol}"}}']
+
+    def test_outbound_http1_and_http2_are_routed(self):
+        url = f"http://{self.web.address}/hello"
+        for flags, proto in (((), "http1"), (("--h2",), "http2")):
+            before = self.detected("outbound", proto)
+            r = pod_json("http", url, *flags)
+            self.assertEqual(r["status"], 200, r)
+            seen = json.loads(r["body"])
+            self.assertEqual(seen["path"], "/hello")
+            self.assertIn("traceparent", seen["headers"])  # it went through remora's filters
+            self.assertEqual(self.detected("outbound", proto), before + 1)
+
+    def test_outbound_grpc_is_routed(self):
+        self.assertEqual(pod_json("grpc", self.grpc.address), {"reply": "through the mesh"})
+
+    def test_outbound_raw_tcp_goes_to_its_original_destination(self):
+        data = b"\x00\x01\x02binary" + payload(200 * 1024)
+        r = pod_json("tcp", HOST_IP, str(self.echo.port), "-", stdin=data.hex())
+        self.assertEqual(bytes.fromhex(r["reply"]), data)
+
+    def test_outbound_tls_is_passed_through_with_its_sni(self):
+        before = self.detected("outbound", "tls")
+        r = pod_json("tls", HOST_IP, "8443", "peer.test", self.tls.cafile)
+        self.assertEqual(r, {"reply": "pong", "peer_cn": "peer.test"})
+        self.assertEqual(self.tls.sni[-1], "peer.test")
+        self.assertEqual(self.detected("outbound", "tls"), before + 1)
+
+    def test_a_server_speaks_first_port_is_not_delayed(self):
+        r = pod_json("banner", HOST_IP, "3306")
+        self.assertEqual(r["line"], "5.7.0-fake-mysql\n")
+        self.assertLess(r["seconds"], 0.5)  # detect_timeout is 1 s
+
+    def test_inbound_http_reaches_the_app_with_the_callers_address(self):
+        with socket.create_connection((POD_IP, 9090), timeout=10) as s:
+            s.sendall(f"GET /in HTTP/1.1\r\nHost: {POD_IP}:9090\r\nConnection: close\r\n\r\n"
+                      .encode())
+            raw = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        seen = json.loads(body)
+        self.assertEqual(seen["headers"]["x-forwarded-for"], HOST_IP)
+
+    def test_inbound_tcp_reaches_the_app_from_127_0_0_6(self):
+        data = b"\x00opaque inbound" + payload(64 * 1024)
+        with socket.create_connection((POD_IP, 7070), timeout=10) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            raw = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+        self.assertEqual(raw, b"peer=127.0.0.6\n" + data)
+
+    def test_a_direct_connection_to_the_listener_does_not_loop(self):
+        # Loopback is exempt from the NAT rules: this reaches the listener as addressed, and
+        # the kernel reports the listener itself as the original destination.
+        r = pod_json("tcp", "127.0.0.1", "15001", b"\x00direct".hex())
+        self.assertEqual(r["reply"], "")
+        self.assertLess(r["seconds"], 2)
+        m = self.remora.metrics()
+        self.assertEqual(m['remora_listener_connections_active{listener="outbound"}'], 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
