@@ -71,11 +71,13 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "http2_reset_rate",
                                                  "rate_limit",
                                                  "detect_timeout",
-                                                 "server_first_ports"};
-// The fields after the first five apply to http (and transparent) listeners only; the last two
+                                                 "server_first_ports",
+                                                 "tls_routes"};
+// The fields after the first five apply to http (and transparent) listeners only; the last three
 // to transparent ones only.
 constexpr size_t kFirstHttpOnlyListenerField = 5;
-constexpr size_t kTransparentOnlyListenerFields = 2;
+constexpr size_t kTransparentOnlyListenerFields = 3;
+constexpr absl::string_view kTlsRouteFields[] = {"sni", "cluster"};
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
                                               "cluster",
@@ -689,7 +691,7 @@ class Decoder {
       DecodeHttpListener(item, listener, facts, /*routes_required=*/false);
       listener->direction =
           listener->kind == ListenerKind::kInbound ? Direction::kInbound : Direction::kOutbound;
-      DecodeDetection(item, path, listener);
+      DecodeDetection(item, path, listener, facts);
     } else {
       c = Optional(item, "cluster");
     }
@@ -731,7 +733,41 @@ class Decoder {
     return false;
   }
 
-  void DecodeDetection(const Value& item, const std::string& path, Listener* listener) {
+  void DecodeDetection(const Value& item, const std::string& path, Listener* listener,
+                       ListenerFacts* facts) {
+    if (const Value* t = Optional(item, "tls_routes")) {
+      std::string tpath = JoinPath(path, "tls_routes");
+      if (List(*t, tpath)) {
+        for (size_t i = 0; i < t->items.size(); ++i) {
+          const Value& ri = t->items[i];
+          std::string ipath = absl::StrCat(tpath, "[", i, "]");
+          if (!Map(ri, ipath, kTlsRouteFields)) continue;
+          Listener::TlsRoute route;
+          if (const Value* sni = Required(ri, ipath, "sni")) {
+            std::string spath = JoinPath(ipath, "sni");
+            if (String(*sni, spath, "a server name", &route.sni)) {
+              absl::string_view name = absl::StripPrefix(route.sni, "*.");
+              bool ok = !name.empty() && name.size() <= 253 &&
+                        std::all_of(name.begin(), name.end(), [](char c) {
+                          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                                 c == '.';
+                        });
+              if (!ok) {
+                Error(sni->line, spath,
+                      absl::StrCat("invalid server name ", Quote(route.sni),
+                                   "; a host name, or *. and one"));
+              }
+            }
+          }
+          if (const Value* c = Required(ri, ipath, "cluster")) {
+            if (Name(*c, JoinPath(ipath, "cluster"), &route.cluster)) {
+              facts->route_clusters.push_back({JoinPath(ipath, "cluster"), route.cluster, c->line});
+            }
+          }
+          listener->tls_routes.push_back(std::move(route));
+        }
+      }
+    }
     if (const Value* t = Optional(item, "detect_timeout")) {
       Duration(*t, JoinPath(path, "detect_timeout"), absl::Milliseconds(1), absl::Seconds(10),
                &listener->detect_timeout);

@@ -100,6 +100,11 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
       if (IsTransparent(l.kind)) {
         j["detect_timeout"] = DurationToString(l.detect_timeout);
         j["server_first_ports"] = l.server_first_ports;
+        nlohmann::json tls = nlohmann::json::array();
+        for (const Listener::TlsRoute& t : l.tls_routes) {
+          tls.push_back({{"sni", t.sni}, {"cluster", t.cluster}});
+        }
+        if (!tls.empty()) j["tls_routes"] = std::move(tls);
       }
       j["request_header_timeout"] = DurationToString(l.request_header_timeout);
       j["idle_timeout"] = DurationToString(l.idle_timeout);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 
 namespace remora::network {
@@ -53,6 +54,81 @@ Protocol DetectProtocol(absl::string_view b) {
     return Protocol::kOpaque;
   }
   return i > kMaxMethod ? Protocol::kOpaque : Protocol::kNeedMore;
+}
+
+namespace {
+
+// A bounds-checked reader over the record; every Get fails once the bytes run out.
+struct Reader {
+  absl::string_view b;
+  size_t pos = 0;
+  bool ok = true;
+  uint32_t Get(size_t n) {
+    if (!ok || pos + n > b.size()) {
+      ok = false;
+      return 0;
+    }
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(b[pos + i]);
+    pos += n;
+    return v;
+  }
+  void Skip(size_t n) {
+    if (!ok || pos + n > b.size()) {
+      ok = false;
+      return;
+    }
+    pos += n;
+  }
+};
+
+}  // namespace
+
+SniResult ReadClientHelloSni(absl::string_view bytes, std::string* sni) {
+  if (bytes.size() < 5) return SniResult::kNeedMore;
+  if (bytes[0] != 0x16) return SniResult::kNone;
+  size_t record =
+      (static_cast<unsigned char>(bytes[3]) << 8) | static_cast<unsigned char>(bytes[4]);
+  if (bytes.size() < 5 + record) return SniResult::kNeedMore;
+  Reader r{bytes.substr(5, record)};
+  if (r.Get(1) != 1) return SniResult::kNone;  // not a ClientHello
+  size_t length = r.Get(3);
+  if (!r.ok || length > record - 4) return SniResult::kNone;  // continues in another record
+  r.Skip(2 + 32);                                             // client_version, random
+  r.Skip(r.Get(1));                                           // session_id
+  r.Skip(r.Get(2));                                           // cipher_suites
+  r.Skip(r.Get(1));                                           // compression_methods
+  size_t extensions_end = r.Get(2);
+  extensions_end += r.pos;
+  while (r.ok && r.pos + 4 <= extensions_end) {
+    uint32_t type = r.Get(2);
+    uint32_t len = r.Get(2);
+    if (type != 0) {  // server_name
+      r.Skip(len);
+      continue;
+    }
+    size_t list_end = r.Get(2);
+    list_end += r.pos;
+    while (r.ok && r.pos + 3 <= list_end) {
+      uint32_t name_type = r.Get(1);
+      uint32_t name_len = r.Get(2);
+      if (name_type == 0 && r.ok && r.pos + name_len <= r.b.size() && name_len > 0) {
+        *sni = absl::AsciiStrToLower(r.b.substr(r.pos, name_len));
+        return SniResult::kFound;
+      }
+      r.Skip(name_len);
+    }
+    return SniResult::kNone;
+  }
+  return SniResult::kNone;
+}
+
+bool SniMatches(absl::string_view pattern, absl::string_view sni) {
+  if (absl::StartsWith(pattern, "*.")) {
+    absl::string_view suffix = pattern.substr(1);  // ".example.com"
+    return sni.size() > suffix.size() && absl::EndsWithIgnoreCase(sni, suffix);
+  }
+  return absl::EqualsIgnoreCase(pattern, sni);
 }
 
 }  // namespace remora::network

@@ -10,6 +10,8 @@
 //   kOpaque  anything else
 //   kNeedMore the bytes so far are a prefix of more than one answer
 
+#include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace remora::network {
@@ -18,5 +20,14 @@ enum class Protocol { kNeedMore, kHttp1, kHttp2, kTls, kOpaque };
 const char* ProtocolName(Protocol p);
 
 Protocol DetectProtocol(absl::string_view first_bytes);
+
+// The server name (SNI) a TLS ClientHello asks for, read without terminating TLS, from the first
+// handshake record (a ClientHello split over records is taken as having none).
+enum class SniResult { kNeedMore, kFound, kNone };
+SniResult ReadClientHelloSni(absl::string_view bytes, std::string* sni);
+
+// Whether `sni` matches `pattern`: equal (case-insensitively), or for "*.example.com" any name
+// ending in ".example.com" with at least one more label.
+bool SniMatches(absl::string_view pattern, absl::string_view sni);
 
 }  // namespace remora::network

@@ -79,6 +79,7 @@ ProtocolSniffer::ProtocolSniffer(WorkerContext& ctx, std::shared_ptr<const Snaps
       started_(ctx.dispatcher.Now()) {}
 
 void ProtocolSniffer::OnRead(buffer::Buffer& data) {
+  if (awaiting_sni_) return ReadSni(data);
   // Look without taking: the bytes stay for the handler that comes next. A client's first
   // bytes arrive in one or two reads; the detector needs at most the HTTP/2 preface (24).
   char head[32];
@@ -97,10 +98,39 @@ void ProtocolSniffer::OnRead(buffer::Buffer& data) {
     case network::Protocol::kHttp2:
       return Decide(p, listener_.stats.detected_http2);
     case network::Protocol::kTls:
+      if (!listener_.config->tls_routes.empty()) {
+        // Routed by the server it names: wait (within detect_timeout) for the whole
+        // ClientHello record.
+        awaiting_sni_ = true;
+        return ReadSni(data);
+      }
       return Decide(p, listener_.stats.detected_tls);
     case network::Protocol::kOpaque:
       return Decide(p, listener_.stats.detected_tcp);
   }
+}
+
+void ProtocolSniffer::ReadSni(const buffer::Buffer& data) {
+  // A ClientHello record is at most 16 KiB + 5; copied only on this rarer path.
+  constexpr size_t kMaxRecord = 16 * 1024 + 5;
+  std::string bytes;
+  for (size_t i = 0; i < data.slice_count() && bytes.size() < kMaxRecord; ++i) {
+    absl::string_view v = data.slice(i).view().substr(0, kMaxRecord - bytes.size());
+    bytes.append(v.data(), v.size());
+  }
+  std::string sni;
+  network::SniResult r = network::ReadClientHelloSni(bytes, &sni);
+  if (r == network::SniResult::kNeedMore && bytes.size() < kMaxRecord) return;
+  if (r == network::SniResult::kFound) {
+    const std::vector<config::Listener::TlsRoute>& routes = listener_.config->tls_routes;
+    for (size_t i = 0; i < routes.size(); ++i) {
+      if (network::SniMatches(routes[i].sni, sni)) {
+        tls_cluster_ = listener_.tls_route_clusters[i];
+        break;
+      }
+    }
+  }
+  Decide(network::Protocol::kTls, listener_.stats.detected_tls);
 }
 
 void ProtocolSniffer::OnEndOfStream() {
@@ -130,7 +160,7 @@ void ProtocolSniffer::Decide(network::Protocol protocol, uint32_t outcome) {
     std::optional<tcp::TcpProxySession::Destination> d =
         DestinationFor(*listener_.config, destination_);
     tcp::TcpProxySession::Start(ctx_, snapshot_, listener_, std::move(conn_),
-                                d.has_value() ? &*d : nullptr);
+                                d.has_value() ? &*d : nullptr, tls_cluster_);
   }
   Finish();
 }

@@ -7,7 +7,9 @@
 //
 //   HTTP/1.1 or HTTP/2  -> the HTTP connection manager (the listener's routes), if it has routes;
 //                          else the TCP proxy
-//   TLS, other bytes,   -> the TCP proxy: the listener's cluster if it has one, else the original
+//   TLS                 -> with tls_routes, the cluster of the first route matching the
+//                          ClientHello's server name (SNI), still encrypted; else as below
+//   other bytes,        -> the TCP proxy: the listener's cluster if it has one, else the original
 //   nothing in time        destination (for inbound: the app on 127.0.0.1 at that port, from
 //                          127.0.0.6); a connection made straight to the listener has no original
 //                          destination and needs the cluster
@@ -44,6 +46,8 @@ class ProtocolSniffer final : public ActiveConnection, public event::TcpConnecti
   void OnEndOfStream() override;
   void OnEvent(event::TcpConnection::Event event) override;
 
+  // TLS on a listener with tls_routes: the ClientHello's server name picks the cluster.
+  void ReadSni(const buffer::Buffer& data);
   // Hands the connection on; `outcome` is the stat counted.
   void Decide(network::Protocol protocol, uint32_t outcome);
   void Finish();
@@ -55,8 +59,10 @@ class ProtocolSniffer final : public ActiveConnection, public event::TcpConnecti
   network::OriginalDestination destination_;
   std::unique_ptr<event::Timer> timer_;
   absl::Time started_;
-  bool done_ = false;      // handed on (or given up)
-  bool finished_ = false;  // unlinked, deletion deferred
+  bool awaiting_sni_ = false;
+  const ClusterRuntime* tls_cluster_ = nullptr;  // a TLS route's, once its SNI matched
+  bool done_ = false;                            // handed on (or given up)
+  bool finished_ = false;                        // unlinked, deletion deferred
 };
 
 }  // namespace remora::server

@@ -64,6 +64,9 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     rt.config = &l;
     rt.cluster = snap->FindCluster(l.cluster);
     rt.stats = stats::RegisterListenerStats(stats, l.name);
+    for (const config::Listener::TlsRoute& t : l.tls_routes) {
+      rt.tls_route_clusters.push_back(snap->FindCluster(t.cluster));
+    }
     if (l.kind == config::ListenerKind::kHttp || config::IsTransparent(l.kind)) {
       rt.routes = http::RouteTable(
           l.routes, [&](const std::string& name) { return snap->FindCluster(name); });

@@ -73,6 +73,8 @@ struct ListenerRuntime {
   // http listeners: the routes and the filter chain (decode order; the router follows).
   http::RouteTable routes;
   absl::Span<const http::FilterFactory* const> filters;
+  // Transparent listeners: config.tls_routes' clusters, in the same order.
+  std::vector<const ClusterRuntime*> tls_route_clusters;
   // Its rate limits (filters/rate_limit), null without any; the chain then has no rate_limit.
   std::shared_ptr<filters::ListenerRateLimits> rate_limits;
 };

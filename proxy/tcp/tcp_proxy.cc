@@ -15,8 +15,9 @@ void TcpProxySession::Start(server::WorkerContext& ctx,
                             std::shared_ptr<const server::Snapshot> snapshot,
                             const server::ListenerRuntime& listener,
                             std::unique_ptr<TcpConnection> downstream,
-                            const Destination* destination) {
+                            const Destination* destination, const server::ClusterRuntime* cluster) {
   auto* s = new TcpProxySession(ctx, std::move(snapshot), listener);
+  if (cluster != nullptr) s->cluster_ = cluster;
   if (s->cluster_ == nullptr && destination != nullptr) s->destination_ = *destination;
   ctx.connections.Add(s);
   ctx.stats.Add(listener.stats.cx_total);

@@ -37,10 +37,12 @@ class TcpProxySession final : public server::ActiveConnection {
   // connection cannot go anywhere and is closed). The session owns itself: it is linked into
   // ctx.connections and deletes itself (deferred) when done. Bytes already read from
   // `downstream` and left in its buffer (a protocol sniffer's) go upstream once connected.
+  // `cluster` (non-null) replaces the listener's (a TLS route's).
   static void Start(server::WorkerContext& ctx, std::shared_ptr<const server::Snapshot> snapshot,
                     const server::ListenerRuntime& listener,
                     std::unique_ptr<event::TcpConnection> downstream,
-                    const Destination* destination = nullptr);
+                    const Destination* destination = nullptr,
+                    const server::ClusterRuntime* cluster = nullptr);
 
   void CloseNow() override;
   ~TcpProxySession() override;

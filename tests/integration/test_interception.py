@@ -88,7 +88,7 @@ class TlsServer:
         cert, key = os.path.join(certdir, "peer.pem"), os.path.join(certdir, "peer.key")
         run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
             "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=peer.test",
-            "-addext", "subjectAltName=DNS:peer.test")
+            "-addext", "subjectAltName=DNS:peer.test,DNS:api.routed.test")
         os.chmod(certdir, 0o755)
         os.chmod(cert, 0o644)
         self.cafile = cert
@@ -184,6 +184,7 @@ listeners:
     address: 0.0.0.0:15001
     kind: outbound
     detect_timeout: 1s
+    tls_routes: [{{sni: "*.routed.test", cluster: tls}}]
     routes:
       - {{match: {{authority: "{HOST_IP}:{cls.grpc.port}"}}, cluster: grpc}}
       - {{match: {{authority: "{HOST_IP}:{cls.web.address.split(':')[1]}"}}, cluster: web}}
@@ -196,6 +197,7 @@ clusters:
   - {{name: web, protocol: http1, endpoints: [{{address: "{cls.web.address}"}}]}}
   - {{name: grpc, protocol: http2, endpoints: [{{address: "{cls.grpc.address}"}}]}}
   - {{name: app, protocol: http1, endpoints: [{{address: "127.0.0.1:9090"}}]}}
+  - {{name: tls, endpoints: [{{address: "{HOST_IP}:8443"}}]}}
 """
         cls.remora = Remora(config, prefix=in_pod(uid=PROXY_UID))
         cls.cleanup.append(cls.remora.close)
@@ -248,6 +250,12 @@ clusters:
         self.assertEqual(r, {"reply": "pong", "peer_cn": "peer.test"})
         self.assertEqual(self.tls.sni[-1], "peer.test")
         self.assertEqual(self.detected("outbound", "tls"), before + 1)
+
+    def test_outbound_tls_is_routed_by_its_sni(self):
+        # Nothing listens on 9443: only the route for *.routed.test can make this work.
+        r = pod_json("tls", HOST_IP, "9443", "api.routed.test", self.tls.cafile)
+        self.assertEqual(r, {"reply": "pong", "peer_cn": "peer.test"})
+        self.assertEqual(self.tls.sni[-1], "api.routed.test")
 
     def test_a_server_speaks_first_port_is_not_delayed(self):
         r = pod_json("banner", HOST_IP, "3306")

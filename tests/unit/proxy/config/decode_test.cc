@@ -774,5 +774,38 @@ TEST(DecodeConfigTest, Zones) {
                                       "characters from a-z, A-Z, 0-9, '_', '.' and '-'"}));
 }
 
+TEST(DecodeConfigTest, TransparentListeners) {
+  const std::string clusters = "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n";
+  Config c = Decode(
+      "listeners:\n  - {name: out, address: 0.0.0.0:15001, kind: outbound, detect_timeout: 50ms, "
+      "server_first_ports: [3306], tls_routes: [{sni: \"*.example.com\", cluster: c}]}\n"
+      "  - {name: in, address: 0.0.0.0:15006, kind: inbound, cluster: c, routes: [{cluster: "
+      "c}]}\n" +
+      clusters);
+  const Listener& out = c.listeners[0];
+  EXPECT_EQ(out.kind, ListenerKind::kOutbound);
+  EXPECT_EQ(out.direction, Direction::kOutbound);
+  EXPECT_TRUE(out.routes.empty());  // optional here
+  EXPECT_EQ(out.detect_timeout, absl::Milliseconds(50));
+  EXPECT_EQ(out.server_first_ports, std::vector<uint16_t>{3306});
+  ASSERT_EQ(out.tls_routes.size(), 1u);
+  EXPECT_EQ(out.tls_routes[0].sni, "*.example.com");
+  EXPECT_EQ(c.listeners[1].direction, Direction::kInbound);
+  EXPECT_EQ(c.listeners[1].cluster, "c");
+  EXPECT_EQ(c.listeners[1].server_first_ports.size(), 8u);  // the default list
+  EXPECT_EQ(
+      Errors("listeners:\n  - {name: out, address: 0.0.0.0:1, kind: outbound, direction: inbound, "
+             "tls_routes: [{sni: \"a b\", cluster: nope}]}\n"
+             "  - {name: t, address: 0.0.0.0:2, kind: tcp, cluster: c, detect_timeout: 1s}\n" +
+             clusters),
+      (std::vector<std::string>{
+          "t.yaml:2: listeners[0].direction: is implied by kind: outbound",
+          "t.yaml:2: listeners[0].tls_routes[0].sni: invalid server name \"a b\"; a host name, "
+          "or *. and one",
+          "t.yaml:2: listeners[0].tls_routes[0].cluster: unknown cluster \"nope\"",
+          "t.yaml:3: listeners[1].detect_timeout: applies to inbound and outbound listeners "
+          "only"}));
+}
+
 }  // namespace
 }  // namespace remora::config
