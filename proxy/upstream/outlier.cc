@@ -48,8 +48,8 @@ void ReportTransition(const server::ClusterRuntime& cluster, uint32_t endpoint,
     case BreakerTransition::kCapped:
       // Can recur on every failure while the cap holds: counted, and logged only at debug.
       stats.Add(cluster.stats.ejections_capped);
-      LOG_DEBUG("cluster %s: endpoint %s would be ejected, but %d%% of the cluster is already", name,
-               ep.address_text, cfg.max_ejection_percent);
+      LOG_DEBUG("cluster %s: endpoint %s would be ejected, but %d%% of the cluster is already",
+                name, ep.address_text, cfg.max_ejection_percent);
       return;
   }
 }
