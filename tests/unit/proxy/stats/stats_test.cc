@@ -56,8 +56,7 @@ TEST(StatsTest, ADivisorRendersSmallUnitsAsTheFamilysUnit) {
   s.worker(0).Add(c, 1500000);  // microseconds
   s.worker(1).Add(c, 250);
   EXPECT_EQ(s.Value(c), 1500250);  // kept in the small unit
-  EXPECT_NE(s.RenderPrometheus().find("\nremora_wait_seconds_total 1.500250\n"),
-            std::string::npos);
+  EXPECT_NE(s.RenderPrometheus().find("\nremora_wait_seconds_total 1.500250\n"), std::string::npos);
 }
 
 TEST(StatsTest, ManySeriesSpanBlocks) {
