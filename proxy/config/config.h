@@ -177,6 +177,9 @@ struct Listener {
     std::string cluster;
   };
   std::vector<TlsRoute> tls_routes;
+  // Inbound listeners: the app's port on loopback for what is relayed as TCP without a cluster;
+  // 0: the original destination's port.
+  uint16_t app_port = 0;
   int line = 0;  // where the listener was defined, for later diagnostics
 };
 

@@ -72,11 +72,12 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "rate_limit",
                                                  "detect_timeout",
                                                  "server_first_ports",
-                                                 "tls_routes"};
-// The fields after the first five apply to http (and transparent) listeners only; the last three
+                                                 "tls_routes",
+                                                 "app_port"};
+// The fields after the first five apply to http (and transparent) listeners only; the last four
 // to transparent ones only.
 constexpr size_t kFirstHttpOnlyListenerField = 5;
-constexpr size_t kTransparentOnlyListenerFields = 3;
+constexpr size_t kTransparentOnlyListenerFields = 4;
 constexpr absl::string_view kTlsRouteFields[] = {"sni", "cluster"};
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
@@ -735,6 +736,14 @@ class Decoder {
 
   void DecodeDetection(const Value& item, const std::string& path, Listener* listener,
                        ListenerFacts* facts) {
+    if (const Value* a = Optional(item, "app_port")) {
+      int64_t n;
+      if (listener->kind != ListenerKind::kInbound) {
+        Error(a->line, JoinPath(path, "app_port"), "applies to inbound listeners only");
+      } else if (Int(*a, JoinPath(path, "app_port"), 1, 65535, "", &n)) {
+        listener->app_port = static_cast<uint16_t>(n);
+      }
+    }
     if (const Value* t = Optional(item, "tls_routes")) {
       std::string tpath = JoinPath(path, "tls_routes");
       if (List(*t, tpath)) {

@@ -105,6 +105,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
           tls.push_back({{"sni", t.sni}, {"cluster", t.cluster}});
         }
         if (!tls.empty()) j["tls_routes"] = std::move(tls);
+        if (l.app_port != 0) j["app_port"] = l.app_port;
       }
       j["request_header_timeout"] = DurationToString(l.request_header_timeout);
       j["idle_timeout"] = DurationToString(l.idle_timeout);

@@ -16,8 +16,8 @@ using event::TcpConnection;
 namespace {
 
 // Where a connection without a cluster goes: outbound, its original destination; inbound, the
-// app on loopback at the original port, from 127.0.0.6 (interception rules exempt that source,
-// so the delivery is not intercepted again). None for a direct connection.
+// app on loopback at the original port (or app_port), from 127.0.0.6 (interception rules exempt
+// that source, so the delivery is not intercepted again). None for a direct connection.
 std::optional<tcp::TcpProxySession::Destination> DestinationFor(
     const config::Listener& listener, const network::OriginalDestination& original) {
   if (original.direct) return std::nullopt;
@@ -26,7 +26,7 @@ std::optional<tcp::TcpProxySession::Destination> DestinationFor(
     d.address = original.address;
     return d;
   }
-  uint16_t port = network::PortOf(original.address);
+  uint16_t port = listener.app_port != 0 ? listener.app_port : network::PortOf(original.address);
   if (original.address.ss_family == AF_INET6) {
     auto& a = reinterpret_cast<sockaddr_in6&>(d.address);
     a.sin6_family = AF_INET6;

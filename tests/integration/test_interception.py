@@ -191,6 +191,7 @@ listeners:
   - name: inbound
     address: 0.0.0.0:15006
     kind: inbound
+    app_port: 7070
     routes:
       - {{match: {{authority: "{POD_IP}:9090"}}, cluster: app}}
 clusters:
@@ -279,16 +280,18 @@ clusters:
 
     def test_inbound_tcp_reaches_the_app_from_127_0_0_6(self):
         data = b"\x00opaque inbound" + payload(64 * 1024)
-        with socket.create_connection((POD_IP, 7070), timeout=10) as s:
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-            raw = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                raw += chunk
-        self.assertEqual(raw, b"peer=127.0.0.6\n" + data)
+        # To the app's own port, and to another one: app_port sends both to the app.
+        for port in (7070, 7171):
+            with socket.create_connection((POD_IP, port), timeout=10) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                raw = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    raw += chunk
+            self.assertEqual(raw, b"peer=127.0.0.6\n" + data, port)
 
     def test_a_direct_connection_to_the_listener_does_not_loop(self):
         # Loopback is exempt from the NAT rules: this reaches the listener as addressed, and

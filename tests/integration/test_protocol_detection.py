@@ -114,6 +114,21 @@ class ProtocolDetectionTest(ServersTest):
             waited = m['remora_listener_protocol_detection_seconds_total{listener="out"}']
             self.assertTrue(0.29 <= waited < 1.0, waited)
 
+    def test_explicit_mode_http_proxy_absolute_form(self):
+        # Beside a service without iptables: the app sets HTTP_PROXY (absolute-form requests)
+        # and remora routes by the authority in them; the upstream gets the origin form.
+        web = self.keep(Upstream())
+        cfg = config(["{name: out, address: 127.0.0.1:0, kind: outbound, routes: "
+                      "[{match: {authority: svc.test}, cluster: web}]}"], {"web": web.address})
+        with Remora(cfg) as r:
+            out = subprocess.run(["curl", "-s", "-x", f"http://127.0.0.1:{r.port('out')}",
+                                  "http://svc.test/echo/abs"],
+                                 capture_output=True, text=True, timeout=10)
+            seen = json.loads(out.stdout)
+            self.assertEqual(seen["path"], "/echo/abs")
+            headers = {k.lower(): v for k, v in seen["headers"]}
+            self.assertEqual(headers["host"], "svc.test")
+
     def test_a_server_speaks_first_port_is_not_delayed(self):
         banner = self.keep(BannerServer())
         port = free_port()

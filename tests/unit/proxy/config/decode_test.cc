@@ -779,8 +779,8 @@ TEST(DecodeConfigTest, TransparentListeners) {
   Config c = Decode(
       "listeners:\n  - {name: out, address: 0.0.0.0:15001, kind: outbound, detect_timeout: 50ms, "
       "server_first_ports: [3306], tls_routes: [{sni: \"*.example.com\", cluster: c}]}\n"
-      "  - {name: in, address: 0.0.0.0:15006, kind: inbound, cluster: c, routes: [{cluster: "
-      "c}]}\n" +
+      "  - {name: in, address: 0.0.0.0:15006, kind: inbound, cluster: c, app_port: 8080, "
+      "routes: [{cluster: c}]}\n" +
       clusters);
   const Listener& out = c.listeners[0];
   EXPECT_EQ(out.kind, ListenerKind::kOutbound);
@@ -792,6 +792,7 @@ TEST(DecodeConfigTest, TransparentListeners) {
   EXPECT_EQ(out.tls_routes[0].sni, "*.example.com");
   EXPECT_EQ(c.listeners[1].direction, Direction::kInbound);
   EXPECT_EQ(c.listeners[1].cluster, "c");
+  EXPECT_EQ(c.listeners[1].app_port, 8080);
   EXPECT_EQ(c.listeners[1].server_first_ports.size(), 8u);  // the default list
   EXPECT_EQ(
       Errors("listeners:\n  - {name: out, address: 0.0.0.0:1, kind: outbound, direction: inbound, "
