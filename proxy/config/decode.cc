@@ -947,11 +947,12 @@ class Decoder {
       ScalarType t = rps->IsScalar() && !rps->quoted ? rps->Resolve() : ScalarType::kString;
       double d;
       if ((t == ScalarType::kInt || t == ScalarType::kFloat) && absl::SimpleAtod(rps->scalar, &d)) {
-        if (d > 0 && d <= kMaxRequestsPerSecond) {
+        // At least one per 1000 s: a bucket's arithmetic stays in range (burst x interval).
+        if (d >= 0.001 && d <= kMaxRequestsPerSecond) {
           r->requests_per_second = d;
         } else {
           Error(rps->line, rpath,
-                absl::StrCat("must be above 0 and at most 1000000000, got ", rps->scalar));
+                absl::StrCat("must be between 0.001 and 1000000000, got ", rps->scalar));
         }
       } else if (!rps->IsInvalid()) {
         Error(rps->line, rpath, absl::StrCat("expected a number, got ", rps->Describe()));

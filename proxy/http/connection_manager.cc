@@ -44,6 +44,9 @@ HttpConnectionManager::HttpConnectionManager(server::WorkerContext& ctx,
   uint32_t limit = listener_.config->buffer_limit_bytes;
   conn_->SetWriteWatermarks(limit / 2, limit);
   codec_.set_decoder(this);
+  // Started during a drain (handed on by a protocol sniffer, its request already read): serve
+  // that request, then close.
+  draining_ = ctx.draining;
   timer_ = ctx_.dispatcher.CreateTimer([this] { OnTimer(); });
   flush_timer_ = ctx_.dispatcher.CreateTimer([this] { FlushOut(); });
   peer_host_ = network::PeerHost(conn_->peer());

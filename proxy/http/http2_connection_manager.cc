@@ -135,6 +135,8 @@ void Http2ConnectionManager::Start(server::WorkerContext& ctx,
   ctx.connections.Add(m);
   m->conn_->ReadEnable(true);
   m->Receive(first_bytes);  // counted in rx_bytes by the HTTP/1 manager already
+  // Started during a drain: the streams already sent finish, then GOAWAY ends the connection.
+  if (ctx.draining) m->StartDrain();
 }
 
 Http2ConnectionManager::Http2ConnectionManager(server::WorkerContext& ctx,

@@ -94,7 +94,10 @@ const server::EndpointRuntime* RouterFilter::PickEndpoint() {
   }
   upstream::LbPick pick = upstream::PickEndpoint(cluster, worker.index, lb,
                                                  callbacks_->dispatcher().Now(), worker.stats);
-  if (pick.circuit_open) return nullptr;
+  if (pick.circuit_open || pick.none_available) {
+    circuit_open_ = pick.circuit_open;
+    return nullptr;
+  }
   uint32_t i = pick.endpoint;
   if (i < 64) tried_ |= uint64_t{1} << i;
   endpoint_index_ = i;
@@ -153,12 +156,18 @@ void RouterFilter::Attempt(bool force_new) {
   server::WorkerContext& worker = callbacks_->worker();
   const server::EndpointRuntime* picked = PickEndpoint();
   if (picked == nullptr) {
-    // The cluster breaker is open: no endpoint may be tried, so fail now rather than at a
-    // timeout. Ends any retry and timer like any final failure.
-    worker.stats.Add(cluster.stats.circuit_open);
+    // The cluster breaker is open, or every endpoint is out of rotation without panic: no
+    // endpoint may be tried, so fail now rather than at a timeout. Ends any retry and timer like
+    // any final failure.
     Disarm();
     per_try_.Disarm();
     if (retry_.has_value()) retry_->Cancel();
+    if (!circuit_open_) {
+      callbacks_->SendLocalReply(503, "no_healthy_upstream",
+                                 "every endpoint of the upstream cluster is out of rotation");
+      return;
+    }
+    worker.stats.Add(cluster.stats.circuit_open);
     if (route_->config->has_fallback) {
       SendFallback();
     } else {

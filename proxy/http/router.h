@@ -11,7 +11,8 @@
 // Failures before any response byte become local replies with their reason:
 //   404 no_route, 503 overflow (cluster at max_connections, max_requests or
 //   max_pending_requests), 503 circuit_open (every endpoint's breaker is open; or the route's
-//   fallback response), 502 connect_failure,
+//   fallback response), 503 no_healthy_upstream (every endpoint out of rotation, no panic),
+//   502 connect_failure,
 //   504 connect_timeout, 502 upstream_reset (closed or reset before a whole response head),
 //   502 upstream_protocol_error (malformed response), 504 upstream_timeout (route timeout),
 //   504 per_try_timeout (the last attempt's), 504 deadline_exceeded (the caller's budget).
@@ -156,6 +157,7 @@ class RouterFilter final : public StreamFilter,
   bool endpoint_counted_ = false;    // the attempt counts in its endpoint's in-flight requests
   bool outcome_pending_ = false;     // the attempt's outcome is not yet given to its breaker
   bool probe_ = false;               // the attempt is its endpoint's half-open probe
+  bool circuit_open_ = false;        // no endpoint picked: the cluster breaker (else none in)
   bool holds_pending_slot_ = false;  // one of the cluster's max_pending_requests
   ResponseHead fallback_head_;
   RequestHead* request_ = nullptr;

@@ -111,8 +111,20 @@ void ProtocolSniffer::OnRead(buffer::Buffer& data) {
 }
 
 void ProtocolSniffer::ReadSni(const buffer::Buffer& data) {
-  // A ClientHello record is at most 16 KiB + 5; copied only on this rarer path.
+  // A ClientHello record is at most 16 KiB + 5. It is copied out once it is all here (its
+  // length is in the 5-byte header), not on every read of a client that trickles it.
   constexpr size_t kMaxRecord = 16 * 1024 + 5;
+  char header[5];
+  size_t have = 0;
+  for (size_t i = 0; i < data.slice_count() && have < sizeof(header); ++i) {
+    absl::string_view v = data.slice(i).view().substr(0, sizeof(header) - have);
+    std::memcpy(header + have, v.data(), v.size());
+    have += v.size();
+  }
+  if (have < sizeof(header)) return;
+  size_t record =
+      5 + ((static_cast<unsigned char>(header[3]) << 8) | static_cast<unsigned char>(header[4]));
+  if (data.length() < std::min(record, kMaxRecord)) return;
   std::string bytes;
   for (size_t i = 0; i < data.slice_count() && bytes.size() < kMaxRecord; ++i) {
     absl::string_view v = data.slice(i).view().substr(0, kMaxRecord - bytes.size());
@@ -120,7 +132,6 @@ void ProtocolSniffer::ReadSni(const buffer::Buffer& data) {
   }
   std::string sni;
   network::SniResult r = network::ReadClientHelloSni(bytes, &sni);
-  if (r == network::SniResult::kNeedMore && bytes.size() < kMaxRecord) return;
   if (r == network::SniResult::kFound) {
     const std::vector<config::Listener::TlsRoute>& routes = listener_.config->tls_routes;
     for (size_t i = 0; i < routes.size(); ++i) {

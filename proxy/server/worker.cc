@@ -119,6 +119,7 @@ void Worker::OnAccept(ListenerSlot* slot, int fd) {
 void Worker::StartDrain() {
   dispatcher_.Post([this] {
     draining_ = true;
+    ctx_.draining = true;
     listeners_.clear();
     listeners_closed_.store(true, std::memory_order_release);
     connections_.ForEach([](ActiveConnection* c) { c->StartDrain(); });

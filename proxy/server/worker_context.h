@@ -21,6 +21,9 @@ struct WorkerContext {
   stats::Writer& stats;
   ConnectionList& connections;
   int index;  // 0..workers-1, for per-worker slots in shared runtime objects
+  // The worker drains: a handler started now (a connection a protocol sniffer hands on) drains
+  // from its start, since Worker::StartDrain reached only the connections it had then.
+  bool draining = false;
   upstream::Http1Pool* http1_pool = nullptr;  // this worker's keep-alive pools
   upstream::Http2Pool* http2_pool = nullptr;  // this worker's multiplexed HTTP/2 connections
   event::TimeoutLists* timeouts = nullptr;    // per-request deadlines (route timeouts)

@@ -74,10 +74,11 @@ void TcpProxySession::Connect() {
   }
   upstream::LbPick pick =
       upstream::PickEndpoint(*cluster_, ctx_.index, lb, ctx_.dispatcher.Now(), ctx_.stats);
-  if (pick.circuit_open) {
-    ctx_.stats.Add(cluster_->stats.circuit_open);
-    LOG_DEBUG("listener %s: every endpoint of cluster %s has its breaker open; closing %s",
-              listener_.config->name, cfg.name, down_.conn->peer());
+  if (pick.circuit_open || pick.none_available) {
+    if (pick.circuit_open) ctx_.stats.Add(cluster_->stats.circuit_open);
+    LOG_DEBUG("listener %s: every endpoint of cluster %s is %s; closing %s", listener_.config->name,
+              cfg.name, pick.circuit_open ? "failing (breaker open)" : "out of rotation",
+              down_.conn->peer());
     down_.failed = true;
     Finish();
     return;

@@ -185,6 +185,13 @@ uint32_t ByPolicy(const server::ClusterRuntime& cluster, int worker, const LbReq
   return NotAvoided(avoid, (i + 1) % n, n);
 }
 
+// An endpoint's breaker lets traffic through. A breaker left open by a config that had one,
+// after a reload that removed it, no longer counts (its state is kept, but nothing moves it).
+bool BreakerClosed(const server::ClusterRuntime& cluster, uint32_t i) {
+  return !cluster.config->circuit_breaker.enabled ||
+         cluster.endpoints[i].state->breaker.state() == BreakerState::kClosed;
+}
+
 // Some endpoints are out (breaker open, or failing health checks): pick among the rest.
 LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
                      absl::Time now, stats::Writer& stats) {
@@ -202,7 +209,7 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
   };
   size_t closed = 0, available = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    bool c = cluster.endpoints[i].state->breaker.state() == BreakerState::kClosed;
+    bool c = BreakerClosed(cluster, i);
     closed += c;
     available += c && healthy(i);
   }
@@ -242,8 +249,11 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
     Breaker::Admission a = usable(i);
     if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
   }
-  // Every breaker opened while we looked (or the health verdicts changed): by policy, as usual.
-  return {ByPolicy(cluster, worker, req, req.tried, false), false, false};
+  // Every endpoint out of rotation and no panic (panic_threshold_percent 0), or the breakers
+  // opened while we looked: nowhere to send it.
+  LbPick none;
+  none.none_available = true;
+  return none;
 }
 
 // Whether this request stays in the local zone: always while all of the zone's endpoints are

@@ -69,6 +69,9 @@ struct LbPick {
   // produced one, Breaker::ReleaseProbe).
   bool probe = false;
   bool circuit_open = false;  // every endpoint's breaker is open: nothing was picked
+  // Nothing may take the request: every endpoint is unhealthy or open, and panic is off (or
+  // breakers opened while the pick looked). Nothing was picked.
+  bool none_available = false;
 };
 
 // Picks by the cluster's policy and breakers. Breaker transitions it causes (open -> half-open)

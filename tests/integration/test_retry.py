@@ -137,8 +137,13 @@ class RetryTest(ScriptedUpstreamTest):
             with concurrent.futures.ThreadPoolExecutor(3) as pool:
                 results = list(pool.map(one, range(50)))
             self.assertEqual(results, [(503, "5")] * 50)
-            gaps = 0
-            worst = 0.0  # the largest excess over the ceiling (time outside the backoff)
+            # Each gap is the backoff plus scheduling time outside it (the proxy's loop, this
+            # test's server threads): never early, and over the ceiling only by that. The exact
+            # bounds are unit-tested on simulated time (retry_test.cc); here a loaded machine
+            # may stall a few gaps, so the check is on the 95th percentile of the excess (a
+            # missing cap would put half of the 4th backoffs up to 40 ms over), with a loose
+            # bound for every gap.
+            excess = []
             for i in range(50):
                 seen = [s for s in up.requests if s.path == f"/r{i}"]
                 self.assertEqual(len(seen), 5)
@@ -146,12 +151,14 @@ class RetryTest(ScriptedUpstreamTest):
                     gap = seen[n + 1].arrived - seen[n].answered
                     ceiling = min(cap, base * 2 ** n)
                     self.assertGreaterEqual(gap, -0.002, (i, n))
-                    self.assertLessEqual(gap, ceiling + 0.020, (i, n, gap))
-                    worst = max(worst, gap - ceiling)
-                    gaps += 1
-            self.assertEqual(gaps, 200)
-            print(f"\n200 backoff gaps, worst excess over the ceiling {worst * 1000:.1f} ms",
-                  file=sys.stderr)
+                    self.assertLessEqual(gap, ceiling + 0.250, (i, n, gap))
+                    excess.append(gap - ceiling)
+            self.assertEqual(len(excess), 200)
+            excess.sort()
+            p95 = excess[int(len(excess) * 0.95)]
+            print(f"\n200 backoff gaps, excess over the ceiling: p95 {p95 * 1000:.1f} ms, "
+                  f"worst {excess[-1] * 1000:.1f} ms", file=sys.stderr)
+            self.assertLessEqual(p95, 0.020)
 
     def test_retry_after_is_honoured_up_to_the_cap(self):
         up = self.upstream("a")

@@ -754,8 +754,8 @@ TEST(DecodeConfigTest, RateLimit) {
   EXPECT_EQ(k.listeners[0].rate_limit.max_keys, 50u);
   EXPECT_EQ(Errors(head + "    rate_limit: {requests_per_second: 0, key: {}}\n" + tail),
             (std::vector<std::string>{
-                "t.yaml:5: listeners[0].rate_limit.requests_per_second: must be above 0 and at "
-                "most 1000000000, got 0",
+                "t.yaml:5: listeners[0].rate_limit.requests_per_second: must be between 0.001 "
+                "and 1000000000, got 0",
                 "t.yaml:5: listeners[0].rate_limit.key: give exactly one of header and "
                 "client_address"}));
   EXPECT_EQ(Errors(head + "    rate_limit: {burst: 5}\n" + tail),

@@ -364,6 +364,35 @@ TEST(LoadBalancerTest, TheLocalZoneIsPreferredAndSpillsAsItLosesEndpoints) {
   EXPECT_TRUE(all.rt.lb.local.empty());
 }
 
+TEST(LoadBalancerTest, NoEndpointInRotationAndNoPanicPicksNothing) {
+  Cluster c(config::LbPolicy::kRoundRobin, {1, 1});
+  c.config.panic_threshold_percent = 0;
+  c.rt.endpoints[0].state->SetHealthy(false);
+  c.rt.endpoints[1].state->SetHealthy(false);
+  LbPick p = c.PickAt(absl::UnixEpoch());
+  EXPECT_TRUE(p.none_available);
+  EXPECT_FALSE(p.circuit_open);
+  c.rt.endpoints[0].state->SetHealthy(true);
+  c.rt.endpoints[1].state->SetHealthy(true);
+}
+
+TEST(BreakerTest, ABreakerLeftOpenByAnEarlierConfigNoLongerCounts) {
+  Cluster c(config::LbPolicy::kRoundRobin, {1, 1, 1});
+  c.config.circuit_breaker = Breaker5(1);
+  absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  c.Outcome(0, true, false, t);
+  ASSERT_EQ(c.State(0), BreakerState::kOpen);
+  // The breaker is removed from the config; a health check takes endpoint 2 out, so the
+  // careful pick runs: endpoint 0 is in rotation again.
+  c.config.circuit_breaker.enabled = false;
+  c.rt.endpoints[2].state->SetHealthy(false);
+  std::map<uint32_t, int> seen;
+  for (int i = 0; i < 20; ++i) ++seen[c.PickAt(t).endpoint];
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_GT(seen[0], 0);
+  c.rt.endpoints[2].state->SetHealthy(true);
+}
+
 TEST(BreakerTest, AnEndpointLeavingGivesBackItsEjectionSlot) {
   auto cluster = std::make_shared<ClusterState>("c");
   config::CircuitBreaker cfg = Breaker5(1);
