@@ -512,6 +512,42 @@ def free_port_refused():
     return f"127.0.0.1:{port}"
 
 
+class AcceptLoop:
+    """A listening TCP socket on `host`:`port` (0 picks one) whose connections are each passed
+    to `handle(conn)` on the accepting thread; `address` is "host:port"."""
+
+    def __init__(self, handle, host="127.0.0.1", port=0):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"{host}:{self.port}"
+        self._handle = handle
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                self._handle(conn)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def banner_server(banner, host="127.0.0.1", port=0):
+    """A server that speaks first: sends `banner` on accept, then closes."""
+    return AcceptLoop(lambda conn: conn.sendall(banner), host, port)
+
+
 def recv_until_closed(sock, out=b""):
     """Everything `sock` receives until the peer closes it, appended to `out`."""
     while True:

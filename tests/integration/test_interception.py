@@ -19,12 +19,11 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BackgroundServer, EchoServer, QuietHandler, Remora,  # noqa: E402
-                     payload)
+from harness import (AcceptLoop, BackgroundServer, EchoServer, QuietHandler,  # noqa: E402
+                     Remora, banner_server, payload, recv_until_closed)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
@@ -96,27 +95,15 @@ class TlsServer:
         self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ctx.load_cert_chain(cert, key)
         self.ctx.sni_callback = lambda sock, name, ctx: self.sni.append(name)
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST_IP, 8443))
-        self.sock.listen(8)
-        threading.Thread(target=self._run, daemon=True).start()
+        self.server = AcceptLoop(self._serve, HOST_IP, 8443)
 
-    def _run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True) as s:
-                    s.recv(64)
-                    s.sendall(b"pong")
-            except (OSError, ssl.SSLError):
-                pass
+    def _serve(self, conn):
+        with self.ctx.wrap_socket(conn, server_side=True) as s:
+            s.recv(64)
+            s.sendall(b"pong")
 
     def close(self):
-        self.sock.close()
+        self.server.close()
 
 
 @unittest.skipIf(SKIP, SKIP)
@@ -155,12 +142,8 @@ class InterceptionTest(unittest.TestCase):
         cls.cleanup.append(cls.web.close)
         cls.echo = EchoServer(host=HOST_IP)
         cls.cleanup.append(cls.echo.close)
-        cls.banner = socket.socket()
-        cls.banner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        cls.banner.bind((HOST_IP, 3306))
-        cls.banner.listen(8)
+        cls.banner = banner_server(b"5.7.0-fake-mysql\n", HOST_IP, 3306)
         cls.cleanup.append(cls.banner.close)
-        threading.Thread(target=cls._banner_loop, daemon=True).start()
         cls.certdir = tempfile.mkdtemp(prefix="remora-tls-")
         cls.cleanup.append(lambda: shutil.rmtree(cls.certdir, ignore_errors=True))
         cls.tls = TlsServer(cls.certdir)
@@ -202,16 +185,6 @@ clusters:
 """
         cls.remora = Remora(config, prefix=in_pod(uid=PROXY_UID))
         cls.cleanup.append(cls.remora.close)
-
-    @classmethod
-    def _banner_loop(cls):
-        while True:
-            try:
-                conn, _ = cls.banner.accept()
-            except OSError:
-                return
-            conn.sendall(b"5.7.0-fake-mysql\n")
-            conn.close()
 
     @classmethod
     def tearDownClass(cls):
@@ -267,12 +240,7 @@ clusters:
         with socket.create_connection((POD_IP, 9090), timeout=10) as s:
             s.sendall(f"GET /in HTTP/1.1\r\nHost: {POD_IP}:9090\r\nConnection: close\r\n\r\n"
                       .encode())
-            raw = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                raw += chunk
+            raw = recv_until_closed(s)
         head, _, body = raw.partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
         seen = json.loads(body)
@@ -285,12 +253,7 @@ clusters:
             with socket.create_connection((POD_IP, port), timeout=10) as s:
                 s.sendall(data)
                 s.shutdown(socket.SHUT_WR)
-                raw = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    raw += chunk
+                raw = recv_until_closed(s)
             self.assertEqual(raw, b"peer=127.0.0.6\n" + data, port)
 
     def test_a_direct_connection_to_the_listener_does_not_loop(self):

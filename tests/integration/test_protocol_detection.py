@@ -11,12 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoServer, Remora, ServersTest, Upstream, payload  # noqa: E402
+from harness import (EchoServer, Remora, ServersTest, Upstream, banner_server,  # noqa: E402
+                     payload, recv_until_closed)
 
 
 def free_port():
@@ -32,35 +32,7 @@ def relay(port, data, pause=0.0, timeout=5):
             time.sleep(pause)
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
-
-
-class BannerServer:
-    """Speaks first: sends a banner on accept, then echoes."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.sendall(b"220 banner\r\n")
-            conn.close()
-
-    def close(self):
-        self.sock.close()
+        return recv_until_closed(s)
 
 
 def config(listeners, clusters):
@@ -130,7 +102,7 @@ class ProtocolDetectionTest(ServersTest):
             self.assertEqual(headers["host"], "svc.test")
 
     def test_a_server_speaks_first_port_is_not_delayed(self):
-        banner = self.keep(BannerServer())
+        banner = self.keep(banner_server(b"220 banner\r\n"))
         port = free_port()
         cfg = config([f"{{name: db, address: 127.0.0.1:{port}, kind: outbound, cluster: db, "
                       f"detect_timeout: 2s, server_first_ports: [{port}]}}",
