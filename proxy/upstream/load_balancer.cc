@@ -192,33 +192,50 @@ bool BreakerClosed(const server::ClusterRuntime& cluster, uint32_t i) {
          cluster.endpoints[i].state->breaker.state() == BreakerState::kClosed;
 }
 
+bool Healthy(const server::ClusterRuntime& cluster, uint32_t i) {
+  return cluster.endpoints[i].state->healthy.load(std::memory_order_relaxed);
+}
+
+// What endpoint i's breaker says to a request now (admitted without one). An open breaker whose
+// time is up turns half-open here; the transition is reported.
+Breaker::Admission Admit(const server::ClusterRuntime& cluster, uint32_t i, absl::Time now,
+                         stats::Writer& stats) {
+  const config::CircuitBreaker& cfg = cluster.config->circuit_breaker;
+  if (!cfg.enabled) return Breaker::Admission::kAdmitted;
+  BreakerTransition t;
+  Breaker::Admission a = cluster.endpoints[i].state->breaker.Admit(cfg, now, &t);
+  if (t != BreakerTransition::kNone) ReportTransition(cluster, i, t, now, stats);
+  return a;
+}
+
+// In rotation for this request: healthy, and admitted by its breaker.
+Breaker::Admission Usable(const server::ClusterRuntime& cluster, uint32_t i, absl::Time now,
+                          stats::Writer& stats) {
+  return Healthy(cluster, i) ? Admit(cluster, i, now, stats) : Breaker::Admission::kRefused;
+}
+
+LbPick Picked(uint32_t i, Breaker::Admission a) {
+  return {i, a == Breaker::Admission::kProbe, false};
+}
+
 // Some endpoints are out (breaker open, or failing health checks): pick among the rest.
 LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const LbRequest& req,
                      absl::Time now, stats::Writer& stats) {
-  const config::CircuitBreaker& cfg = cluster.config->circuit_breaker;
   const size_t n = cluster.endpoints.size();
-  auto admit = [&](uint32_t i) {
-    if (!cfg.enabled) return Breaker::Admission::kAdmitted;
-    BreakerTransition t;
-    Breaker::Admission a = cluster.endpoints[i].state->breaker.Admit(cfg, now, &t);
-    if (t != BreakerTransition::kNone) ReportTransition(cluster, i, t, now, stats);
-    return a;
-  };
-  auto healthy = [&](uint32_t i) {
-    return cluster.endpoints[i].state->healthy.load(std::memory_order_relaxed);
-  };
+  auto admit = [&](uint32_t i) { return Admit(cluster, i, now, stats); };
+  auto usable = [&](uint32_t i) { return Usable(cluster, i, now, stats); };
   size_t closed = 0, available = 0;
   for (uint32_t i = 0; i < n; ++i) {
     bool c = BreakerClosed(cluster, i);
     closed += c;
-    available += c && healthy(i);
+    available += c && Healthy(cluster, i);
   }
   if (closed == 0) {
     // The cluster breaker: only a probe goes through, to an endpoint whose open time is up.
     uint32_t start = absl::Uniform<uint32_t>(Gen(), 0, static_cast<uint32_t>(n));
     for (size_t k = 0; k < n; ++k) {
       uint32_t i = static_cast<uint32_t>((start + k) % n);
-      if (admit(i) == Breaker::Admission::kProbe) return {i, true, false};
+      if (admit(i) == Breaker::Admission::kProbe) return Picked(i, Breaker::Admission::kProbe);
     }
     return {0, false, true};
   }
@@ -227,9 +244,8 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
     // for a probe still gets its probe).
     stats.Add(cluster.stats.lb_panic);
     uint32_t i = ByPolicy(cluster, worker, req, req.tried, false);
-    return {i, admit(i) == Breaker::Admission::kProbe, false};
+    return Picked(i, admit(i));
   }
-  auto usable = [&](uint32_t i) { return healthy(i) ? admit(i) : Breaker::Admission::kRefused; };
   // Endpoints out of rotation are avoided like tried ones, but harder: a tried endpoint is
   // taken again when nothing else is left, a refused one is not.
   uint64_t refused = 0;
@@ -237,7 +253,7 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
     uint32_t i = ByPolicy(cluster, worker, req, req.tried | refused, false);
     if (Avoided(refused, i)) break;  // the untried ones are all refused
     Breaker::Admission a = usable(i);
-    if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
+    if (a != Breaker::Admission::kRefused) return Picked(i, a);
     if (i >= 64) break;
     refused |= uint64_t{1} << i;
   }
@@ -247,7 +263,7 @@ LbPick PickAvailable(const server::ClusterRuntime& cluster, int worker, const Lb
     uint32_t i = static_cast<uint32_t>((start + k) % n);
     if (Avoided(refused, i)) continue;
     Breaker::Admission a = usable(i);
-    if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
+    if (a != Breaker::Admission::kRefused) return Picked(i, a);
   }
   // Every endpoint out of rotation and no panic (panic_threshold_percent 0), or the breakers
   // opened while we looked: nowhere to send it.
@@ -264,10 +280,7 @@ bool PreferLocal(const server::ClusterRuntime& cluster, bool some_out) {
   if (!some_out) return true;
   const std::vector<uint32_t>& local = cluster.lb.local;
   size_t in = 0;
-  for (uint32_t i : local) {
-    const EndpointState& e = *cluster.endpoints[i].state;
-    in += e.healthy.load(std::memory_order_relaxed) && e.breaker.state() == BreakerState::kClosed;
-  }
+  for (uint32_t i : local) in += Healthy(cluster, i) && BreakerClosed(cluster, i);
   double share = 1.4 * static_cast<double>(in) / static_cast<double>(local.size());
   return share >= 1 || absl::Uniform<double>(Gen(), 0, 1) < share;
 }
@@ -286,27 +299,18 @@ LbPick PickEndpoint(const server::ClusterRuntime& cluster, int worker, const LbR
     // start; out of zone only if every local endpoint is out or tried.
     auto usable = [&](uint32_t i) {
       if (Avoided(req.tried, i)) return Breaker::Admission::kRefused;
-      if (!some_out) return Breaker::Admission::kAdmitted;
-      if (!cluster.endpoints[i].state->healthy.load(std::memory_order_relaxed)) {
-        return Breaker::Admission::kRefused;
-      }
-      if (!cluster.config->circuit_breaker.enabled) return Breaker::Admission::kAdmitted;
-      BreakerTransition t;
-      Breaker::Admission a =
-          cluster.endpoints[i].state->breaker.Admit(cluster.config->circuit_breaker, now, &t);
-      if (t != BreakerTransition::kNone) ReportTransition(cluster, i, t, now, stats);
-      return a;
+      return some_out ? Usable(cluster, i, now, stats) : Breaker::Admission::kAdmitted;
     };
     uint32_t i = ByPolicy(cluster, worker, req, req.tried, true);
     Breaker::Admission a = usable(i);
-    if (a != Breaker::Admission::kRefused) return {i, a == Breaker::Admission::kProbe, false};
+    if (a != Breaker::Admission::kRefused) return Picked(i, a);
     const std::vector<uint32_t>& local = cluster.lb.local;
     size_t start = absl::Uniform<size_t>(Gen(), 0, local.size());
     for (size_t k = 0; k < local.size(); ++k) {
       uint32_t j = local[(start + k) % local.size()];
       if (j == i) continue;
       a = usable(j);
-      if (a != Breaker::Admission::kRefused) return {j, a == Breaker::Admission::kProbe, false};
+      if (a != Breaker::Admission::kRefused) return Picked(j, a);
     }
   }
   if (some_out) return PickAvailable(cluster, worker, req, now, stats);
