@@ -111,6 +111,8 @@ const server::EndpointRuntime* RouterFilter::PickEndpoint() {
 void RouterFilter::RecordOutcome(upstream::AttemptEnd end, int status) {
   if (!outcome_pending_) return;
   outcome_pending_ = false;
+  // Without a breaker there is nothing to feed (and no probe: only a breaker hands those out).
+  if (!route_->cluster->config->circuit_breaker.enabled) return;
   upstream::RecordOutcome(*route_->cluster, endpoint_index_, upstream::FailureClass(end, status),
                           probe_, callbacks_->dispatcher().Now(), callbacks_->worker().stats);
   probe_ = false;
