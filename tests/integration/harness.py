@@ -356,7 +356,7 @@ class Upstream(BackgroundServer):
     GET /big?n=N      -> N bytes (content-length), written as fast as the client takes them
     """
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.requests = 0
         self.connections = set()
         self.body_bytes = 0
@@ -495,7 +495,7 @@ class Upstream(BackgroundServer):
 
             do_PUT = do_POST
 
-        self.serve(Handler)
+        self.serve(Handler, host)
 
     def serve_connection(self, conn, addr):
         """Serves an already accepted connection (a peer that sniffs the protocol hands
