@@ -1,5 +1,8 @@
 #include "proxy/event/tcp_connection.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -10,6 +13,32 @@
 #include "proxy/network/address.h"
 
 namespace remora::event {
+
+namespace {
+
+// Binds a connecting socket to `source` (port 0) with IP_BIND_ADDRESS_NO_PORT, so the port is
+// chosen at connect() for the whole 4-tuple. A plain bind() would reserve a port per source
+// address, and every connection from one source (127.0.0.6, the inbound delivery) would draw
+// from the same ~28k ports whatever its destination. libuv's uv_tcp_bind cannot set the option
+// between socket() and bind(), so the socket is made here and handed over.
+int BindSource(uv_tcp_t* tcp, const sockaddr* source) {
+  int fd = socket(source->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  // A kernel without it (< 4.2) still binds, only less frugally.
+  (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+  socklen_t len = source->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (bind(fd, source, len) != 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  int rc = uv_tcp_open(tcp, fd);
+  if (rc != 0) close(fd);
+  return rc;
+}
+
+}  // namespace
 
 // libuv state that may outlive the TcpConnection: freed only in the handle's close callback.
 struct TcpHandleBlock {
@@ -115,7 +144,7 @@ std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
   TcpConnection* self = conn.get();
   self->peer_ = network::FormatSockaddr(address);
   self->connecting_ = true;
-  int rc = source != nullptr ? uv_tcp_bind(&self->block_->tcp, source, 0) : 0;
+  int rc = source != nullptr ? BindSource(&self->block_->tcp, source) : 0;
   if (rc == 0)
     rc = uv_tcp_connect(&self->block_->connect_req, &self->block_->tcp, address,
                         &TcpHandleBlock::OnConnect);

@@ -222,6 +222,52 @@ TEST_F(TcpConnectionTest, ABacklogWrittenWhileConnectingIsReportedDrained) {
   client.reset();
 }
 
+// A connect from a given source (the inbound delivery's 127.0.0.6) comes from that address, on a
+// port the kernel picks at connect time.
+TEST_F(TcpConnectionTest, AConnectFromASourceAddressComesFromIt) {
+  sockaddr_in a{};
+  int lfd = ListenOnLoopback(&a);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000006);
+  Recorder rec;
+  auto client = TcpConnection::Connect(dispatcher_, reinterpret_cast<sockaddr*>(&a),
+                                       absl::Seconds(5), reinterpret_cast<sockaddr*>(&src));
+  client->SetCallbacks(&rec);
+  ASSERT_TRUE(RunUntil([&] { return !rec.events.empty(); }));
+  EXPECT_EQ(rec.events[0], TcpConnection::Event::kConnected);
+  sockaddr_in peer{};
+  socklen_t len = sizeof(peer);
+  int fd = ::accept(lfd, reinterpret_cast<sockaddr*>(&peer), &len);
+  ::close(lfd);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ntohl(peer.sin_addr.s_addr), 0x7f000006u);
+  EXPECT_NE(ntohs(peer.sin_port), 0);
+  ::close(fd);
+  client.reset();
+}
+
+// A source this host does not have cannot be bound: the connect fails (on a later turn), it does
+// not go out from another address.
+TEST_F(TcpConnectionTest, AConnectFromAnAddressNotOnThisHostFails) {
+  sockaddr_in a{};
+  int lfd = ListenOnLoopback(&a);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0xc0000201);  // 192.0.2.1, TEST-NET-1
+  Recorder rec;
+  auto client = TcpConnection::Connect(dispatcher_, reinterpret_cast<sockaddr*>(&a),
+                                       absl::Seconds(5), reinterpret_cast<sockaddr*>(&src));
+  client->SetCallbacks(&rec);
+  EXPECT_TRUE(rec.events.empty());
+  ASSERT_TRUE(RunUntil([&] { return !rec.events.empty(); }));
+  EXPECT_NE(rec.events[0], TcpConnection::Event::kConnected);
+  ::close(lfd);
+  client.reset();
+}
+
 TEST_F(TcpConnectionTest, AWriteToAPeerThatResetIsReportedOnALaterTurn) {
   // RST from the peer: SO_LINGER 0 then close.
   linger l{1, 0};
