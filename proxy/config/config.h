@@ -177,6 +177,10 @@ struct Listener {
     std::string cluster;
   };
   std::vector<TlsRoute> tls_routes;
+  // Transparent listeners: what no route or cluster takes goes to its original destination,
+  // through the original_dst cluster of the listener's direction (kPassthroughCluster,
+  // kInboundPassthroughCluster). false: HTTP gets 404 no_route, other connections are closed.
+  bool passthrough = true;
   // Inbound listeners: the app's port on loopback for what is relayed as TCP without a cluster;
   // 0: the original destination's port.
   uint16_t app_port = 0;
@@ -238,8 +242,19 @@ struct HealthCheck {
 // The protocol spoken to a cluster's endpoints; kAuto: the one the request arrived with.
 enum class UpstreamProtocol : uint8_t { kAuto, kHttp1, kHttp2 };
 
+// static: the endpoints listed (or discovered). original_dst: no endpoints; each request or
+// connection goes to its own original destination (transparent listeners only), over pools kept
+// per destination.
+enum class ClusterType : uint8_t { kStatic, kOriginalDst };
+
+// The original_dst clusters a transparent listener's passthrough uses. A config that does not
+// define them gets them with the defaults (the decoder adds them).
+inline constexpr char kPassthroughCluster[] = "passthrough";
+inline constexpr char kInboundPassthroughCluster[] = "inbound_passthrough";
+
 struct Cluster {
   std::string name;
+  ClusterType type = ClusterType::kStatic;
   UpstreamProtocol protocol = UpstreamProtocol::kAuto;
   LbPolicy lb_policy = LbPolicy::kLeastRequest;
   // ring_hash: the key, a request header's value (hash_header set) or else the client address.
@@ -300,6 +315,7 @@ const char* ListenerKindName(ListenerKind kind);
 const char* DirectionName(Direction direction);
 const char* UpstreamProtocolName(UpstreamProtocol protocol);
 const char* LbPolicyName(LbPolicy policy);
+const char* ClusterTypeName(ClusterType type);
 // The named conditions and gRPC statuses of retry_on (its status codes are in status_codes).
 std::vector<std::string> RetryOnNames(const RetryPolicy& policy);
 std::vector<std::string> BreakerFailureNames(uint32_t failure_on);

@@ -73,11 +73,12 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "detect_timeout",
                                                  "server_first_ports",
                                                  "tls_routes",
-                                                 "app_port"};
-// The fields after the first five apply to http (and transparent) listeners only; the last four
+                                                 "app_port",
+                                                 "passthrough"};
+// The fields after the first five apply to http (and transparent) listeners only; the last five
 // to transparent ones only.
 constexpr size_t kFirstHttpOnlyListenerField = 5;
-constexpr size_t kTransparentOnlyListenerFields = 4;
+constexpr size_t kTransparentOnlyListenerFields = 5;
 constexpr absl::string_view kTlsRouteFields[] = {"sni", "cluster"};
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
@@ -126,6 +127,7 @@ constexpr absl::string_view kMatchFields[] = {"authority", "prefix", "path",
 constexpr absl::string_view kHeaderMatchFields[] = {"name", "value"};
 constexpr absl::string_view kHeaderValueFields[] = {"name", "value"};
 constexpr absl::string_view kClusterFields[] = {"name",
+                                                "type",
                                                 "protocol",
                                                 "connect_timeout",
                                                 "max_connections",
@@ -152,6 +154,11 @@ constexpr absl::string_view kDirectionNames[] = {"outbound", "inbound"};
 constexpr absl::string_view kUpstreamProtocolNames[] = {"auto", "http1", "http2"};
 constexpr absl::string_view kLbPolicyNames[] = {"round_robin", "random", "least_request",
                                                 "ring_hash"};
+constexpr absl::string_view kClusterTypeNames[] = {"static", "original_dst"};
+// Fields that pick among or watch endpoints, which an original_dst cluster does not have.
+constexpr absl::string_view kEndpointPolicyFields[] = {"endpoints",    "lb_policy",
+                                                       "hash_on",      "circuit_breaker",
+                                                       "health_check", "panic_threshold_percent"};
 constexpr int64_t kMaxRequestHeaderBytes = 1024 * 1024;
 constexpr int64_t kMaxRequestHeaders = 1000;
 constexpr int64_t kMaxIdleConnections = 10000;
@@ -337,6 +344,7 @@ struct ListenerFacts {
   bool cluster_ok = false;
   std::string cluster;
   int cluster_line = 0;
+  bool transparent = false;  // kind outbound or inbound: it has original destinations
   struct RouteRef {
     std::string path;
     std::string cluster;
@@ -386,6 +394,7 @@ class Decoder {
     CheckReferences();
     CheckListenerAddresses();
     CheckAdminAddress(config->admin);
+    AddPassthroughClusters(config);
   }
 
  private:
@@ -685,6 +694,7 @@ class Decoder {
       DecodeHttpListener(item, listener, facts, /*routes_required=*/true);
     } else if (kind_ok) {
       c = Optional(item, "cluster");
+      facts->transparent = true;
       if (const MapEntry* e = item.Find("direction")) {
         Error(e->key_line, JoinPath(path, "direction"),
               absl::StrCat("is implied by kind: ", ListenerKindName(listener->kind)));
@@ -736,6 +746,9 @@ class Decoder {
 
   void DecodeDetection(const Value& item, const std::string& path, Listener* listener,
                        ListenerFacts* facts) {
+    if (const Value* p = Optional(item, "passthrough")) {
+      Bool(*p, JoinPath(path, "passthrough"), &listener->passthrough);
+    }
     if (const Value* a = Optional(item, "app_port")) {
       int64_t n;
       if (listener->kind != ListenerKind::kInbound) {
@@ -1307,6 +1320,29 @@ class Decoder {
       } else {
         clusters_complete_ = false;
       }
+      if (const Value* t = Optional(item, "type")) {
+        size_t index;
+        if (Enum(*t, JoinPath(path, "type"), "cluster type", kClusterTypeNames, &index)) {
+          cluster.type = static_cast<ClusterType>(index);
+        }
+      }
+      bool original_dst = cluster.type == ClusterType::kOriginalDst;
+      if (original_dst) {
+        original_dst_clusters_.insert(cluster.name);
+        for (absl::string_view f : kEndpointPolicyFields) {
+          if (const MapEntry* e = item.Find(f)) {
+            Error(e->key_line, JoinPath(path, f),
+                  "does not apply to an original_dst cluster: each request or connection goes to "
+                  "its own original destination");
+          }
+        }
+      } else if (cluster.name == kPassthroughCluster ||
+                 cluster.name == kInboundPassthroughCluster) {
+        Error(item.Find("name")->value.line, JoinPath(path, "name"),
+              absl::StrCat("the name ", Quote(cluster.name),
+                           " is the transparent listeners' passthrough; its cluster needs type: "
+                           "original_dst (or pick another name)"));
+      }
       if (const Value* p = Optional(item, "protocol")) {
         size_t index;
         if (Enum(*p, JoinPath(path, "protocol"), "protocol", kUpstreamProtocolNames, &index)) {
@@ -1395,7 +1431,9 @@ class Decoder {
           }
         }
       }
-      if (const Value* e = Required(item, path, "endpoints")) {
+      if (original_dst) {
+        // Reported above; nothing of it is read.
+      } else if (const Value* e = Required(item, path, "endpoints")) {
         DecodeEndpoints(*e, JoinPath(path, "endpoints"), &cluster.endpoints);
       }
       clusters->push_back(std::move(cluster));
@@ -1446,15 +1484,43 @@ class Decoder {
     // When the cluster list itself was broken we cannot tell a dangling reference from one to
     // a cluster we failed to read; say nothing rather than something wrong.
     if (!clusters_complete_) return;
+    // Only a transparent listener's connections have original destinations.
+    auto check_original_dst = [&](const ListenerFacts& l, const std::string& cluster, int line,
+                                  const std::string& path) {
+      if (l.transparent || !original_dst_clusters_.contains(cluster)) return;
+      Error(line, path,
+            absl::StrCat("cluster ", Quote(cluster),
+                         " is original_dst, which only inbound and outbound listeners can use "
+                         "(their connections have an original destination)"));
+    };
     for (const ListenerFacts& l : listener_facts_) {
       for (const auto& r : l.route_clusters) {
         if (!cluster_names_.contains(r.cluster)) {
           Error(r.line, r.path, absl::StrCat("unknown cluster ", Quote(r.cluster)));
         }
+        check_original_dst(l, r.cluster, r.line, r.path);
       }
-      if (!l.cluster_ok || cluster_names_.contains(l.cluster)) continue;
-      Error(l.cluster_line, JoinPath(l.path, "cluster"),
-            absl::StrCat("unknown cluster ", Quote(l.cluster)));
+      if (!l.cluster_ok) continue;
+      if (!cluster_names_.contains(l.cluster)) {
+        Error(l.cluster_line, JoinPath(l.path, "cluster"),
+              absl::StrCat("unknown cluster ", Quote(l.cluster)));
+      }
+      check_original_dst(l, l.cluster, l.cluster_line, JoinPath(l.path, "cluster"));
+    }
+  }
+
+  // A transparent listener with passthrough uses the original_dst cluster of its direction; one
+  // the config does not define is added with the defaults (so /config shows what is in effect).
+  void AddPassthroughClusters(Config* config) {
+    for (const Listener& l : config->listeners) {
+      if (!IsTransparent(l.kind) || !l.passthrough) continue;
+      std::string name =
+          l.kind == ListenerKind::kInbound ? kInboundPassthroughCluster : kPassthroughCluster;
+      if (config->FindCluster(name) != nullptr) continue;
+      Cluster c;
+      c.name = std::move(name);
+      c.type = ClusterType::kOriginalDst;
+      config->clusters.push_back(std::move(c));
     }
   }
 
@@ -1505,6 +1571,7 @@ class Decoder {
   std::vector<ConfigError>* errors_;
   std::vector<ListenerFacts> listener_facts_;
   absl::flat_hash_set<std::string> cluster_names_;
+  absl::flat_hash_set<std::string> original_dst_clusters_;
   bool clusters_complete_ = false;  // every cluster's name is known (valid or reported)
   int admin_address_line_ = 0;      // 0: admin.address not given, the default applies
   bool admin_address_ok_ = false;
@@ -1557,6 +1624,11 @@ std::vector<std::string> BreakerFailureNames(uint32_t failure_on) {
     if (failure_on & (1u << i)) names.emplace_back(kBreakerFailureNames[i]);
   }
   return names;
+}
+
+const char* ClusterTypeName(ClusterType type) {
+  size_t i = static_cast<size_t>(type);
+  return i < std::size(kClusterTypeNames) ? kClusterTypeNames[i].data() : "unknown";
 }
 
 const char* LbPolicyName(LbPolicy policy) {

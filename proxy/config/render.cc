@@ -106,6 +106,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
         }
         if (!tls.empty()) j["tls_routes"] = std::move(tls);
         if (l.app_port != 0) j["app_port"] = l.app_port;
+        j["passthrough"] = l.passthrough;
       }
       j["request_header_timeout"] = DurationToString(l.request_header_timeout);
       j["idle_timeout"] = DurationToString(l.idle_timeout);
@@ -120,7 +121,8 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
       if (l.has_rate_limit) j["rate_limit"] = RateLimitToJson(l.rate_limit);
       nlohmann::json routes = nlohmann::json::array();
       for (const Route& r : l.routes) routes.push_back(RouteToJson(r));
-      j["routes"] = std::move(routes);
+      // Optional on transparent listeners, and never an empty list (the decoder refuses one).
+      if (!routes.empty() || l.kind == ListenerKind::kHttp) j["routes"] = std::move(routes);
     }
     listeners.push_back(std::move(j));
   }
@@ -134,6 +136,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     }
     nlohmann::json j = nlohmann::json::object();
     j["name"] = cl.name;
+    j["type"] = ClusterTypeName(cl.type);
     j["protocol"] = UpstreamProtocolName(cl.protocol);
     j["connect_timeout"] = DurationToString(cl.connect_timeout);
     j["max_connections"] = cl.max_connections;
@@ -142,13 +145,17 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["max_retries"] = cl.max_retries;
     j["max_idle_connections"] = cl.max_idle_connections;
     j["idle_connection_timeout"] = DurationToString(cl.idle_connection_timeout);
+    j["retry_budget"] = {{"ratio", cl.retry_budget_ratio},
+                         {"min_concurrency", cl.retry_budget_min_concurrency}};
+    if (cl.type == ClusterType::kOriginalDst) {  // no endpoints to pick among or watch
+      clusters.push_back(std::move(j));
+      continue;
+    }
     j["lb_policy"] = LbPolicyName(cl.lb_policy);
     if (cl.lb_policy == LbPolicy::kRingHash) {
       j["hash_on"] = cl.hash_header.empty() ? nlohmann::json{{"client_address", true}}
                                             : nlohmann::json{{"header", cl.hash_header}};
     }
-    j["retry_budget"] = {{"ratio", cl.retry_budget_ratio},
-                         {"min_concurrency", cl.retry_budget_min_concurrency}};
     if (cl.circuit_breaker.enabled) {
       const CircuitBreaker& b = cl.circuit_breaker;
       j["circuit_breaker"] = {

@@ -23,8 +23,10 @@ HeaderLimits LimitsOf(const config::Listener& l) {
 void HttpConnectionManager::Start(server::WorkerContext& ctx,
                                   std::shared_ptr<const server::Snapshot> snapshot,
                                   const server::ListenerRuntime& listener,
-                                  std::unique_ptr<TcpConnection> downstream) {
+                                  std::unique_ptr<TcpConnection> downstream,
+                                  std::unique_ptr<network::Destination> destination) {
   auto* m = new HttpConnectionManager(ctx, std::move(snapshot), listener, std::move(downstream));
+  m->destination_ = std::move(destination);
   ctx.connections.Add(m);
   ctx.stats.Add(listener.stats.cx_total);
   ctx.stats.AddSigned(listener.stats.cx_active, 1);
@@ -99,7 +101,8 @@ bool HttpConnectionManager::MaybeHandOverToHttp2() {
   timer_.reset();
   flush_timer_.reset();
   ctx_.connections.Remove(this);
-  Http2ConnectionManager::Start(ctx_, std::move(snapshot_), listener_, std::move(conn_), in_);
+  Http2ConnectionManager::Start(ctx_, std::move(snapshot_), listener_, std::move(conn_), in_,
+                                std::move(destination_));
   ctx_.dispatcher.DeferredDelete(std::unique_ptr<event::DeferredDeletable>(this));
   return true;
 }
@@ -278,6 +281,7 @@ void HttpConnectionManager::OnHeaders(RequestHead& head, bool end_stream) {
     timer_->Disable();
   }
   stream_ = std::make_unique<ActiveStream>(ctx_, *snapshot_, listener_, *this, head, peer_host_);
+  stream_->info().destination = destination_.get();
   stream_->DecodeHeaders(end_stream);
   // Headers-only requests are complete here; a body keeps the deadline off until the response.
 }

@@ -18,6 +18,7 @@
 #include "proxy/event/tcp_connection.h"
 #include "proxy/http/active_stream.h"
 #include "proxy/http/http1_codec.h"
+#include "proxy/network/address.h"
 #include "proxy/server/active_connection.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
@@ -30,10 +31,12 @@ class HttpConnectionManager final : public server::ActiveConnection,
                                     public StreamConnection {
  public:
   // Starts serving `downstream`. Owns itself: linked into ctx.connections, deleted (deferred)
-  // when the connection ends.
+  // when the connection ends. `destination`: where a transparent listener's connection was going
+  // (its streams' StreamInfo::destination); null for a direct one.
   static void Start(server::WorkerContext& ctx, std::shared_ptr<const server::Snapshot> snapshot,
                     const server::ListenerRuntime& listener,
-                    std::unique_ptr<event::TcpConnection> downstream);
+                    std::unique_ptr<event::TcpConnection> downstream,
+                    std::unique_ptr<network::Destination> destination = nullptr);
   ~HttpConnectionManager() override;
 
   void StartDrain() override;
@@ -93,8 +96,9 @@ class HttpConnectionManager final : public server::ActiveConnection,
   const server::ListenerRuntime& listener_;
   std::unique_ptr<event::TcpConnection> conn_;
   std::string peer_host_;  // the client's address without the port
-  buffer::Buffer in_;      // read, not yet parsed
-  buffer::Buffer out_;     // encoded, not yet written
+  std::unique_ptr<network::Destination> destination_;
+  buffer::Buffer in_;   // read, not yet parsed
+  buffer::Buffer out_;  // encoded, not yet written
   Http1ServerCodec codec_;
   std::unique_ptr<event::Timer> timer_;        // header read, idle, or close-flush deadline
   std::unique_ptr<event::Timer> flush_timer_;  // sends a response head that has no body yet

@@ -24,6 +24,10 @@
 #include "proxy/event/dispatcher.h"
 #include "proxy/http/message.h"
 
+namespace remora::network {
+struct Destination;
+}
+
 namespace remora::server {
 struct ListenerRuntime;
 struct Snapshot;
@@ -45,6 +49,9 @@ struct StreamInfo {
   uint32_t upstream_attempts = 0;
   bool downstream_http2 = false;  // the request arrived over HTTP/2
   bool grpc = false;              // a gRPC request (IsGrpc: not gRPC-Web)
+  // Transparent listeners: where the connection was going (an original_dst cluster's target);
+  // null for a connection made straight to the listener. Owned by the connection manager.
+  const network::Destination* destination = nullptr;
 };
 
 // Told about the downstream connection's write backlog, so a filter that produces the response

@@ -58,6 +58,7 @@ class Http2ConnectionManager::Stream final : public RequestDecoder,
                                              cm_.peer_host_);
     cm_.ArmIdleSweep();
     active_->info().downstream_http2 = true;
+    active_->info().destination = cm_.destination_.get();
     active_->DecodeHeaders(end_stream);
   }
   void OnData(buffer::Buffer& data, bool end_stream) override {
@@ -130,8 +131,10 @@ void Http2ConnectionManager::Start(server::WorkerContext& ctx,
                                    std::shared_ptr<const server::Snapshot> snapshot,
                                    const server::ListenerRuntime& listener,
                                    std::unique_ptr<TcpConnection> downstream,
-                                   buffer::Buffer& first_bytes) {
+                                   buffer::Buffer& first_bytes,
+                                   std::unique_ptr<network::Destination> destination) {
   auto* m = new Http2ConnectionManager(ctx, std::move(snapshot), listener, std::move(downstream));
+  m->destination_ = std::move(destination);
   ctx.connections.Add(m);
   m->conn_->ReadEnable(true);
   m->Receive(first_bytes);  // counted in rx_bytes by the HTTP/1 manager already

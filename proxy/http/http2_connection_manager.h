@@ -22,6 +22,7 @@
 #include "proxy/event/tcp_connection.h"
 #include "proxy/http/active_stream.h"
 #include "proxy/http/http2_codec.h"
+#include "proxy/network/address.h"
 #include "proxy/server/active_connection.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
@@ -36,7 +37,8 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   // read from it so far, which begin with the client preface.
   static void Start(server::WorkerContext& ctx, std::shared_ptr<const server::Snapshot> snapshot,
                     const server::ListenerRuntime& listener,
-                    std::unique_ptr<event::TcpConnection> downstream, buffer::Buffer& first_bytes);
+                    std::unique_ptr<event::TcpConnection> downstream, buffer::Buffer& first_bytes,
+                    std::unique_ptr<network::Destination> destination);
   ~Http2ConnectionManager() override;
 
   void StartDrain() override;
@@ -84,6 +86,7 @@ class Http2ConnectionManager final : public server::ActiveConnection,
   const server::ListenerRuntime& listener_;
   std::unique_ptr<event::TcpConnection> conn_;
   std::string peer_host_;
+  std::unique_ptr<network::Destination> destination_;  // see HttpConnectionManager::Start
   buffer::Buffer out_;
   Http2ServerCodec codec_;
   absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;

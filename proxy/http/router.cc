@@ -8,8 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/http/deadline.h"
+#include "proxy/network/address.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
+#include "proxy/upstream/original_dst.h"
 #include "proxy/upstream/outlier.h"
 #include "proxy/upstream/slot.h"
 
@@ -29,8 +31,19 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   const server::ListenerRuntime& listener = callbacks_->listener();
   buffer_limit_ = listener.config->buffer_limit_bytes;
   route_ = listener.routes.Match(head);
+  const network::Destination* destination = callbacks_->info().destination;
+  if (route_ == nullptr && listener.passthrough != nullptr && destination != nullptr) {
+    route_ = &listener.passthrough_route;  // to where the app was calling
+  }
   if (route_ == nullptr) {
     callbacks_->SendLocalReply(404, "no_route", "no route matches this request");
+    return FilterStatus::kStop;
+  }
+  if (route_->cluster->config->type == config::ClusterType::kOriginalDst &&
+      destination == nullptr) {
+    callbacks_->SendLocalReply(404, "no_route",
+                               "the route's cluster forwards to the original destination, and "
+                               "this connection was made straight to the listener");
     return FilterStatus::kStop;
   }
   const config::Route& r = *route_->config;
@@ -81,6 +94,14 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
 const server::EndpointRuntime* RouterFilter::PickEndpoint() {
   const server::ClusterRuntime& cluster = *route_->cluster;
   server::WorkerContext& worker = callbacks_->worker();
+  if (cluster.config->type == config::ClusterType::kOriginalDst) {
+    // One endpoint, the destination, every attempt; no breaker, no load balancing.
+    if (original_dst_ == nullptr) {
+      original_dst_ = std::make_unique<server::EndpointRuntime>();
+      worker.original_dst->Get(cluster, *callbacks_->info().destination, original_dst_.get());
+    }
+    return original_dst_.get();
+  }
   upstream::LbRequest lb;
   lb.tried = tried_;
   if (cluster.config->lb_policy == config::LbPolicy::kRingHash) {

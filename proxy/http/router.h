@@ -8,8 +8,14 @@
 // with backpressure. A gRPC request is never sent to an HTTP/1 upstream: 502
 // upstream_protocol_unsupported (gRPC UNAVAILABLE).
 //
+// On a transparent listener, a request no route matches takes the listener's passthrough route
+// to an original_dst cluster: the one endpoint of every attempt is where the connection was going
+// (StreamInfo::destination), its state shared per destination (upstream/original_dst.h) so the
+// pools reuse connections to it.
+//
 // Failures before any response byte become local replies with their reason:
-//   404 no_route, 503 overflow (cluster at max_connections, max_requests or
+//   404 no_route (also: an original_dst route on a connection with no original destination),
+//   503 overflow (cluster at max_connections, max_requests or
 //   max_pending_requests), 503 circuit_open (every endpoint's breaker is open; or the route's
 //   fallback response), 503 no_healthy_upstream (every endpoint out of rotation, no panic),
 //   502 connect_failure,
@@ -161,6 +167,9 @@ class RouterFilter final : public StreamFilter,
   bool holds_pending_slot_ = false;  // one of the cluster's max_pending_requests
   ResponseHead fallback_head_;
   RequestHead* request_ = nullptr;
+  // An original_dst cluster's one endpoint for this request (its state keeps the worker's pool
+  // of the destination alive while the request runs).
+  std::unique_ptr<server::EndpointRuntime> original_dst_;
   upstream::Http1Connection* conn_ = nullptr;           // HTTP/1 upstream
   std::unique_ptr<upstream::Http2UpstreamRequest> h2_;  // HTTP/2 upstream
   absl::Time deadline_ = absl::InfiniteFuture();        // the caller's, if it sent a budget

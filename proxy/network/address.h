@@ -52,4 +52,14 @@ struct OriginalDestination {
 bool GetOriginalDestination(int fd, OriginalDestination* out);
 uint16_t PortOf(const sockaddr_storage& address);
 
+// Where a transparent listener forwards what no cluster endpoint takes (an original_dst cluster):
+// the original destination (outbound), or the app on loopback (inbound), connecting from `source`
+// when bind_source (127.0.0.6, which interception rules exempt, so the delivery is not
+// intercepted again).
+struct Destination {
+  sockaddr_storage address;
+  sockaddr_storage source;
+  bool bind_source = false;
+};
+
 }  // namespace remora::network

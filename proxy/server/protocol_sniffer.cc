@@ -18,10 +18,10 @@ namespace {
 // Where a connection without a cluster goes: outbound, its original destination; inbound, the
 // app on loopback at the original port (or app_port), from 127.0.0.6 (interception rules exempt
 // that source, so the delivery is not intercepted again). None for a direct connection.
-std::optional<tcp::TcpProxySession::Destination> DestinationFor(
-    const config::Listener& listener, const network::OriginalDestination& original) {
+std::optional<network::Destination> DestinationFor(const config::Listener& listener,
+                                                   const network::OriginalDestination& original) {
   if (original.direct) return std::nullopt;
-  tcp::TcpProxySession::Destination d{};
+  network::Destination d{};
   if (listener.kind != config::ListenerKind::kInbound) {
     d.address = original.address;
     return d;
@@ -162,16 +162,22 @@ void ProtocolSniffer::Decide(network::Protocol protocol, uint32_t outcome) {
   conn_->ReadEnable(false);  // the next handler reads when it is ready
   conn_->SetCallbacks(nullptr);
   TcpConnection* raw = conn_.get();
+  std::optional<network::Destination> d = DestinationFor(*listener_.config, destination_);
+  // HTTP goes through the routes, and what they do not take to the passthrough: so it is traced
+  // and counted. A listener whose cluster takes every connection, with no routes, relays it.
   bool http = (protocol == network::Protocol::kHttp1 || protocol == network::Protocol::kHttp2) &&
-              !listener_.config->routes.empty();
+              (!listener_.config->routes.empty() || listener_.cluster == nullptr);
   if (http) {
-    http::HttpConnectionManager::Start(ctx_, snapshot_, listener_, std::move(conn_));
+    http::HttpConnectionManager::Start(
+        ctx_, snapshot_, listener_, std::move(conn_),
+        d.has_value() ? std::make_unique<network::Destination>(*d) : nullptr);
     raw->RedeliverBuffered();
   } else {
-    std::optional<tcp::TcpProxySession::Destination> d =
-        DestinationFor(*listener_.config, destination_);
+    const ClusterRuntime* cluster = tls_cluster_;
+    if (cluster == nullptr) cluster = listener_.cluster;
+    if (cluster == nullptr) cluster = listener_.passthrough;  // may be null: closed
     tcp::TcpProxySession::Start(ctx_, snapshot_, listener_, std::move(conn_),
-                                d.has_value() ? &*d : nullptr, tls_cluster_);
+                                d.has_value() ? &*d : nullptr, cluster);
   }
   Finish();
 }

@@ -5,14 +5,16 @@
 // is one whose servers speak first (MySQL, SMTP, ...), it goes straight to the TCP proxy;
 // otherwise the first bytes decide (network/protocol_detect.h), within `detect_timeout`:
 //
-//   HTTP/1.1 or HTTP/2  -> the HTTP connection manager (the listener's routes), if it has routes;
-//                          else the TCP proxy
+//   HTTP/1.1 or HTTP/2  -> the HTTP connection manager: the listener's routes, and for what they
+//                          do not take the passthrough route (router.h); only a listener with a
+//                          cluster and no routes hands HTTP to the TCP proxy
 //   TLS                 -> with tls_routes, the cluster of the first route matching the
 //                          ClientHello's server name (SNI), still encrypted; else as below
-//   other bytes,        -> the TCP proxy: the listener's cluster if it has one, else the original
-//   nothing in time        destination (for inbound: the app on 127.0.0.1 at that port, from
-//                          127.0.0.6); a connection made straight to the listener has no original
-//                          destination and needs the cluster
+//   other bytes,        -> the TCP proxy: the listener's cluster if it has one, else its
+//   nothing in time        passthrough (an original_dst cluster), else closed
+//
+// Passthrough goes to the original destination; for inbound, to the app on 127.0.0.1 at that
+// port (or app_port), from 127.0.0.6. A connection made straight to the listener has none.
 //
 // The bytes read to decide stay in the connection's read buffer and reach the next handler
 // untouched (TcpConnection::RedeliverBuffered). Outcomes and the time spent are counted per

@@ -67,6 +67,18 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     for (const config::Listener::TlsRoute& t : l.tls_routes) {
       rt.tls_route_clusters.push_back(snap->FindCluster(t.cluster));
     }
+    if (config::IsTransparent(l.kind) && l.passthrough) {
+      // The decoder added the cluster if the config did not define it.
+      rt.passthrough = snap->FindCluster(l.kind == config::ListenerKind::kInbound
+                                             ? config::kInboundPassthroughCluster
+                                             : config::kPassthroughCluster);
+      auto route = std::make_shared<config::Route>();
+      route->name = "passthrough";
+      route->cluster = rt.passthrough->config->name;
+      route->timeout = absl::ZeroDuration();
+      rt.passthrough_route = {route.get(), rt.passthrough, std::nullopt};
+      rt.passthrough_route_config = std::move(route);
+    }
     if (l.kind == config::ListenerKind::kHttp || config::IsTransparent(l.kind)) {
       rt.routes = http::RouteTable(
           l.routes, [&](const std::string& name) { return snap->FindCluster(name); });

@@ -31,6 +31,9 @@ struct EndpointRuntime {
   std::string address_text;
   uint32_t weight;
   std::shared_ptr<upstream::EndpointState> state;
+  // Connect from `source` (an original_dst cluster's inbound delivery, from 127.0.0.6).
+  bool bind_source = false;
+  sockaddr_storage source;
 };
 
 struct ClusterRuntime {
@@ -75,6 +78,12 @@ struct ListenerRuntime {
   absl::Span<const http::FilterFactory* const> filters;
   // Transparent listeners: config.tls_routes' clusters, in the same order.
   std::vector<const ClusterRuntime*> tls_route_clusters;
+  // Transparent listeners with passthrough: the original_dst cluster of the listener's direction
+  // (else null), and the route a request no route matches takes to it: no timeout, retries or
+  // header changes, since the app made the call and gets what its destination answers.
+  const ClusterRuntime* passthrough = nullptr;
+  std::shared_ptr<const config::Route> passthrough_route_config;
+  http::CompiledRoute passthrough_route;
   // Its rate limits (filters/rate_limit), null without any; the chain then has no rate_limit.
   std::shared_ptr<filters::ListenerRateLimits> rate_limits;
 };

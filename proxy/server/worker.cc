@@ -33,6 +33,7 @@ void Worker::Start() {
     ctx_.http1_pool = http1_pool_.get();
     http2_pool_ = std::make_unique<upstream::Http2Pool>(ctx_);
     ctx_.http2_pool = http2_pool_.get();
+    ctx_.original_dst = &original_dst_;
     // Let the slab pool give back what a past burst left behind, a bit at a time.
     trim_timer_ = dispatcher_.CreateTimer([this] {
       buffer::SlabPool::ForThisThread().Trim();

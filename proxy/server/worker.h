@@ -19,6 +19,7 @@
 #include "proxy/server/worker_context.h"
 #include "proxy/upstream/http1_pool.h"
 #include "proxy/upstream/http2_pool.h"
+#include "proxy/upstream/original_dst.h"
 
 namespace remora::server {
 
@@ -70,6 +71,7 @@ class Worker {
   WorkerContext ctx_;
   std::unique_ptr<upstream::Http1Pool> http1_pool_;  // created and destroyed on the thread
   std::unique_ptr<upstream::Http2Pool> http2_pool_;
+  upstream::OriginalDstEndpoints original_dst_;  // used on the thread only
   std::unique_ptr<event::TimeoutLists> timeouts_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<std::unique_ptr<ListenerSlot>> listeners_;

@@ -12,6 +12,7 @@
 namespace remora::upstream {
 class Http1Pool;
 class Http2Pool;
+class OriginalDstEndpoints;
 }  // namespace remora::upstream
 
 namespace remora::server {
@@ -26,7 +27,8 @@ struct WorkerContext {
   bool draining = false;
   upstream::Http1Pool* http1_pool = nullptr;  // this worker's keep-alive pools
   upstream::Http2Pool* http2_pool = nullptr;  // this worker's multiplexed HTTP/2 connections
-  event::TimeoutLists* timeouts = nullptr;    // per-request deadlines (route timeouts)
+  upstream::OriginalDstEndpoints* original_dst = nullptr;  // original_dst clusters' endpoints
+  event::TimeoutLists* timeouts = nullptr;                 // per-request deadlines (route timeouts)
   // A handler could not open a socket (out of descriptors or ports): the worker pauses accepting,
   // so connections wait in the kernel's backlog rather than being accepted only to be closed.
   absl::AnyInvocable<void()> local_resource_pressure = [] {};

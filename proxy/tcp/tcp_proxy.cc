@@ -15,10 +15,11 @@ void TcpProxySession::Start(server::WorkerContext& ctx,
                             std::shared_ptr<const server::Snapshot> snapshot,
                             const server::ListenerRuntime& listener,
                             std::unique_ptr<TcpConnection> downstream,
-                            const Destination* destination, const server::ClusterRuntime* cluster) {
+                            const network::Destination* destination,
+                            const server::ClusterRuntime* cluster) {
   auto* s = new TcpProxySession(ctx, std::move(snapshot), listener);
   if (cluster != nullptr) s->cluster_ = cluster;
-  if (s->cluster_ == nullptr && destination != nullptr) s->destination_ = *destination;
+  if (destination != nullptr) s->destination_ = *destination;
   ctx.connections.Add(s);
   ctx.stats.Add(listener.stats.cx_total);
   ctx.stats.AddSigned(listener.stats.cx_active, 1);
@@ -44,18 +45,32 @@ TcpProxySession::TcpProxySession(server::WorkerContext& ctx,
 TcpProxySession::~TcpProxySession() = default;
 
 void TcpProxySession::ConnectDirect() {
-  if (!destination_.has_value()) {
-    // A transparent listener without a cluster, reached directly (no original destination but
-    // our own): forwarding would connect to ourselves.
-    LOG_DEBUG("listener %s: %s connected straight to the listener, which has no cluster; closing",
-              listener_.config->name, down_.conn->peer());
+  if (cluster_ == nullptr || !destination_.has_value()) {
+    // Reached straight (no original destination but our own: forwarding would connect to
+    // ourselves), or nothing takes it (no cluster, passthrough off).
+    LOG_DEBUG("listener %s: %s %s; closing", listener_.config->name, down_.conn->peer(),
+              destination_.has_value()
+                  ? "matched no cluster and the listener's passthrough is off"
+                  : "connected straight to the listener, which has no cluster for it");
     down_.failed = true;
     Finish();
     return;
   }
-  const Destination& d = *destination_;
+  if (!upstream::ReserveConnectionSlot(*cluster_)) {
+    ctx_.stats.Add(cluster_->stats.overflow);
+    ctx_.stats.Add(listener_.stats.overflow);
+    LOG_DEBUG("listener %s: cluster %s at max_connections (%d); closing %s", listener_.config->name,
+              cluster_->config->name, cluster_->config->max_connections, down_.conn->peer());
+    down_.failed = true;
+    Finish();
+    return;
+  }
+  holds_cluster_slot_ = true;
+  ctx_.stats.AddSigned(cluster_->stats.cx_active, 1);
+  const network::Destination& d = *destination_;
   up_.conn = TcpConnection::Connect(
-      ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&d.address), kDirectConnectTimeout,
+      ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&d.address),
+      cluster_->config->connect_timeout,
       d.bind_source ? reinterpret_cast<const sockaddr*>(&d.source) : nullptr);
   up_.conn->SetCallbacks(&up_);
   uint32_t limit = listener_.config->buffer_limit_bytes;
@@ -64,7 +79,9 @@ void TcpProxySession::ConnectDirect() {
 }
 
 void TcpProxySession::Connect() {
-  if (cluster_ == nullptr) return ConnectDirect();
+  if (cluster_ == nullptr || cluster_->config->type == config::ClusterType::kOriginalDst) {
+    return ConnectDirect();
+  }
   const auto& cfg = *cluster_->config;
   upstream::LbRequest lb;
   if (cluster_->config->lb_policy == config::LbPolicy::kRingHash) {
@@ -140,7 +157,9 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
       if (s.cluster_ != nullptr) {
         s.RecordConnectOutcome(0);
         s.ctx_.stats.Add(s.cluster_->stats.cx_total);
-        s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);
+        if (s.endpoint_ != nullptr) {
+          s.endpoint_->state->total_connections.fetch_add(1, std::memory_order_relaxed);
+        }
       }
       s.down_.conn->ReadEnable(true);
       // Bytes a protocol sniffer read before handing the client over (none otherwise).
@@ -150,12 +169,12 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
       // Out of descriptors or ports here: counted, never held against the endpoint. The client
       // is already accepted; rather than drop it, try again shortly (other connections closing
       // free descriptors) until its connect timeout would have passed.
-      if (s.cluster_ != nullptr) s.ctx_.stats.Add(s.cluster_->stats.connect_local);
+      s.ctx_.stats.Add(s.cluster_->stats.connect_local);
       s.ctx_.local_resource_pressure();
       LOG_DEBUG("listener %s: cannot open a connection to %s (local resources)",
                 s.listener_.config->name, s.up_.conn->peer());
       if (s.ctx_.dispatcher.Now() + kLocalRetryDelay - s.accepted_at_ <
-          (s.cluster_ != nullptr ? s.cluster_->config->connect_timeout : kDirectConnectTimeout)) {
+          s.cluster_->config->connect_timeout) {
         s.ScheduleLocalRetry();
         return;
       }
@@ -168,7 +187,9 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
         s.ctx_.stats.Add(event == TcpConnection::Event::kConnectTimeout
                              ? s.cluster_->stats.connect_timeout
                              : s.cluster_->stats.connect_refused);
-        s.endpoint_->state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+        if (s.endpoint_ != nullptr) {
+          s.endpoint_->state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+        }
         s.RecordConnectOutcome(upstream::FailureClass(upstream::AttemptEnd::kConnectFailure, 0) |
                                (event == TcpConnection::Event::kConnectTimeout
                                     ? upstream::FailureClass(upstream::AttemptEnd::kTimeout, 0)
@@ -255,6 +276,7 @@ void TcpProxySession::ReleaseUpstreamSlot() {
   holds_cluster_slot_ = false;
   cluster_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
   ctx_.stats.AddSigned(cluster_->stats.cx_active, -1);
+  if (endpoint_ == nullptr) return;  // an original destination
   endpoint_->state->active_connections.fetch_sub(1, std::memory_order_relaxed);
   cluster_->AddEndpointActive(ctx_.index, endpoint_index_, -1);
 }

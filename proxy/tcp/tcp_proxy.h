@@ -16,6 +16,7 @@
 
 #include "absl/time/time.h"
 #include "proxy/event/tcp_connection.h"
+#include "proxy/network/address.h"
 #include "proxy/server/active_connection.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
@@ -24,24 +25,16 @@ namespace remora::tcp {
 
 class TcpProxySession final : public server::ActiveConnection {
  public:
-  // Where a connection goes when its listener has no cluster (a transparent listener): its
-  // original destination, or for inbound the app on loopback, from 127.0.0.6 (bind_source) so
-  // interception rules can tell the proxy's own delivery apart.
-  struct Destination {
-    sockaddr_storage address;
-    sockaddr_storage source;
-    bool bind_source = false;
-  };
-
-  // Starts proxying `downstream` to the listener's cluster, or else to `destination` (null: the
-  // connection cannot go anywhere and is closed). The session owns itself: it is linked into
-  // ctx.connections and deletes itself (deferred) when done. Bytes already read from
-  // `downstream` and left in its buffer (a protocol sniffer's) go upstream once connected.
-  // `cluster` (non-null) replaces the listener's (a TLS route's).
+  // Starts proxying `downstream` to the listener's cluster; `cluster` (non-null) replaces it (a
+  // TLS route's, a passthrough). An original_dst cluster connects to `destination` (null: a
+  // direct connection, which is closed, as is one with no cluster at all). The session owns
+  // itself: it is linked into ctx.connections and deletes itself (deferred) when done. Bytes
+  // already read from `downstream` and left in its buffer (a protocol sniffer's) go upstream
+  // once connected.
   static void Start(server::WorkerContext& ctx, std::shared_ptr<const server::Snapshot> snapshot,
                     const server::ListenerRuntime& listener,
                     std::unique_ptr<event::TcpConnection> downstream,
-                    const Destination* destination = nullptr,
+                    const network::Destination* destination = nullptr,
                     const server::ClusterRuntime* cluster = nullptr);
 
   void CloseNow() override;
@@ -52,8 +45,6 @@ class TcpProxySession final : public server::ActiveConnection {
   // When this process cannot open the upstream socket (EMFILE, ...), the client waits and the
   // connect is retried this often, within the cluster's connect_timeout.
   static constexpr absl::Duration kLocalRetryDelay = absl::Milliseconds(100);
-  // Connect timeout toward a destination that is not a cluster's endpoint.
-  static constexpr absl::Duration kDirectConnectTimeout = absl::Seconds(5);
 
  private:
   struct Side final : event::TcpConnection::Callbacks {
@@ -75,7 +66,7 @@ class TcpProxySession final : public server::ActiveConnection {
   TcpProxySession(server::WorkerContext& ctx, std::shared_ptr<const server::Snapshot> snapshot,
                   const server::ListenerRuntime& listener);
   void Connect();
-  void ConnectDirect();  // to destination_, no cluster
+  void ConnectDirect();  // to destination_, on an original_dst cluster
   void MaybeFinish();
   void ArmFlushTimer();
   void ScheduleLocalRetry();
@@ -87,8 +78,9 @@ class TcpProxySession final : public server::ActiveConnection {
   server::WorkerContext& ctx_;
   std::shared_ptr<const server::Snapshot> snapshot_;
   const server::ListenerRuntime& listener_;
-  const server::ClusterRuntime* cluster_;  // null: destination_
-  std::optional<Destination> destination_;
+  // Null: nowhere to go (closed). An original_dst cluster: destination_.
+  const server::ClusterRuntime* cluster_;
+  std::optional<network::Destination> destination_;
   const server::EndpointRuntime* endpoint_ = nullptr;
   uint32_t endpoint_index_ = 0;
   bool outcome_pending_ = false;  // the connect's outcome is not yet given to the breaker

@@ -13,9 +13,10 @@ bool ReserveConnectionSlot(const server::ClusterRuntime& cluster) {
 std::unique_ptr<TcpConnection> ConnectCounted(server::WorkerContext& ctx,
                                               const server::ClusterRuntime& cluster,
                                               const server::EndpointRuntime& endpoint) {
-  auto conn =
-      TcpConnection::Connect(ctx.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint.address),
-                             cluster.config->connect_timeout);
+  auto conn = TcpConnection::Connect(
+      ctx.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint.address),
+      cluster.config->connect_timeout,
+      endpoint.bind_source ? reinterpret_cast<const sockaddr*>(&endpoint.source) : nullptr);
   endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
   endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);
   ctx.stats.Add(cluster.stats.cx_total);

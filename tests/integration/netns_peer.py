@@ -3,8 +3,8 @@
 through `ip netns exec ... setpriv ...`): clients whose connections the NAT rules redirect to
 remora, and the app that inbound traffic is delivered to. Each prints one JSON line.
 
-  http URL [--h2]                    GET URL (curl; --h2: HTTP/2 prior knowledge) ->
-                                     {"status", "body"}
+  http URL [--h2] [--host H]         GET URL (curl; --h2: HTTP/2 prior knowledge; --host: the
+                                     Host header) -> {"status", "body"}
   tcp HOST PORT HEXDATA              sends the bytes (HEXDATA "-": hex on stdin), half-closes,
                                      reads to EOF ->
                                      {"reply": hex, "seconds"}
@@ -34,6 +34,8 @@ def cmd_http(url, *flags):
     args = ["curl", "-s", "-m", "10", "-w", "\n%{http_code}", url]
     if "--h2" in flags:
         args.insert(1, "--http2-prior-knowledge")
+    if "--host" in flags:
+        args[1:1] = ["-H", "Host: " + flags[flags.index("--host") + 1]]
     p = subprocess.run(args, capture_output=True, text=True, timeout=20)
     body, _, status = p.stdout.rpartition("\n")
     out({"status": int(status or 0), "body": body})

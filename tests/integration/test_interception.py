@@ -4,12 +4,15 @@ sidecar's (the proxy's uid 1337 and loopback exempt; inbound to 15006, outbound 
 admin port exempt), remora inside it as uid 1337, the app's programs as uid 1000, and peers in
 this namespace. Every payload is checked byte for byte.
 
-Outbound: HTTP/1.1, HTTP/2 and gRPC routed by authority; raw TCP and TLS (SNI verified)
-relayed to their original destinations; a server-speaks-first port not delayed by detection.
-Inbound: HTTP through the routes to the app, the caller's address in x-forwarded-for; other
-bytes delivered to the app at the original port from 127.0.0.6. A connection straight to the
-listener is closed, never looped. Needs root, ip (iproute2), iptables and setpriv: skipped with
-the reason otherwise."""
+Outbound: HTTP/1.1, HTTP/2 and gRPC routed by authority; HTTP/1.1 and gRPC no route takes
+passed through to their original destinations (traced, counted, pooled and idle-evicted); raw
+TCP and TLS (SNI verified) relayed to their original destinations; a server-speaks-first port
+not delayed by detection; a listener with passthrough off (port 8181 is redirected to it)
+refusing what no route takes. Inbound: HTTP through the routes to the app, the caller's address
+in x-forwarded-for, and HTTP no route takes delivered to the app from 127.0.0.6; other bytes
+delivered to the app at the original port from 127.0.0.6, or at app_port (port 7171 is
+redirected to a listener with one). A connection straight to the listener is closed, never
+looped. Needs root, ip (iproute2), iptables and setpriv: skipped with the reason otherwise."""
 
 import json
 import os
@@ -19,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -123,12 +127,18 @@ class InterceptionTest(unittest.TestCase):
         run(*nat, "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(PROXY_UID), "-j",
             "RETURN")
         run(*nat, "OUTPUT", "-p", "tcp", "-o", "lo", "-j", "RETURN")
+        run(*nat, "OUTPUT", "-p", "tcp", "--dport", "8181", "-j", "REDIRECT", "--to-ports",
+            "15002")
         run(*nat, "OUTPUT", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15001")
         run(*nat, "PREROUTING", "-p", "tcp", "--dport", "15000", "-j", "RETURN")
+        run(*nat, "PREROUTING", "-p", "tcp", "--dport", "7171", "-j", "REDIRECT", "--to-ports",
+            "15007")
         run(*nat, "PREROUTING", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15006")
         # Peers, in this namespace.
         cls.web = Upstream(host=HOST_IP)
         cls.cleanup.append(cls.web.close)
+        cls.unrouted = Upstream(host=HOST_IP)  # no route names it
+        cls.cleanup.append(cls.unrouted.close)
         cls.echo = EchoServer(host=HOST_IP)
         cls.cleanup.append(cls.echo.close)
         cls.banner = banner_server(b"5.7.0-fake-mysql\n", HOST_IP, 3306)
@@ -141,6 +151,8 @@ class InterceptionTest(unittest.TestCase):
         from grpc_peer import EchoPeer
         cls.grpc = EchoPeer(host=HOST_IP)
         cls.cleanup.append(cls.grpc.stop)
+        cls.grpc_unrouted = EchoPeer(host=HOST_IP)
+        cls.cleanup.append(cls.grpc_unrouted.stop)
         # The app, in the pod.
         for mode, port in (("serve-http", "9090"), ("serve-echo", "7070")):
             p = subprocess.Popen(in_pod(PY, os.path.join(HERE, "netns_peer.py"), mode,
@@ -160,13 +172,23 @@ listeners:
     routes:
       - {{match: {{authority: "{HOST_IP}:{cls.grpc.port}"}}, cluster: grpc}}
       - {{match: {{authority: "{HOST_IP}:{cls.web.address.split(':')[1]}"}}, cluster: web}}
+  - name: registry-only
+    address: 0.0.0.0:15002
+    kind: outbound
+    passthrough: false
+    routes:
+      - {{match: {{authority: "{HOST_IP}:{cls.web.address.split(':')[1]}"}}, cluster: web}}
   - name: inbound
     address: 0.0.0.0:15006
     kind: inbound
-    app_port: 7070
     routes:
       - {{match: {{authority: "{POD_IP}:9090"}}, cluster: app}}
+  - name: inbound-app-port
+    address: 0.0.0.0:15007
+    kind: inbound
+    app_port: 7070
 clusters:
+  - {{name: passthrough, type: original_dst, idle_connection_timeout: 1s}}
   - {{name: web, protocol: http1, endpoints: [{{address: "{cls.web.address}"}}]}}
   - {{name: grpc, protocol: http2, endpoints: [{{address: "{cls.grpc.address}"}}]}}
   - {{name: app, protocol: http1, endpoints: [{{address: "127.0.0.1:9090"}}]}}
@@ -203,6 +225,57 @@ clusters:
     def test_outbound_grpc_is_routed(self):
         self.assertEqual(pod_json("grpc", self.grpc.address), {"reply": "through the mesh"})
 
+    def cluster_metric(self, name, cluster):
+        return self.remora.metrics().get(f'{name}{{cluster="{cluster}"}}', 0)
+
+    def test_outbound_http_no_route_takes_passes_through_pooled_and_idle_evicted(self):
+        requests = self.cluster_metric("remora_cluster_upstream_requests_total", "passthrough")
+        opened = self.cluster_metric("remora_cluster_upstream_connections_total", "passthrough")
+        served = self.unrouted.requests
+        for path in ("/echo/first", "/echo/second"):  # two clients, one after the other
+            r = pod_json("http", f"http://{self.unrouted.address}{path}")
+            self.assertEqual(r["status"], 200, r)
+            seen = json.loads(r["body"])
+            self.assertEqual(seen["path"], path)
+            headers = {k.lower(): v for k, v in seen["headers"]}
+            self.assertIn("traceparent", headers)  # through remora's filters, not relayed
+            self.assertEqual(headers["host"], self.unrouted.address)
+        self.assertEqual(self.unrouted.requests, served + 2)
+        self.assertEqual(
+            self.cluster_metric("remora_cluster_upstream_requests_total", "passthrough"),
+            requests + 2)
+        # The second request reused the first one's upstream connection (one worker).
+        self.assertEqual(
+            self.cluster_metric("remora_cluster_upstream_connections_total", "passthrough"),
+            opened + 1)
+        # The passthrough cluster's idle_connection_timeout (1s) closes it.
+        deadline = time.monotonic() + 5
+        while self.cluster_metric("remora_cluster_upstream_connections_active", "passthrough"):
+            self.assertLess(time.monotonic(), deadline, "the idle connection stayed open")
+            time.sleep(0.1)
+
+    def test_outbound_grpc_no_route_takes_passes_through(self):
+        before = self.cluster_metric("remora_cluster_upstream_requests_total", "passthrough")
+        self.assertEqual(pod_json("grpc", self.grpc_unrouted.address),
+                         {"reply": "through the mesh"})
+        call = self.grpc_unrouted.calls[-1]
+        self.assertIn("traceparent", call.metadata)
+        self.assertEqual(
+            self.cluster_metric("remora_cluster_upstream_requests_total", "passthrough"),
+            before + 1)
+
+    def test_a_listener_without_passthrough_refuses_what_no_route_takes(self):
+        # Port 8181 is redirected to the registry-only listener; nothing listens there.
+        r = pod_json("http", f"http://{HOST_IP}:8181/anything")
+        self.assertEqual(r["status"], 404, r)
+        r = pod_json("tcp", HOST_IP, "8181", b"\x00opaque".hex())
+        self.assertEqual(r["reply"], "")
+        self.assertLess(r["seconds"], 3)
+        # What a route takes still goes: the web route, by its authority.
+        r = pod_json("http", f"http://{HOST_IP}:8181/echo/routed", "--host", self.web.address)
+        self.assertEqual(r["status"], 200, r)
+        self.assertEqual(json.loads(r["body"])["path"], "/echo/routed")
+
     def test_outbound_raw_tcp_goes_to_its_original_destination(self):
         data = b"\x00\x01\x02binary" + payload(200 * 1024)
         r = pod_json("tcp", HOST_IP, str(self.echo.port), "-", stdin=data.hex())
@@ -235,6 +308,22 @@ clusters:
         self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
         seen = json.loads(body)
         self.assertEqual(seen["headers"]["x-forwarded-for"], HOST_IP)
+
+    def test_inbound_http_no_route_takes_reaches_the_app_from_127_0_0_6(self):
+        before = self.cluster_metric("remora_cluster_upstream_requests_total",
+                                     "inbound_passthrough")
+        with socket.create_connection((POD_IP, 9090), timeout=10) as s:
+            s.sendall(b"GET /in HTTP/1.1\r\nHost: unrouted.example\r\nConnection: close\r\n\r\n")
+            raw = recv_until_closed(s)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        seen = json.loads(body)
+        self.assertEqual(seen["peer"], "127.0.0.6")
+        self.assertEqual(seen["headers"]["x-forwarded-for"], HOST_IP)
+        self.assertIn("traceparent", seen["headers"])
+        self.assertEqual(
+            self.cluster_metric("remora_cluster_upstream_requests_total", "inbound_passthrough"),
+            before + 1)
 
     def test_inbound_tcp_reaches_the_app_from_127_0_0_6(self):
         data = b"\x00opaque inbound" + payload(64 * 1024)

@@ -808,5 +808,50 @@ TEST(DecodeConfigTest, TransparentListeners) {
           "only"}));
 }
 
+// Each transparent listener with passthrough gets the original_dst cluster of its direction: the
+// config's own if it defines one (its settings kept), else one with the defaults, added once.
+TEST(DecodeConfigTest, PassthroughClustersAreAddedWhereNeeded) {
+  Config c = Decode(
+      "listeners:\n"
+      "  - {name: out, address: 0.0.0.0:15001, kind: outbound}\n"
+      "  - {name: out2, address: 0.0.0.0:15002, kind: outbound}\n"
+      "  - {name: in, address: 0.0.0.0:15006, kind: inbound}\n"
+      "clusters:\n"
+      "  - {name: passthrough, type: original_dst, connect_timeout: 2s, max_connections: 7}\n");
+  ASSERT_EQ(c.clusters.size(), 2u);
+  EXPECT_EQ(c.clusters[0].name, "passthrough");
+  EXPECT_EQ(c.clusters[0].type, ClusterType::kOriginalDst);
+  EXPECT_EQ(c.clusters[0].connect_timeout, absl::Seconds(2));
+  EXPECT_EQ(c.clusters[0].max_connections, 7u);
+  EXPECT_EQ(c.clusters[1].name, "inbound_passthrough");
+  EXPECT_EQ(c.clusters[1].type, ClusterType::kOriginalDst);
+  EXPECT_TRUE(c.clusters[1].endpoints.empty());
+
+  Config off = Decode(
+      "listeners:\n  - {name: out, address: 0.0.0.0:15001, kind: outbound, passthrough: false, "
+      "cluster: c}\n"
+      "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n");
+  EXPECT_FALSE(off.listeners[0].passthrough);
+  ASSERT_EQ(off.clusters.size(), 1u);  // none added
+
+  // A plain http listener never gets one.
+  EXPECT_EQ(Decode("listeners:\n  - {name: web, address: 127.0.0.1:1, kind: http, routes: "
+                   "[{cluster: c}]}\nclusters:\n  - {name: c, endpoints: [{address: "
+                   "127.0.0.1:2}]}\n")
+                .clusters.size(),
+            1u);
+}
+
+// A transparent listener may send routes, TLS routes and its cluster to any original_dst cluster.
+TEST(DecodeConfigTest, TransparentListenersMayUseOriginalDstClusters) {
+  Config c = Decode(
+      "listeners:\n  - {name: out, address: 0.0.0.0:15001, kind: outbound, passthrough: false, "
+      "cluster: anywhere, tls_routes: [{sni: a.test, cluster: anywhere}], routes: "
+      "[{cluster: anywhere}]}\n"
+      "clusters:\n  - {name: anywhere, type: original_dst}\n");
+  ASSERT_EQ(c.clusters.size(), 1u);
+  EXPECT_EQ(c.clusters[0].type, ClusterType::kOriginalDst);
+}
+
 }  // namespace
 }  // namespace remora::config

@@ -46,6 +46,14 @@ listeners:
           headers: [{name: content-type, value: application/json}]
           body: "{}"
       - cluster: db
+  - name: out
+    address: 0.0.0.0:15010
+    kind: outbound
+    passthrough: false
+    cluster: anywhere
+  - name: in
+    address: 0.0.0.0:15011
+    kind: inbound
 clusters:
   - name: app
     connect_timeout: 250ms
@@ -69,6 +77,9 @@ clusters:
     connect_timeout: 0.0015s
     endpoints:
       - address: 10.0.0.2:5432
+  - name: anywhere
+    type: original_dst
+    max_connections: 3
 )";
 
 Config MustDecode(const std::string& text) {
@@ -92,12 +103,14 @@ void ExpectSameConfig(const Config& a, const Config& b) {
     EXPECT_EQ(a.listeners[i].name, b.listeners[i].name);
     EXPECT_EQ(a.listeners[i].address, b.listeners[i].address);
     EXPECT_EQ(a.listeners[i].kind, b.listeners[i].kind);
+    EXPECT_EQ(a.listeners[i].passthrough, b.listeners[i].passthrough);
     EXPECT_EQ(a.listeners[i].cluster, b.listeners[i].cluster);
     EXPECT_EQ(a.listeners[i].buffer_limit_bytes, b.listeners[i].buffer_limit_bytes);
   }
   ASSERT_EQ(a.clusters.size(), b.clusters.size());
   for (size_t i = 0; i < a.clusters.size(); ++i) {
     EXPECT_EQ(a.clusters[i].name, b.clusters[i].name);
+    EXPECT_EQ(a.clusters[i].type, b.clusters[i].type);
     EXPECT_EQ(a.clusters[i].connect_timeout, b.clusters[i].connect_timeout);
     EXPECT_EQ(a.clusters[i].max_connections, b.clusters[i].max_connections);
     ASSERT_EQ(a.clusters[i].endpoints.size(), b.clusters[i].endpoints.size());
@@ -180,6 +193,26 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(route["retries"]["backoff"]["max"], "1s");
   EXPECT_EQ(route["retries"]["buffer_limit_bytes"], 65536);
   EXPECT_FALSE(j["listeners"][2]["routes"][1].contains("retries"));  // none given: none shown
+}
+
+TEST(ConfigToJsonTest, AnOriginalDstClusterHasNoEndpointFields) {
+  const nlohmann::json j = ConfigToJson(MustDecode(kConfig), /*redact_secrets=*/false);
+  const nlohmann::json* anywhere = nullptr;
+  const nlohmann::json* inbound = nullptr;
+  for (const nlohmann::json& c : j["clusters"]) {
+    if (c["name"] == "anywhere") anywhere = &c;
+    if (c["name"] == "inbound_passthrough") inbound = &c;  // added for listener "in"
+  }
+  ASSERT_NE(anywhere, nullptr);
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ((*anywhere)["type"], "original_dst");
+  EXPECT_EQ((*anywhere)["max_connections"], 3);
+  EXPECT_FALSE(anywhere->contains("endpoints"));
+  EXPECT_FALSE(anywhere->contains("lb_policy"));
+  EXPECT_EQ((*inbound)["type"], "original_dst");
+  EXPECT_EQ(j["clusters"][1]["type"], "static");
+  EXPECT_EQ(j["listeners"][3]["passthrough"], false);
+  EXPECT_EQ(j["listeners"][4]["passthrough"], true);
 }
 
 TEST(ConfigToJsonTest, RedactsTheToken) {
