@@ -218,12 +218,12 @@ bool IsIpv4Any(const SocketAddress& a) { return !a.is_ipv6 && a.ip == "0.0.0.0";
 bool IsIpv6Any(const SocketAddress& a) { return a.is_ipv6 && a.ip == "::"; }
 
 // Whether two listening addresses would fight over a port. Port 0 never conflicts (each bind
-// gets its own ephemeral port). A wildcard takes the port on every address of its family, and
-// [::] (dual-stack, Linux's default) on IPv4 addresses too.
+// gets its own ephemeral port). A wildcard takes the port on every address of its family.
 Overlap AddressesOverlap(const SocketAddress& a, const SocketAddress& b) {
   if (a.port == 0 || a.port != b.port) return Overlap::kNone;
   if (a.is_ipv6 == b.is_ipv6 && a.ip == b.ip) return Overlap::kSame;
-  if (IsIpv6Any(a) || IsIpv6Any(b)) return Overlap::kWildcard;
+  // IPv6 listeners are bound IPv6-only (network/address.cc): [::] takes every IPv6 address only.
+  if (a.is_ipv6 && b.is_ipv6 && (IsIpv6Any(a) || IsIpv6Any(b))) return Overlap::kWildcard;
   if ((IsIpv4Any(a) && !b.is_ipv6) || (IsIpv4Any(b) && !a.is_ipv6)) return Overlap::kWildcard;
   return Overlap::kNone;
 }
@@ -1544,7 +1544,7 @@ class Decoder {
                 : absl::StrCat("address ", later.address.ToString(), " overlaps ",
                                Describe(earlier), " on ", earlier.address.ToString(), " (line ",
                                earlier.address_line, "); a wildcard address takes the port on ",
-                               "every address");
+                               "every address of its family");
         Error(later.address_line, JoinPath(later.path, "address"), std::move(message));
         break;  // one conflict per listener is enough to act on
       }

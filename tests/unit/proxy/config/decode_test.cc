@@ -263,11 +263,11 @@ TEST(DecodeConfigTest, ListenerAddressConflicts) {
             (std::vector<std::string>{exact_prefix +
                                       "127.0.0.1:7000 is already used by listener \"first\" "
                                       "(line 7)"}));
-  EXPECT_EQ(Errors(two("10.1.2.3:7000", "0.0.0.0:7000")),
-            (std::vector<std::string>{
-                exact_prefix + "0.0.0.0:7000 overlaps listener \"first\" on 10.1.2.3:7000 (line "
-                               "7); a wildcard address takes the port on every address"}));
-  EXPECT_EQ(Errors(two("[::]:7000", "127.0.0.1:7000")).size(), 1u);
+  EXPECT_EQ(
+      Errors(two("10.1.2.3:7000", "0.0.0.0:7000")),
+      (std::vector<std::string>{
+          exact_prefix + "0.0.0.0:7000 overlaps listener \"first\" on 10.1.2.3:7000 (line "
+                         "7); a wildcard address takes the port on every address of its family"}));
   EXPECT_EQ(Errors(two("[::1]:7000", "[::]:7000")).size(), 1u);
   EXPECT_EQ(Errors(two("[::1]:7000", "[0::1]:7000")).size(), 1u);  // same after canonicalizing
   // No conflict: port 0, different ports, different IPs, 0.0.0.0 vs an IPv6 address.
@@ -276,6 +276,10 @@ TEST(DecodeConfigTest, ListenerAddressConflicts) {
   Decode(two("127.0.0.1:7000", "127.0.0.1:7001"));
   Decode(two("127.0.0.1:7000", "127.0.0.2:7000"));
   Decode(two("0.0.0.0:7000", "[::1]:7000"));
+  // IPv6 listeners are bound IPv6-only: [::] takes no IPv4 address, so a dual-stack sidecar
+  // listens on both wildcards with one port.
+  Decode(two("[::]:7000", "127.0.0.1:7000"));
+  Decode(two("0.0.0.0:15001", "[::]:15001"));
 }
 
 TEST(DecodeConfigTest, AdminAddressConflicts) {
