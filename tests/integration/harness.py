@@ -301,13 +301,20 @@ class QuietHTTPServer(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class QuietHTTPServer6(QuietHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class BackgroundServer:
-    """An HTTP server of a test, run on a daemon thread on 127.0.0.1; `address` is its
-    "host:port". A context manager: leaving it shuts the server down."""
+    """An HTTP server of a test, run on a daemon thread on 127.0.0.1 (or `host`, IPv6 too);
+    `address` is its "host:port" ("[host]:port" for IPv6). A context manager: leaving it shuts
+    the server down."""
 
     def serve(self, handler, host="127.0.0.1"):
-        self.server = QuietHTTPServer((host, 0), handler)
-        self.address = f"{host}:{self.server.server_address[1]}"
+        ipv6 = ":" in host
+        self.server = (QuietHTTPServer6 if ipv6 else QuietHTTPServer)((host, 0), handler)
+        port = self.server.server_address[1]
+        self.address = f"[{host}]:{port}" if ipv6 else f"{host}:{port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):

@@ -14,7 +14,8 @@ remora, and the app that inbound traffic is delivered to. Each prints one JSON l
                                      "ping" -> {"reply", "peer_cn"}
   grpc HOST:PORT                     a unary call to remora.test.Echo -> {"reply"}
   serve-http HOST PORT               the app: answers every GET with JSON {"headers", "peer"}
-  serve-echo HOST PORT               the app: "peer=IP\n", then echoes to EOF
+  serve-echo HOST PORT               the app: "peer=IP\n", then echoes to EOF (HOST may be
+                                     IPv6)
 """
 
 import http.server
@@ -31,7 +32,7 @@ def out(obj):
 
 
 def cmd_http(url, *flags):
-    args = ["curl", "-s", "-m", "10", "-w", "\n%{http_code}", url]
+    args = ["curl", "-s", "-g", "-m", "10", "-w", "\n%{http_code}", url]  # -g: [ipv6] URLs
     if "--h2" in flags:
         args.insert(1, "--http2-prior-knowledge")
     if "--host" in flags:
@@ -104,7 +105,7 @@ def cmd_serve_http(host, port):
 
 def cmd_serve_echo(host, port):
     import threading
-    srv = socket.socket()
+    srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((host, int(port)))
     srv.listen(16)

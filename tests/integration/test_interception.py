@@ -12,7 +12,10 @@ refusing what no route takes. Inbound: HTTP through the routes to the app, the c
 in x-forwarded-for, and HTTP no route takes delivered to the app from 127.0.0.6; other bytes
 delivered to the app at the original port from 127.0.0.6, or at app_port (port 7171 is
 redirected to a listener with one). A connection straight to the listener is closed, never
-looped. Needs root, ip (iproute2), iptables and setpriv: skipped with the reason otherwise."""
+looped. IPv6 too (ip6tables REDIRECT, IP6T_SO_ORIGINAL_DST, listeners on [::]): HTTP and TCP
+out to their original destinations, TCP in to the app on ::1. Needs root, ip (iproute2),
+iptables and setpriv: skipped with the reason otherwise (the IPv6 cases alone need ip6tables'
+nat table)."""
 
 import json
 import os
@@ -35,6 +38,7 @@ N = os.getpid() % 200 + 20
 NS = f"remora-pod-{os.getpid()}"
 VETH_HOST, VETH_POD = f"rvh{os.getpid() % 100000}", f"rvp{os.getpid() % 100000}"
 HOST_IP, POD_IP = f"10.201.{N}.2", f"10.201.{N}.1"
+HOST_IP6, POD_IP6 = f"fd00:201:{N}::2", f"fd00:201:{N}::1"
 PROXY_UID, APP_UID = 1337, 1000
 
 
@@ -134,11 +138,17 @@ class InterceptionTest(unittest.TestCase):
         run(*nat, "PREROUTING", "-p", "tcp", "--dport", "7171", "-j", "REDIRECT", "--to-ports",
             "15007")
         run(*nat, "PREROUTING", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15006")
+        cls.no_ipv6 = cls._set_up_ipv6()
         # Peers, in this namespace.
         cls.web = Upstream(host=HOST_IP)
         cls.cleanup.append(cls.web.close)
         cls.unrouted = Upstream(host=HOST_IP)  # no route names it
         cls.cleanup.append(cls.unrouted.close)
+        if not cls.no_ipv6:
+            cls.web6 = Upstream(host=HOST_IP6)
+            cls.cleanup.append(cls.web6.close)
+            cls.echo6 = EchoServer(host=HOST_IP6)
+            cls.cleanup.append(cls.echo6.close)
         cls.echo = EchoServer(host=HOST_IP)
         cls.cleanup.append(cls.echo.close)
         cls.banner = banner_server(b"5.7.0-fake-mysql\n", HOST_IP, 3306)
@@ -154,9 +164,12 @@ class InterceptionTest(unittest.TestCase):
         cls.grpc_unrouted = EchoPeer(host=HOST_IP)
         cls.cleanup.append(cls.grpc_unrouted.stop)
         # The app, in the pod.
-        for mode, port in (("serve-http", "9090"), ("serve-echo", "7070")):
+        apps = [("serve-http", "127.0.0.1", "9090"), ("serve-echo", "127.0.0.1", "7070")]
+        if not cls.no_ipv6:
+            apps.append(("serve-echo", "::1", "7070"))
+        for mode, host, port in apps:
             p = subprocess.Popen(in_pod(PY, os.path.join(HERE, "netns_peer.py"), mode,
-                                        "127.0.0.1", port, uid=APP_UID),
+                                        host, port, uid=APP_UID),
                                  stdout=subprocess.PIPE, text=True)
             cls.cleanup.append(p.kill)
             p.stdout.readline()  # listening
@@ -187,6 +200,12 @@ listeners:
     address: 0.0.0.0:15007
     kind: inbound
     app_port: 7070
+  - name: outbound6
+    address: "[::]:15001"
+    kind: outbound
+  - name: inbound6
+    address: "[::]:15006"
+    kind: inbound
 clusters:
   - {{name: passthrough, type: original_dst, idle_connection_timeout: 1s}}
   - {{name: web, protocol: http1, endpoints: [{{address: "{cls.web.address}"}}]}}
@@ -196,6 +215,25 @@ clusters:
 """
         cls.remora = Remora(config, prefix=in_pod(uid=PROXY_UID))
         cls.cleanup.append(cls.remora.close)
+
+    @classmethod
+    def _set_up_ipv6(cls):
+        """The same interception for IPv6; the reason it cannot be, or None."""
+        if shutil.which("ip6tables") is None:
+            return "needs ip6tables"
+        # nodad: usable at once, not after duplicate address detection.
+        run("ip", "-6", "addr", "add", f"{HOST_IP6}/64", "dev", VETH_HOST, "nodad")
+        run(*in_pod("ip", "-6", "addr", "add", f"{POD_IP6}/64", "dev", VETH_POD, "nodad"))
+        nat = in_pod("ip6tables", "-t", "nat", "-A")
+        first = run(*nat, "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(PROXY_UID),
+                    "-j", "RETURN", check=False)
+        if first.returncode != 0:
+            return f"ip6tables nat unavailable: {first.stderr.strip()}"
+        run(*nat, "OUTPUT", "-p", "tcp", "-o", "lo", "-j", "RETURN")
+        run(*nat, "OUTPUT", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15001")
+        run(*nat, "PREROUTING", "-p", "tcp", "--dport", "15000", "-j", "RETURN")
+        run(*nat, "PREROUTING", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15006")
+        return None
 
     @classmethod
     def tearDownClass(cls):
@@ -334,6 +372,34 @@ clusters:
                 s.shutdown(socket.SHUT_WR)
                 raw = recv_until_closed(s)
             self.assertEqual(raw, b"peer=127.0.0.6\n" + data, port)
+
+    def test_ipv6_outbound_http_and_tcp_reach_their_original_destinations(self):
+        if self.no_ipv6:
+            self.skipTest(self.no_ipv6)
+        before = self.detected("outbound6", "http1")
+        r = pod_json("http", f"http://{self.web6.address}/echo/six")
+        self.assertEqual(r["status"], 200, r)
+        seen = json.loads(r["body"])
+        self.assertEqual(seen["path"], "/echo/six")
+        headers = {k.lower(): v for k, v in seen["headers"]}
+        self.assertIn("traceparent", headers)
+        self.assertEqual(headers["host"], self.web6.address)
+        self.assertEqual(self.detected("outbound6", "http1"), before + 1)
+        data = b"\x00six" + payload(100 * 1024)
+        before = self.detected("outbound6", "tcp")
+        r = pod_json("tcp", HOST_IP6, str(self.echo6.port), "-", stdin=data.hex())
+        self.assertEqual(bytes.fromhex(r["reply"]), data)
+        self.assertEqual(self.detected("outbound6", "tcp"), before + 1)  # intercepted
+
+    def test_ipv6_inbound_tcp_reaches_the_app_on_loopback(self):
+        if self.no_ipv6:
+            self.skipTest(self.no_ipv6)
+        data = b"\x00six inbound" + payload(32 * 1024)
+        with socket.create_connection((POD_IP6, 7070), timeout=10) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            raw = recv_until_closed(s)
+        self.assertEqual(raw, b"peer=::1\n" + data)
 
     def test_a_direct_connection_to_the_listener_does_not_loop(self):
         # Loopback is exempt from the NAT rules: this reaches the listener as addressed, and
