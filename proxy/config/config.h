@@ -171,9 +171,11 @@ struct Listener {
   absl::Duration detect_timeout = absl::Milliseconds(100);
   std::vector<uint16_t> server_first_ports = {25, 587, 3306, 5432, 6379, 11211, 9300, 27017};
   // Transparent listeners: TLS connections whose ClientHello names a matching server (exact, or
-  // "*.suffix") go to that cluster, still encrypted; the first match wins.
+  // "*.suffix"; empty: any) and offers one of `alpn` (empty: any) go to that cluster, still
+  // encrypted; the first match wins.
   struct TlsRoute {
     std::string sni;
+    std::vector<std::string> alpn;
     std::string cluster;
   };
   std::vector<TlsRoute> tls_routes;

@@ -79,7 +79,7 @@ constexpr absl::string_view kListenerFields[] = {"name",
 // to transparent ones only.
 constexpr size_t kFirstHttpOnlyListenerField = 5;
 constexpr size_t kTransparentOnlyListenerFields = 5;
-constexpr absl::string_view kTlsRouteFields[] = {"sni", "cluster"};
+constexpr absl::string_view kTlsRouteFields[] = {"sni", "alpn", "cluster"};
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
                                               "cluster",
@@ -765,7 +765,30 @@ class Decoder {
           std::string ipath = absl::StrCat(tpath, "[", i, "]");
           if (!Map(ri, ipath, kTlsRouteFields)) continue;
           Listener::TlsRoute route;
-          if (const Value* sni = Required(ri, ipath, "sni")) {
+          const Value* alpn = Optional(ri, "alpn");
+          if (alpn != nullptr) {
+            std::string apath = JoinPath(ipath, "alpn");
+            if (List(*alpn, apath)) {
+              for (size_t k = 0; k < alpn->items.size(); ++k) {
+                std::string one;
+                std::string kpath = absl::StrCat(apath, "[", k, "]");
+                if (!String(alpn->items[k], kpath, "a protocol name", &one)) continue;
+                if (one.empty() || one.size() > 255) {
+                  Error(alpn->items[k].line, kpath,
+                        "an ALPN protocol name is 1 to 255 bytes (such as h2 or http/1.1)");
+                  continue;
+                }
+                route.alpn.push_back(std::move(one));
+              }
+              if (alpn->items.empty()) {
+                Error(alpn->line, apath, "must list at least one protocol (or leave alpn out)");
+              }
+            }
+          }
+          // A route matches on the server name, the protocols offered, or both.
+          const Value* sni = alpn != nullptr ? Optional(ri, "sni")
+                                             : Required(ri, ipath, "sni", " (or alpn, or both)");
+          if (sni != nullptr) {
             std::string spath = JoinPath(ipath, "sni");
             if (String(*sni, spath, "a server name", &route.sni)) {
               absl::string_view name = absl::StripPrefix(route.sni, "*.");

@@ -102,7 +102,10 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
         j["server_first_ports"] = l.server_first_ports;
         nlohmann::json tls = nlohmann::json::array();
         for (const Listener::TlsRoute& t : l.tls_routes) {
-          tls.push_back({{"sni", t.sni}, {"cluster", t.cluster}});
+          nlohmann::json route = {{"cluster", t.cluster}};
+          if (!t.sni.empty()) route["sni"] = t.sni;
+          if (!t.alpn.empty()) route["alpn"] = t.alpn;
+          tls.push_back(std::move(route));
         }
         if (!tls.empty()) j["tls_routes"] = std::move(tls);
         if (l.app_port != 0) j["app_port"] = l.app_port;

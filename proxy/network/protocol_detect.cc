@@ -84,43 +84,63 @@ struct Reader {
 
 }  // namespace
 
-SniResult ReadClientHelloSni(absl::string_view bytes, std::string* sni) {
-  if (bytes.size() < 5) return SniResult::kNeedMore;
-  if (bytes[0] != 0x16) return SniResult::kNone;
+HelloResult ReadClientHello(absl::string_view bytes, ClientHelloInfo* out) {
+  out->sni.clear();
+  out->alpn.clear();
+  if (bytes.size() < 5) return HelloResult::kNeedMore;
+  if (bytes[0] != 0x16) return HelloResult::kNone;
   size_t record =
       (static_cast<unsigned char>(bytes[3]) << 8) | static_cast<unsigned char>(bytes[4]);
-  if (bytes.size() < 5 + record) return SniResult::kNeedMore;
+  if (bytes.size() < 5 + record) return HelloResult::kNeedMore;
   Reader r{bytes.substr(5, record)};
-  if (r.Get(1) != 1) return SniResult::kNone;  // not a ClientHello
+  if (r.Get(1) != 1) return HelloResult::kNone;  // not a ClientHello
   size_t length = r.Get(3);
-  if (!r.ok || length > record - 4) return SniResult::kNone;  // continues in another record
-  r.Skip(2 + 32);                                             // client_version, random
-  r.Skip(r.Get(1));                                           // session_id
-  r.Skip(r.Get(2));                                           // cipher_suites
-  r.Skip(r.Get(1));                                           // compression_methods
+  if (!r.ok || length > record - 4) return HelloResult::kNone;  // continues in another record
+  r.Skip(2 + 32);                                               // client_version, random
+  r.Skip(r.Get(1));                                             // session_id
+  r.Skip(r.Get(2));                                             // cipher_suites
+  r.Skip(r.Get(1));                                             // compression_methods
+  if (r.ok && r.pos == r.b.size()) return HelloResult::kFound;  // no extensions at all
   size_t extensions_end = r.Get(2);
   extensions_end += r.pos;
+  if (!r.ok || extensions_end > r.b.size()) return HelloResult::kNone;
   while (r.ok && r.pos + 4 <= extensions_end) {
     uint32_t type = r.Get(2);
-    uint32_t len = r.Get(2);
-    if (type != 0) {  // server_name
-      r.Skip(len);
-      continue;
+    size_t end = r.Get(2);
+    end += r.pos;
+    if (!r.ok || end > extensions_end) {
+      r.ok = false;  // reported below, with what was read so far dropped
+      break;
     }
-    size_t list_end = r.Get(2);
-    list_end += r.pos;
-    while (r.ok && r.pos + 3 <= list_end) {
-      uint32_t name_type = r.Get(1);
-      uint32_t name_len = r.Get(2);
-      if (name_type == 0 && r.ok && r.pos + name_len <= r.b.size() && name_len > 0) {
-        *sni = absl::AsciiStrToLower(r.b.substr(r.pos, name_len));
-        return SniResult::kFound;
+    if (type == 0) {  // server_name: a list of (type, name); the first host_name counts
+      size_t list_end = r.Get(2);
+      list_end += r.pos;
+      while (r.ok && r.pos + 3 <= list_end && list_end <= end && out->sni.empty()) {
+        uint32_t name_type = r.Get(1);
+        size_t name_len = r.Get(2);
+        if (name_type == 0 && name_len > 0 && r.ok && r.pos + name_len <= list_end) {
+          out->sni = absl::AsciiStrToLower(r.b.substr(r.pos, name_len));
+        }
+        r.Skip(name_len);
       }
-      r.Skip(name_len);
+    } else if (type == 16) {  // application_layer_protocol_negotiation: a list of (len, name)
+      size_t list_end = r.Get(2);
+      list_end += r.pos;
+      while (r.ok && r.pos + 1 <= list_end && list_end <= end) {
+        size_t n = r.Get(1);
+        if (n == 0 || !r.ok || r.pos + n > list_end) break;
+        out->alpn.emplace_back(r.b.substr(r.pos, n));
+        r.Skip(n);
+      }
     }
-    return SniResult::kNone;
+    r.pos = end;  // whatever the extension held, the next one starts here
   }
-  return SniResult::kNone;
+  if (!r.ok) {
+    out->sni.clear();
+    out->alpn.clear();
+    return HelloResult::kNone;
+  }
+  return HelloResult::kFound;
 }
 
 bool SniMatches(absl::string_view pattern, absl::string_view sni) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/str_join.h"
 #include "proxy/common/log.h"
 #include "proxy/http/connection_manager.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -43,6 +44,18 @@ std::optional<network::Destination> DestinationFor(const config::Listener& liste
   src.sin_addr.s_addr = htonl(0x7f000006);  // 127.0.0.6
   d.bind_source = true;
   return d;
+}
+
+bool TlsRouteMatches(const config::Listener::TlsRoute& route,
+                     const network::ClientHelloInfo& hello) {
+  if (!route.sni.empty() && (hello.sni.empty() || !network::SniMatches(route.sni, hello.sni))) {
+    return false;
+  }
+  if (route.alpn.empty()) return true;
+  for (const std::string& offered : hello.alpn) {
+    if (std::find(route.alpn.begin(), route.alpn.end(), offered) != route.alpn.end()) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -130,16 +143,18 @@ void ProtocolSniffer::ReadSni(const buffer::Buffer& data) {
     absl::string_view v = data.slice(i).view().substr(0, kMaxRecord - bytes.size());
     bytes.append(v.data(), v.size());
   }
-  std::string sni;
-  network::SniResult r = network::ReadClientHelloSni(bytes, &sni);
-  if (r == network::SniResult::kFound) {
+  network::ClientHelloInfo hello;
+  if (network::ReadClientHello(bytes, &hello) == network::HelloResult::kFound) {
     const std::vector<config::Listener::TlsRoute>& routes = listener_.config->tls_routes;
     for (size_t i = 0; i < routes.size(); ++i) {
-      if (network::SniMatches(routes[i].sni, sni)) {
+      if (TlsRouteMatches(routes[i], hello)) {
         tls_cluster_ = listener_.tls_route_clusters[i];
         break;
       }
     }
+    LOG_DEBUG("listener %s: %s: TLS for \"%s\" (ALPN %s) %s", listener_.config->name, conn_->peer(),
+              hello.sni, absl::StrJoin(hello.alpn, ","),
+              tls_cluster_ != nullptr ? "matched a tls route" : "matched no tls route");
   }
   Decide(network::Protocol::kTls, listener_.stats.detected_tls);
 }

@@ -9,7 +9,8 @@
 //                          do not take the passthrough route (router.h); only a listener with a
 //                          cluster and no routes hands HTTP to the TCP proxy
 //   TLS                 -> with tls_routes, the cluster of the first route matching the
-//                          ClientHello's server name (SNI), still encrypted; else as below
+//                          ClientHello's server name (SNI) and ALPN, still encrypted; else
+//                          as below
 //   other bytes,        -> the TCP proxy: the listener's cluster if it has one, else its
 //   nothing in time        passthrough (an original_dst cluster), else closed
 //
@@ -48,7 +49,7 @@ class ProtocolSniffer final : public ActiveConnection, public event::TcpConnecti
   void OnEndOfStream() override;
   void OnEvent(event::TcpConnection::Event event) override;
 
-  // TLS on a listener with tls_routes: the ClientHello's server name picks the cluster.
+  // TLS on a listener with tls_routes: the ClientHello's server name and ALPN pick the cluster.
   void ReadSni(const buffer::Buffer& data);
   // Hands the connection on; `outcome` is the stat counted.
   void Decide(network::Protocol protocol, uint32_t outcome);
@@ -62,7 +63,7 @@ class ProtocolSniffer final : public ActiveConnection, public event::TcpConnecti
   std::unique_ptr<event::Timer> timer_;
   absl::Time started_;
   bool awaiting_sni_ = false;
-  const ClusterRuntime* tls_cluster_ = nullptr;  // a TLS route's, once its SNI matched
+  const ClusterRuntime* tls_cluster_ = nullptr;  // a TLS route's, once its SNI and ALPN matched
   bool done_ = false;                            // handed on (or given up)
   bool finished_ = false;                        // unlinked, deletion deferred
 };

@@ -10,8 +10,8 @@ remora, and the app that inbound traffic is delivered to. Each prints one JSON l
                                      {"reply": hex, "seconds"}
   banner HOST PORT                   connects and reads the server's first line ->
                                      {"line", "seconds"}
-  tls HOST PORT SNI CAFILE           a TLS handshake (SNI, verified against CAFILE), then
-                                     "ping" -> {"reply", "peer_cn"}
+  tls HOST PORT SNI CAFILE [ALPN]    a TLS handshake (SNI, verified against CAFILE; offering
+                                     ALPN, comma-separated), then "ping" -> {"reply", "peer_cn"}
   grpc HOST:PORT                     a unary call to remora.test.Echo -> {"reply"}
   serve-http HOST PORT               the app: answers every GET with JSON {"headers", "peer"}
   serve-echo HOST PORT               the app: "peer=IP\n", then echoes to EOF (HOST may be
@@ -65,8 +65,10 @@ def cmd_banner(host, port):
     out({"line": line, "seconds": time.monotonic() - start})
 
 
-def cmd_tls(host, port, sni, cafile):
+def cmd_tls(host, port, sni, cafile, alpn=""):
     ctx = ssl.create_default_context(cafile=cafile)
+    if alpn:
+        ctx.set_alpn_protocols(alpn.split(","))
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=sni) as s:
             s.sendall(b"ping")

@@ -181,7 +181,7 @@ listeners:
     address: 0.0.0.0:15001
     kind: outbound
     detect_timeout: 1s
-    tls_routes: [{{sni: "*.routed.test", cluster: tls}}]
+    tls_routes: [{{sni: "*.routed.test", cluster: tls}}, {{alpn: [remora-test], cluster: tls}}]
     routes:
       - {{match: {{authority: "{HOST_IP}:{cls.grpc.port}"}}, cluster: grpc}}
       - {{match: {{authority: "{HOST_IP}:{cls.web.address.split(':')[1]}"}}, cluster: web}}
@@ -331,6 +331,16 @@ clusters:
         r = pod_json("tls", HOST_IP, "9443", "api.routed.test", self.tls.cafile)
         self.assertEqual(r, {"reply": "pong", "peer_cn": "peer.test"})
         self.assertEqual(self.tls.sni[-1], "api.routed.test")
+
+    def test_outbound_tls_is_routed_by_its_alpn(self):
+        # Nothing listens on 9444: the route for ALPN remora-test must take it, whatever the SNI.
+        r = pod_json("tls", HOST_IP, "9444", "peer.test", self.tls.cafile, "x-other,remora-test")
+        self.assertEqual(r, {"reply": "pong", "peer_cn": "peer.test"})
+        # Without that protocol offered it goes where it was going, which refuses it.
+        p = subprocess.run(in_pod(PY, os.path.join(HERE, "netns_peer.py"), "tls", HOST_IP,
+                                  "9444", "peer.test", self.tls.cafile, "h2", uid=APP_UID),
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
 
     def test_a_server_speaks_first_port_is_not_delayed(self):
         r = pod_json("banner", HOST_IP, "3306")

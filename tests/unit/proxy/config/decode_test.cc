@@ -812,6 +812,31 @@ TEST(DecodeConfigTest, TransparentListeners) {
           "only"}));
 }
 
+TEST(DecodeConfigTest, TlsRoutesMatchOnSniAlpnOrBoth) {
+  const std::string clusters = "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:1}]}\n";
+  Config c = Decode(
+      "listeners:\n  - {name: out, address: 0.0.0.0:15001, kind: outbound, tls_routes: ["
+      "{alpn: [h2], cluster: c}, {sni: a.test, alpn: [http/1.1, h2], cluster: c}]}\n" +
+      clusters);
+  const auto& routes = c.listeners[0].tls_routes;
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes[0].sni, "");
+  EXPECT_EQ(routes[0].alpn, std::vector<std::string>{"h2"});
+  EXPECT_EQ(routes[1].sni, "a.test");
+  EXPECT_EQ(routes[1].alpn, (std::vector<std::string>{"http/1.1", "h2"}));
+  EXPECT_EQ(Errors("listeners:\n  - {name: out, address: 0.0.0.0:15001, kind: outbound, "
+                   "tls_routes: [{cluster: c}, {alpn: [], cluster: c}, {alpn: [\"\"], "
+                   "cluster: c}]}\n" +
+                   clusters),
+            (std::vector<std::string>{
+                "t.yaml:2: listeners[0].tls_routes[0].sni: missing required field (or alpn, or "
+                "both)",
+                "t.yaml:2: listeners[0].tls_routes[1].alpn: must list at least one protocol (or "
+                "leave alpn out)",
+                "t.yaml:2: listeners[0].tls_routes[2].alpn[0]: an ALPN protocol name is 1 to 255 "
+                "bytes (such as h2 or http/1.1)"}));
+}
+
 // Each transparent listener with passthrough gets the original_dst cluster of its direction: the
 // config's own if it defines one (its settings kept), else one with the defaults, added once.
 TEST(DecodeConfigTest, PassthroughClustersAreAddedWhereNeeded) {
