@@ -48,6 +48,18 @@ int ListenOnLoopback(sockaddr_in* a) {
 
 class TcpConnectionTest : public ::testing::Test {
  protected:
+  // A connect to `to` from the IPv4 address `source` (host order), port 0.
+  std::unique_ptr<TcpConnection> ConnectFrom(const sockaddr_in& to, uint32_t source,
+                                             Recorder* rec) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(source);
+    auto c = TcpConnection::Connect(dispatcher_, reinterpret_cast<const sockaddr*>(&to),
+                                    absl::Seconds(5), reinterpret_cast<sockaddr*>(&src));
+    c->SetCallbacks(rec);
+    return c;
+  }
+
   void SetUp() override {
     sockaddr_in a{};
     int lfd = ListenOnLoopback(&a);
@@ -228,13 +240,8 @@ TEST_F(TcpConnectionTest, AConnectFromASourceAddressComesFromIt) {
   sockaddr_in a{};
   int lfd = ListenOnLoopback(&a);
   ASSERT_GE(lfd, 0);
-  sockaddr_in src{};
-  src.sin_family = AF_INET;
-  src.sin_addr.s_addr = htonl(0x7f000006);
   Recorder rec;
-  auto client = TcpConnection::Connect(dispatcher_, reinterpret_cast<sockaddr*>(&a),
-                                       absl::Seconds(5), reinterpret_cast<sockaddr*>(&src));
-  client->SetCallbacks(&rec);
+  auto client = ConnectFrom(a, 0x7f000006, &rec);
   ASSERT_TRUE(RunUntil([&] { return !rec.events.empty(); }));
   EXPECT_EQ(rec.events[0], TcpConnection::Event::kConnected);
   sockaddr_in peer{};
@@ -254,13 +261,8 @@ TEST_F(TcpConnectionTest, AConnectFromAnAddressNotOnThisHostFails) {
   sockaddr_in a{};
   int lfd = ListenOnLoopback(&a);
   ASSERT_GE(lfd, 0);
-  sockaddr_in src{};
-  src.sin_family = AF_INET;
-  src.sin_addr.s_addr = htonl(0xc0000201);  // 192.0.2.1, TEST-NET-1
   Recorder rec;
-  auto client = TcpConnection::Connect(dispatcher_, reinterpret_cast<sockaddr*>(&a),
-                                       absl::Seconds(5), reinterpret_cast<sockaddr*>(&src));
-  client->SetCallbacks(&rec);
+  auto client = ConnectFrom(a, 0xc0000201, &rec);  // 192.0.2.1, TEST-NET-1
   EXPECT_TRUE(rec.events.empty());
   ASSERT_TRUE(RunUntil([&] { return !rec.events.empty(); }));
   EXPECT_NE(rec.events[0], TcpConnection::Event::kConnected);
