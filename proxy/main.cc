@@ -1,4 +1,4 @@
-// remora: a sidecar L7 proxy. Subcommands: proxy, validate, demo, version.
+// remora: a sidecar L7 proxy. Subcommands: proxy, validate, demo, cert, version.
 
 #include <cstdio>
 #include <cstring>
@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "proxy/cli/cert.h"
 #include "proxy/config/decode.h"
 #include "proxy/demo/sample_service.h"
 #include "proxy/demo_config.h"
@@ -23,6 +24,7 @@ constexpr char kUsage[] =
     "  proxy -c FILE      run the proxy with the config FILE (YAML or JSON)\n"
     "  validate -c FILE   check a config file; prints every error as FILE:LINE: field: message\n"
     "  demo [--ports=auto]  run remora in front of a built-in sample service on loopback\n"
+    "  cert ca|issue      make a development CA and workload (SPIFFE) certificates\n"
     "  version            print the version\n"
     "\n"
     "Run `remora <command> --help` for a command's options.\n"
@@ -192,6 +194,7 @@ int main(int argc, char** argv) {
   if (cmd == "proxy") return remora::CmdProxy(args);
   if (cmd == "validate") return remora::CmdValidate(args);
   if (cmd == "demo") return remora::CmdDemo(args);
+  if (cmd == "cert") return remora::cli::RunCert(args);
   if (cmd == "version" || cmd == "--version") {
     std::printf("remora %s\n", REMORA_VERSION);
     return 0;
