@@ -144,6 +144,7 @@ std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
   TcpConnection* self = conn.get();
   self->peer_ = network::FormatSockaddr(address);
   self->connecting_ = true;
+  self->is_client_ = true;
   int rc = source != nullptr ? BindSource(&self->block_->tcp, source) : 0;
   if (rc == 0)
     rc = uv_tcp_connect(&self->block_->connect_req, &self->block_->tcp, address,
@@ -162,13 +163,26 @@ std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
 
 void TcpConnection::OnConnectDone(int status) {
   connecting_ = false;
-  event_timer_->Disable();
   if (status != 0) {
+    event_timer_->Disable();
     LOG_DEBUG("connect to %s failed: %s", peer_, uv_strerror(status));
     FailAndClose(Event::kConnectFailed);
     return;
   }
   uv_tcp_nodelay(&block_->tcp, 1);
+  if (transport_ != nullptr) {
+    // Connected is reported once the handshake is done; the connect timeout still runs.
+    Transport::Status st = transport_->Start(pending_);
+    if (st == Transport::Status::kError) {
+      event_timer_->Disable();
+      FailAndClose(Event::kConnectFailed);
+      return;
+    }
+    Flush(/*try_now=*/true);
+    ApplyReading();
+    return;
+  }
+  event_timer_->Disable();
   // Bytes written while connecting go through a write request even if the kernel would take them
   // whole: the caller may be past the high watermark or waiting for OnFlushed, and only the
   // request's completion tells it.
@@ -179,6 +193,11 @@ void TcpConnection::OnConnectDone(int status) {
 
 void TcpConnection::ReadEnable(bool enable) {
   want_read_ = enable;  // applied once a pending connect completes
+  ApplyReading();
+}
+
+void TcpConnection::ApplyReading() {
+  bool enable = want_read_ || handshaking_;
   if (closed() || eof_ || connecting_ || enable == reading_) return;
   if (enable) {
     uv_read_start(block_->stream(), &TcpHandleBlock::OnAlloc, &TcpHandleBlock::OnRead);
@@ -186,6 +205,28 @@ void TcpConnection::ReadEnable(bool enable) {
     uv_read_stop(block_->stream());
   }
   reading_ = enable;
+}
+
+void TcpConnection::SetTransport(std::unique_ptr<Transport> transport,
+                                 absl::Duration handshake_timeout) {
+  transport_ = std::move(transport);
+  handshaking_ = true;
+  if (is_client_) return;  // started by OnConnectDone, timed by the connect timeout
+  if (handshake_timeout > absl::ZeroDuration()) {
+    deferred_event_ = Event::kRemoteReset;
+    handshake_timed_out_ = true;  // unless the handshake completes first (RunTransport)
+    event_timer_->Enable(handshake_timeout);
+  }
+  // Bytes a protocol sniffer read are the start of the handshake.
+  wire_in_.Move(read_buffer_);
+  if (!wire_in_.empty()) {
+    // On a later turn, as every callback: the owner is still setting itself up.
+    transport_timer_ = dispatcher_.CreateTimer([this] {
+      if (!closed()) RunTransport();
+    });
+    transport_timer_->Enable(absl::ZeroDuration());
+  }
+  ApplyReading();
 }
 
 void TcpConnection::RedeliverBuffered() {
@@ -197,11 +238,48 @@ void TcpConnection::RedeliverBuffered() {
 
 void TcpConnection::OnReadData(buffer::Slice slice) {
   bytes_read_ += slice.size();
+  if (transport_ != nullptr) {
+    wire_in_.Append(std::move(slice));
+    RunTransport();
+    return;
+  }
   read_buffer_.Append(std::move(slice));
   if (callbacks_ != nullptr) callbacks_->OnRead(read_buffer_);  // may destroy this
 }
 
+void TcpConnection::RunTransport() {
+  Transport::Status st = transport_->Read(wire_in_, read_buffer_, pending_);
+  // Writes held through the handshake go out through a write request, whose completion tells
+  // an owner waiting on the watermarks or OnFlushed (as after a plain connect).
+  if (!pending_.empty()) Flush(/*try_now=*/st != Transport::Status::kReady);
+  if (st == Transport::Status::kError) {
+    handshake_timed_out_ = false;
+    FailAndClose(is_client_ && handshaking_ ? Event::kConnectFailed : Event::kRemoteReset);
+    return;
+  }
+  // Owners free their connections deferred, so `this` outlives each callback below; a callback
+  // may close it, which every step checks.
+  if (st == Transport::Status::kReady) {
+    handshaking_ = false;
+    handshake_timed_out_ = false;
+    event_timer_->Disable();
+    ApplyReading();
+    // Writes held through the handshake went out with it (in pending_).
+    if (shutdown_wanted_) Flush();
+    if (is_client_ && callbacks_ != nullptr) callbacks_->OnEvent(Event::kConnected);
+    if (closed()) return;
+  }
+  if (!read_buffer_.empty() && callbacks_ != nullptr) callbacks_->OnRead(read_buffer_);
+  if (st == Transport::Status::kClosed && !closed() && !eof_) OnReadEnd(UV_EOF);
+}
+
 void TcpConnection::OnReadEnd(int status) {
+  if (status == UV_EOF && handshaking_) {
+    // The peer left mid-handshake: nothing was ever connected.
+    handshake_timed_out_ = false;
+    FailAndClose(is_client_ ? Event::kConnectFailed : Event::kRemoteReset);
+    return;
+  }
   if (status == UV_EOF) {
     eof_ = true;
     reading_ = false;
@@ -218,9 +296,17 @@ void TcpConnection::Write(buffer::Buffer& data) {
     data.Clear();
     return;
   }
-  // Bytes joining a backlog will wait: keep them compact (see Buffer::MoveCompacting). An empty
-  // backlog, the usual case, takes the slices as they are.
-  if (pending_.empty()) {
+  if (transport_ != nullptr) {
+    // Encrypted into fresh slices (or held until the handshake completes).
+    if (transport_->Write(data, pending_) == Transport::Status::kError) {
+      write_failed_ = true;
+      pending_.Clear();
+      DeferEvent(Event::kRemoteReset);
+      return;
+    }
+  } else if (pending_.empty()) {
+    // Bytes joining a backlog will wait: keep them compact (see Buffer::MoveCompacting). An
+    // empty backlog, the usual case, takes the slices as they are.
     pending_.Move(data);
   } else {
     pending_.MoveCompacting(data);
@@ -256,6 +342,12 @@ void TcpConnection::Flush(bool try_now) {
     }
   }
   if (pending_.empty()) {
+    if (shutdown_wanted_ && !shutdown_sent_ && transport_ != nullptr) {
+      // The session ends first (close_notify), once the handshake has let held writes out.
+      if (handshaking_) return;
+      transport_->Shutdown(pending_);
+      if (!pending_.empty()) return Flush(try_now);
+    }
     if (shutdown_wanted_ && !shutdown_sent_) {
       shutdown_sent_ = true;
       uv_shutdown(&block_->shutdown_req, block_->stream(), &TcpHandleBlock::OnShutdown);
@@ -318,7 +410,8 @@ void TcpConnection::Shutdown() {
 }
 
 size_t TcpConnection::write_backlog() const {
-  return pending_.length() + (block_ != nullptr ? block_->inflight.length() : 0);
+  return pending_.length() + (block_ != nullptr ? block_->inflight.length() : 0) +
+         (transport_ != nullptr ? transport_->buffered() : 0);
 }
 
 void TcpConnection::Close(CloseMode mode) { CloseHandle(mode == CloseMode::kReset); }
@@ -332,8 +425,10 @@ void TcpConnection::FailAndClose(Event event) {
 void TcpConnection::CloseHandle(bool reset) {
   if (block_ == nullptr) return;
   event_timer_->Disable();
+  if (transport_timer_ != nullptr) transport_timer_->Disable();
   pending_.Clear();
   read_buffer_.Clear();
+  wire_in_.Clear();
   block_->owner = nullptr;
   TcpHandleBlock* block = block_;
   block_ = nullptr;

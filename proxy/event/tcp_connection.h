@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "proxy/buffer/buffer.h"
 #include "proxy/event/dispatcher.h"
+#include "proxy/event/transport.h"
 
 namespace remora::event {
 
@@ -79,6 +80,18 @@ class TcpConnection {
   TcpConnection& operator=(const TcpConnection&) = delete;
 
   void SetCallbacks(Callbacks* callbacks) { callbacks_ = callbacks; }
+
+  // Puts `transport` (TLS) under the connection: a client's right after Connect(), a server's
+  // right after Adopt() or once a protocol sniffer has read the first bytes (bytes already in the
+  // read buffer go to the transport). The connection reads through the handshake whatever
+  // ReadEnable says. A client reports kConnected once its handshake is done, within the connect
+  // timeout, and kConnectFailed if it fails. A server connection whose handshake fails, or has
+  // not completed within `handshake_timeout` (0: no limit), is closed with kRemoteReset (see
+  // handshake_timed_out()). Reads and writes carry plaintext; bytes_read/written count the wire.
+  void SetTransport(std::unique_ptr<Transport> transport, absl::Duration handshake_timeout);
+  Transport* transport() const { return transport_.get(); }
+  // The connection was closed because its handshake did not complete in time.
+  bool handshake_timed_out() const { return handshake_timed_out_; }
   // Above `high` bytes queued OnWriteHighWatermark fires; below `low` (after draining) the low one.
   void SetWriteWatermarks(size_t low, size_t high) {
     low_watermark_ = low;
@@ -113,6 +126,10 @@ class TcpConnection {
   // OnFlushed notifications.
   void Flush(bool try_now = true);
   void OnReadData(buffer::Slice slice);
+  // Feeds wire_in_ to the transport, sends what it produced, and tells the callbacks.
+  void RunTransport();
+  // Reads while the owner wants to, or while a handshake is in progress.
+  void ApplyReading();
   void OnReadEnd(int status);
   void OnWriteDone(int status, size_t bytes);
   void OnConnectDone(int status);
@@ -125,8 +142,11 @@ class TcpConnection {
   TcpHandleBlock* block_ = nullptr;
   Callbacks* callbacks_ = nullptr;
   buffer::Buffer read_buffer_;
-  buffer::Buffer pending_;              // queued, not yet handed to the kernel
-  std::unique_ptr<Timer> event_timer_;  // connect timeout, or a deferred failure report
+  buffer::Buffer pending_;  // queued, not yet handed to the kernel
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<Timer> transport_timer_;  // runs bytes read before SetTransport
+  buffer::Buffer wire_in_;                  // read from the socket, not yet taken by the transport
+  std::unique_ptr<Timer> event_timer_;      // connect timeout, or a deferred failure report
   Event deferred_event_ = Event::kConnectFailed;
   std::string peer_;
   size_t low_watermark_ = 128 * 1024;
@@ -142,6 +162,9 @@ class TcpConnection {
   bool write_failed_ = false;  // a write failed; its kRemoteReset is on its way
   bool shutdown_wanted_ = false;
   bool shutdown_sent_ = false;
+  bool is_client_ = false;
+  bool handshaking_ = false;  // a transport's handshake is in progress
+  bool handshake_timed_out_ = false;
 };
 
 }  // namespace remora::event

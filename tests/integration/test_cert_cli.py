@@ -121,8 +121,9 @@ class CertCliTest(unittest.TestCase):
         shutil.copy(os.path.join(server, "ca.pem"), os.path.join(stranger, "ca.pem"))
         port = free_port()
         s = self.s_server(server, port)
-        r = self.s_client(stranger, port)
-        self.assertNotEqual(r.returncode, 0)
+        # In TLS 1.3 the client is done before the server checks its certificate, so s_client
+        # may well exit 0: the server's verdict is what counts.
+        self.s_client(stranger, port)
         s.wait(timeout=10)
         self.assertIn("verify error", s.stdout.read())
 

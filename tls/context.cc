@@ -1,0 +1,207 @@
+#include "tls/context.h"
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "absl/strings/str_cat.h"
+#include "tls/transport.h"
+
+namespace remora::tls {
+
+namespace {
+
+// TLS 1.2: ECDHE key exchange and AEAD ciphers only. TLS 1.3's suites are all AEAD.
+constexpr char kTls12Ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr char kGroups[] = "X25519:P-256:P-384";
+
+std::string LastError() {
+  char buf[256] = "unknown error";
+  if (unsigned long e = ERR_get_error()) ERR_error_string_n(e, buf, sizeof(buf));
+  ERR_clear_error();
+  return buf;
+}
+
+int ContextIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+HandshakeFailure FromVerifyError(int err) {
+  switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return HandshakeFailure::kExpired;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return HandshakeFailure::kNotYetValid;
+    default:
+      return HandshakeFailure::kUntrusted;
+  }
+}
+
+// At each certificate of the peer's chain, after OpenSSL's own checks; at the leaf (depth 0),
+// also the SPIFFE checks and the identity match. A refusal sends the peer an alert.
+int Verify(int preverify_ok, X509_STORE_CTX* store) {
+  SSL* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* transport = static_cast<TlsTransport*>(SSL_get_app_data(ssl));
+  const auto* context =
+      static_cast<const Context*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextIndex()));
+  if (transport == nullptr || context == nullptr) return 0;
+  if (!preverify_ok) {
+    int err = X509_STORE_CTX_get_error(store);
+    transport->Fail(FromVerifyError(err),
+                    absl::StrCat("certificate at depth ", X509_STORE_CTX_get_error_depth(store),
+                                 ": ", X509_verify_cert_error_string(err)));
+    return 0;
+  }
+  if (X509_STORE_CTX_get_error_depth(store) != 0) return 1;
+  SvidError svid;
+  absl::StatusOr<SpiffeId> id = PeerSpiffeId(X509_STORE_CTX_get_current_cert(store), &svid);
+  if (!id.ok()) {
+    transport->Fail(HandshakeFailure::kBadSvid,
+                    absl::StrCat(SvidErrorName(svid), ": ", id.status().message()));
+    X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+  }
+  if (!context->options().peer.Matches(*id)) {
+    transport->Fail(HandshakeFailure::kWrongIdentity,
+                    absl::StrCat("the peer is ", id->ToString(), "; expected ",
+                                 context->options().peer.ToString()));
+    X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+  }
+  return 1;
+}
+
+}  // namespace
+
+// Servers: the first of our protocols (in our order) the client offers; none in common fails
+// the handshake (a client that offers ALPN and shares nothing would misread what we speak).
+int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+               unsigned inlen, void* arg) {
+  const auto* context = static_cast<const Context*>(arg);
+  for (const std::string& ours : context->options().alpn) {
+    for (unsigned i = 0; i < inlen;) {
+      unsigned n = in[i];
+      if (i + 1 + n > inlen) break;
+      if (n == ours.size() && std::equal(ours.begin(), ours.end(), in + i + 1)) {
+        *out = in + i + 1;
+        *outlen = static_cast<unsigned char>(n);
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + n;
+    }
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+const char* HandshakeFailureName(HandshakeFailure f) {
+  switch (f) {
+    case HandshakeFailure::kNone:
+      return "none";
+    case HandshakeFailure::kNotTls:
+      return "not_tls";
+    case HandshakeFailure::kNoPeerCertificate:
+      return "no_peer_certificate";
+    case HandshakeFailure::kUntrusted:
+      return "untrusted";
+    case HandshakeFailure::kExpired:
+      return "expired";
+    case HandshakeFailure::kNotYetValid:
+      return "not_yet_valid";
+    case HandshakeFailure::kBadSvid:
+      return "bad_svid";
+    case HandshakeFailure::kWrongIdentity:
+      return "wrong_identity";
+    case HandshakeFailure::kRejectedByPeer:
+      return "rejected_by_peer";
+    case HandshakeFailure::kNoSharedProtocol:
+      return "no_shared_protocol";
+    case HandshakeFailure::kTimeout:
+      return "timeout";
+    case HandshakeFailure::kOther:
+    case HandshakeFailure::kCount:
+      break;
+  }
+  return "other";
+}
+
+Context::~Context() { SSL_CTX_free(ctx_); }
+
+absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOptions& options) {
+  std::shared_ptr<Context> c(new Context);
+  c->options_ = options;
+  ERR_clear_error();
+  c->ctx_ = SSL_CTX_new(options.server ? TLS_server_method() : TLS_client_method());
+  if (c->ctx_ == nullptr) return absl::InternalError(LastError());
+  SSL_CTX* ctx = c->ctx_;
+  SSL_CTX_set_ex_data(ctx, ContextIndex(), c.get());
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // No renegotiation (TLS 1.2), no compression; servers choose the cipher.
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 ||
+      SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
+    return absl::InternalError(absl::StrCat("cipher setup: ", LastError()));
+  }
+  if (!options.cert_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, options.cert_file.c_str()) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot load the certificate ", options.cert_file, ": ", LastError()));
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+      if (ERR_GET_REASON(ERR_peek_error()) != X509_R_KEY_VALUES_MISMATCH) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot load the key ", options.key_file, ": ", LastError()));
+      }
+      ERR_clear_error();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the key ", options.key_file, " does not match the certificate ", options.cert_file));
+    }
+    X509* leaf = SSL_CTX_get0_certificate(ctx);
+    int days = 0, secs = 0;
+    if (leaf != nullptr && ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(leaf)) == 1) {
+      c->expires_at_ = static_cast<int64_t>(time(nullptr)) + int64_t{days} * 86400 + secs;
+    }
+  } else if (options.server) {
+    return absl::InvalidArgumentError("a TLS server needs a certificate and key");
+  }
+  if (!options.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot load the trust bundle ", options.ca_file, ": ", LastError()));
+    }
+    int mode = SSL_VERIFY_PEER;
+    if (options.server && options.require_peer_certificate) {
+      mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    }
+    SSL_CTX_set_verify(ctx, mode, Verify);
+  } else if (!options.server || options.require_peer_certificate) {
+    return absl::InvalidArgumentError(
+        "verifying the peer needs a trust bundle (ca); a mesh never trusts blindly");
+  }
+  if (options.server) {
+    if (!options.alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, SelectAlpn, c.get());
+    // One session cache per context; tickets are keyed per context, so a new context (a
+    // rotated trust bundle) never resumes an old session.
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  } else {
+    for (const std::string& p : options.alpn) {
+      c->alpn_wire_.push_back(static_cast<unsigned char>(p.size()));
+      c->alpn_wire_.insert(c->alpn_wire_.end(), p.begin(), p.end());
+    }
+    if (!c->alpn_wire_.empty() &&
+        SSL_CTX_set_alpn_protos(ctx, c->alpn_wire_.data(),
+                                static_cast<unsigned>(c->alpn_wire_.size())) != 0) {
+      return absl::InternalError(absl::StrCat("ALPN setup: ", LastError()));
+    }
+  }
+  return std::shared_ptr<const Context>(std::move(c));
+}
+
+}  // namespace remora::tls

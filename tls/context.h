@@ -1,0 +1,78 @@
+#pragma once
+
+// TLS contexts (OpenSSL 3 SSL_CTX) built from PEM files: a server context terminates TLS on a
+// listener, a client context originates it on a cluster. Both allow TLS 1.2 and 1.3 only, and in
+// TLS 1.2 only ECDHE key exchange with AEAD ciphers. A context verifies its peer against the
+// trust bundle and then makes the SPIFFE checks (tls/spiffe.h) and the identity match; a failed
+// check fails the handshake with an alert, and its reason is kept for the metric.
+//
+// A context is immutable once built and shared by every connection that uses it (connections
+// keep it alive); a certificate rotation builds a new one.
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tls/spiffe.h"
+
+namespace remora::tls {
+
+struct ContextOptions {
+  bool server = true;
+  std::string cert_file;  // PEM chain, leaf first
+  std::string key_file;   // PEM private key
+  std::string ca_file;    // PEM trust bundle; empty: the peer is not verified (servers only)
+  // Servers: clients must present a certificate the bundle vouches for (mutual TLS).
+  bool require_peer_certificate = false;
+  // Servers: the protocols accepted, most preferred first; clients: the protocols offered.
+  std::vector<std::string> alpn;
+  // Who the peer must be (clients: the server; servers: clients). Empty: anyone the bundle
+  // vouches for with a valid SPIFFE ID.
+  SpiffeMatcher peer;
+  std::string sni;  // clients: the server name to ask for (none if empty)
+};
+
+// Why a handshake failed: the `reason` label of remora_*_tls_handshake_failures_total.
+enum class HandshakeFailure : uint8_t {
+  kNone,
+  kNotTls,             // the bytes were not TLS (plaintext to a TLS port)
+  kNoPeerCertificate,  // a client that must present a certificate did not
+  kUntrusted,          // a chain the trust bundle does not vouch for
+  kExpired,
+  kNotYetValid,
+  kBadSvid,           // not a workload certificate (a CA as leaf, no or several URI SANs, bad ID)
+  kWrongIdentity,     // a valid SVID, but not the identity expected
+  kRejectedByPeer,    // the peer refused us (an alert about our certificate)
+  kNoSharedProtocol,  // no common TLS version, cipher or ALPN protocol
+  kTimeout,           // no complete handshake in time (counted by the connection)
+  kOther,
+  kCount,
+};
+const char* HandshakeFailureName(HandshakeFailure f);
+
+class Context {
+ public:
+  static absl::StatusOr<std::shared_ptr<const Context>> Load(const ContextOptions& options);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  SSL_CTX* ssl_ctx() const { return ctx_; }
+  const ContextOptions& options() const { return options_; }
+  // Seconds until the leaf certificate expires (negative: expired), at load time plus elapsed.
+  int64_t expires_at_unix() const { return expires_at_; }
+
+ private:
+  Context() = default;
+  SSL_CTX* ctx_ = nullptr;
+  ContextOptions options_;
+  int64_t expires_at_ = 0;
+  std::vector<unsigned char> alpn_wire_;  // clients: the offered list, length-prefixed
+  friend int SelectAlpn(SSL*, const unsigned char**, unsigned char*, const unsigned char*, unsigned,
+                        void*);
+};
+
+}  // namespace remora::tls

@@ -1,0 +1,232 @@
+#include "tls/transport.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace remora::tls {
+
+namespace {
+
+// The BIO between OpenSSL and our buffers: its data is the TlsTransport, which points it at the
+// buffers of the call in progress.
+int BioWriteFn(BIO* bio, const char* data, int len) {
+  return static_cast<TlsTransport*>(BIO_get_data(bio))->BioWrite(data, len);
+}
+int BioReadFn(BIO* bio, char* data, int len) {
+  BIO_clear_retry_flags(bio);
+  int n = static_cast<TlsTransport*>(BIO_get_data(bio))->BioRead(data, len);
+  if (n < 0) BIO_set_retry_read(bio);
+  return n;
+}
+long BioCtrlFn(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
+int BioCreateFn(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+BIO_METHOD* Method() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "remora buffers");
+    BIO_meth_set_write(m, BioWriteFn);
+    BIO_meth_set_read(m, BioReadFn);
+    BIO_meth_set_ctrl(m, BioCtrlFn);
+    BIO_meth_set_create(m, BioCreateFn);
+    return m;
+  }();
+  return method;
+}
+
+// What an OpenSSL error at the handshake says about the peer.
+HandshakeFailure FromSslError(unsigned long e) {
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL) return HandshakeFailure::kOther;
+  switch (ERR_GET_REASON(e)) {
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST:
+    case SSL_R_UNKNOWN_PROTOCOL:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_RECORD_LENGTH_MISMATCH:
+    case SSL_R_WRONG_SSL_VERSION:
+      return HandshakeFailure::kNotTls;
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+      return HandshakeFailure::kNoPeerCertificate;
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_NO_PROTOCOLS_AVAILABLE:
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+    case SSL_R_NO_APPLICATION_PROTOCOL:
+    case SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL:
+      return HandshakeFailure::kNoSharedProtocol;
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+      return HandshakeFailure::kRejectedByPeer;
+    default:
+      return HandshakeFailure::kOther;
+  }
+}
+
+}  // namespace
+
+TlsTransport::TlsTransport(std::shared_ptr<const Context> context) : context_(std::move(context)) {
+  ssl_ = SSL_new(context_->ssl_ctx());
+  SSL_set_app_data(ssl_, this);
+  BIO* bio = BIO_new(Method());
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_, bio, bio);  // one BIO both ways, owned by ssl_
+  const ContextOptions& o = context_->options();
+  if (o.server) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    SSL_set_connect_state(ssl_);
+    if (!o.sni.empty()) SSL_set_tlsext_host_name(ssl_, o.sni.c_str());
+  }
+}
+
+TlsTransport::~TlsTransport() { SSL_free(ssl_); }
+
+void TlsTransport::Fail(HandshakeFailure f, std::string detail) {
+  if (failure_ != HandshakeFailure::kNone) return;  // the first reason is the cause
+  failure_ = f;
+  failure_detail_ = std::move(detail);
+}
+
+int TlsTransport::BioRead(char* data, int len) {
+  if (in_ == nullptr || in_->empty()) return -1;
+  size_t want = static_cast<size_t>(len), got = 0;
+  while (got < want && !in_->empty()) {
+    absl::string_view s = in_->slice(0).view();
+    size_t n = std::min(s.size(), want - got);
+    std::memcpy(data + got, s.data(), n);
+    in_->Drain(n);
+    got += n;
+  }
+  return static_cast<int>(got);
+}
+
+int TlsTransport::BioWrite(const char* data, int len) {
+  out_->Append(absl::string_view(data, static_cast<size_t>(len)));
+  return len;
+}
+
+event::Transport::Status TlsTransport::Start(buffer::Buffer& out) { return Handshake(out); }
+
+event::Transport::Status TlsTransport::Handshake(buffer::Buffer& out) {
+  out_ = &out;
+  ERR_clear_error();
+  int rc = SSL_do_handshake(ssl_);
+  if (rc == 1) {
+    ready_ = true;
+    if (X509* peer = SSL_get0_peer_certificate(ssl_)) {
+      SvidError ignored;
+      if (absl::StatusOr<SpiffeId> id = PeerSpiffeId(peer, &ignored); id.ok()) {
+        peer_id_ = id->ToString();
+      }
+    }
+    WriteHeld(out);
+    return Status::kReady;
+  }
+  int err = SSL_get_error(ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Status::kOk;
+  unsigned long e = ERR_peek_error();
+  if (failure_ == HandshakeFailure::kNone) {
+    char buf[256] = "the peer closed the connection during the handshake";
+    if (e != 0) ERR_error_string_n(e, buf, sizeof(buf));
+    Fail(e != 0 ? FromSslError(e) : HandshakeFailure::kOther, buf);
+  }
+  ERR_clear_error();
+  return Status::kError;
+}
+
+void TlsTransport::WriteHeld(buffer::Buffer& out) {
+  if (held_.empty()) return;
+  buffer::Buffer held = std::move(held_);
+  Write(held, out);
+}
+
+event::Transport::Status TlsTransport::Read(buffer::Buffer& in, buffer::Buffer& plain,
+                                            buffer::Buffer& out) {
+  in_ = &in;
+  out_ = &out;
+  Status st = Status::kOk;
+  if (!ready_) {
+    st = Handshake(out);
+    if (st != Status::kReady) {
+      in_ = nullptr;
+      return st;
+    }
+  }
+  Status drained = Drain(plain);
+  in_ = nullptr;
+  return drained == Status::kOk ? st : drained;
+}
+
+event::Transport::Status TlsTransport::Drain(buffer::Buffer& plain) {
+  buffer::ReadArena& arena = buffer::ReadArena::ForThisThread();
+  for (;;) {
+    auto [mem, len] = arena.Alloc();
+    ERR_clear_error();
+    int n = SSL_read(ssl_, mem, static_cast<int>(len));
+    if (n > 0) {
+      plain.Append(arena.Commit(static_cast<size_t>(n)));
+      continue;
+    }
+    arena.Commit(0);
+    switch (SSL_get_error(ssl_, n)) {
+      case SSL_ERROR_WANT_READ:
+      case SSL_ERROR_WANT_WRITE:
+        return Status::kOk;
+      case SSL_ERROR_ZERO_RETURN:
+        return Status::kClosed;
+      default:
+        ERR_clear_error();
+        return Status::kError;
+    }
+  }
+}
+
+event::Transport::Status TlsTransport::Write(buffer::Buffer& plain, buffer::Buffer& out) {
+  if (!ready_) {
+    held_.Move(plain);
+    return Status::kOk;
+  }
+  out_ = &out;
+  // The BIO takes every byte, so each SSL_write completes whole.
+  for (size_t i = 0; i < plain.slice_count(); ++i) {
+    absl::string_view s = plain.slice(i).view();
+    ERR_clear_error();
+    if (SSL_write(ssl_, s.data(), static_cast<int>(s.size())) <= 0) {
+      ERR_clear_error();
+      plain.Clear();
+      return Status::kError;
+    }
+  }
+  plain.Clear();
+  return Status::kOk;
+}
+
+void TlsTransport::Shutdown(buffer::Buffer& out) {
+  if (shutdown_sent_ || !ready_) return;
+  shutdown_sent_ = true;
+  out_ = &out;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);  // our close_notify; the peer's is not awaited
+  ERR_clear_error();
+}
+
+std::string TlsTransport::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned n = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &n);
+  return std::string(reinterpret_cast<const char*>(p), n);
+}
+
+}  // namespace remora::tls

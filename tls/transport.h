@@ -1,0 +1,66 @@
+#pragma once
+
+// TLS as a TcpConnection transport (event/transport.h), driven by the event loop and never
+// blocking. OpenSSL reads and writes through a BIO over our own buffers: ciphertext is read from
+// the connection's slices and written straight into the send buffer (one copy each way, where a
+// memory BIO pair would make two), and plaintext is decrypted into read-arena slices the owner
+// takes without another copy. Idle connections give their OpenSSL buffers back
+// (SSL_MODE_RELEASE_BUFFERS).
+//
+// After the handshake: the peer's verified SPIFFE ID (if it sent a certificate), the ALPN
+// protocol agreed, and, if it failed, why.
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+
+#include "proxy/buffer/buffer.h"
+#include "proxy/event/transport.h"
+#include "tls/context.h"
+
+namespace remora::tls {
+
+class TlsTransport final : public event::Transport {
+ public:
+  explicit TlsTransport(std::shared_ptr<const Context> context);
+  ~TlsTransport() override;
+
+  Status Start(buffer::Buffer& out) override;
+  Status Read(buffer::Buffer& in, buffer::Buffer& plain, buffer::Buffer& out) override;
+  Status Write(buffer::Buffer& plain, buffer::Buffer& out) override;
+  void Shutdown(buffer::Buffer& out) override;
+  size_t buffered() const override { return held_.length(); }
+  bool ready() const override { return ready_; }
+
+  // The peer's SPIFFE ID ("" if it sent no certificate), once ready.
+  const std::string& peer_id() const { return peer_id_; }
+  // The ALPN protocol agreed ("" if none), once ready.
+  std::string alpn() const;
+  HandshakeFailure failure() const { return failure_; }
+  // The verification or OpenSSL error behind failure(), for the log line.
+  const std::string& failure_detail() const { return failure_detail_; }
+
+  // For the verify callback and the BIO (tls/transport.cc).
+  void Fail(HandshakeFailure f, std::string detail);
+  int BioRead(char* data, int len);
+  int BioWrite(const char* data, int len);
+
+ private:
+  Status Handshake(buffer::Buffer& out);
+  Status Drain(buffer::Buffer& plain);  // decrypts all it can
+  void WriteHeld(buffer::Buffer& out);
+
+  std::shared_ptr<const Context> context_;
+  SSL* ssl_ = nullptr;
+  buffer::Buffer* in_ = nullptr;   // during a call: ciphertext to read
+  buffer::Buffer* out_ = nullptr;  // during a call: where ciphertext goes
+  buffer::Buffer held_;            // plaintext written before the handshake completed
+  std::string peer_id_;
+  std::string failure_detail_;
+  HandshakeFailure failure_ = HandshakeFailure::kNone;
+  bool ready_ = false;
+  bool shutdown_sent_ = false;
+};
+
+}  // namespace remora::tls
