@@ -76,7 +76,8 @@ HandshakeFailure FromSslError(unsigned long e) {
 
 }  // namespace
 
-TlsTransport::TlsTransport(std::shared_ptr<const Context> context) : context_(std::move(context)) {
+TlsTransport::TlsTransport(std::shared_ptr<const Context> context, absl::string_view alpn)
+    : context_(std::move(context)) {
   ssl_ = SSL_new(context_->ssl_ctx());
   SSL_set_app_data(ssl_, this);
   BIO* bio = BIO_new(Method());
@@ -88,7 +89,29 @@ TlsTransport::TlsTransport(std::shared_ptr<const Context> context) : context_(st
   } else {
     SSL_set_connect_state(ssl_);
     if (!o.sni.empty()) SSL_set_tlsext_host_name(ssl_, o.sni.c_str());
+    if (!alpn.empty()) {
+      SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(alpn.data()),
+                          static_cast<unsigned>(alpn.size()));
+    }
   }
+}
+
+void TlsTransport::Done() {
+  if (done_reported_) return;
+  done_reported_ = true;
+  if (on_done_) on_done_(*this);
+}
+
+void TlsTransport::OnHandshakeAbandoned(bool timed_out) {
+  if (ready_) return;
+  if (timed_out) {
+    Fail(HandshakeFailure::kTimeout, "no complete handshake within the handshake timeout");
+  } else if (any_input_) {
+    Fail(HandshakeFailure::kOther, "the peer closed the connection during the handshake");
+  } else {
+    return;  // connected and left without a byte (a port probe): no handshake was tried
+  }
+  Done();
 }
 
 TlsTransport::~TlsTransport() { SSL_free(ssl_); }
@@ -101,6 +124,7 @@ void TlsTransport::Fail(HandshakeFailure f, std::string detail) {
 
 int TlsTransport::BioRead(char* data, int len) {
   if (in_ == nullptr || in_->empty()) return -1;
+  any_input_ = true;
   size_t want = static_cast<size_t>(len), got = 0;
   while (got < want && !in_->empty()) {
     absl::string_view s = in_->slice(0).view();
@@ -132,6 +156,7 @@ event::Transport::Status TlsTransport::Handshake(buffer::Buffer& out) {
       }
     }
     WriteHeld(out);
+    Done();
     return Status::kReady;
   }
   int err = SSL_get_error(ssl_, rc);
@@ -143,6 +168,7 @@ event::Transport::Status TlsTransport::Handshake(buffer::Buffer& out) {
     Fail(e != 0 ? FromSslError(e) : HandshakeFailure::kOther, buf);
   }
   ERR_clear_error();
+  Done();
   return Status::kError;
 }
 

@@ -15,6 +15,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
+#include "absl/strings/string_view.h"
+
 #include "proxy/buffer/buffer.h"
 #include "proxy/event/transport.h"
 #include "tls/context.h"
@@ -23,7 +26,9 @@ namespace remora::tls {
 
 class TlsTransport final : public event::Transport {
  public:
-  explicit TlsTransport(std::shared_ptr<const Context> context);
+  // `alpn`: clients, the protocols to offer on this connection, in wire format (length-prefixed
+  // names), replacing the context's.
+  explicit TlsTransport(std::shared_ptr<const Context> context, absl::string_view alpn = {});
   ~TlsTransport() override;
 
   Status Start(buffer::Buffer& out) override;
@@ -32,6 +37,13 @@ class TlsTransport final : public event::Transport {
   void Shutdown(buffer::Buffer& out) override;
   size_t buffered() const override { return held_.length(); }
   bool ready() const override { return ready_; }
+  void OnHandshakeAbandoned(bool timed_out) override;
+
+  // Told once, when the handshake completes or fails (failure() says which), for metrics and
+  // logs.
+  void SetOnHandshakeDone(absl::AnyInvocable<void(const TlsTransport&)> cb) {
+    on_done_ = std::move(cb);
+  }
 
   // The peer's SPIFFE ID ("" if it sent no certificate), once ready.
   const std::string& peer_id() const { return peer_id_; }
@@ -51,7 +63,10 @@ class TlsTransport final : public event::Transport {
   Status Drain(buffer::Buffer& plain);  // decrypts all it can
   void WriteHeld(buffer::Buffer& out);
 
+  void Done();
+
   std::shared_ptr<const Context> context_;
+  absl::AnyInvocable<void(const TlsTransport&)> on_done_;
   SSL* ssl_ = nullptr;
   buffer::Buffer* in_ = nullptr;   // during a call: ciphertext to read
   buffer::Buffer* out_ = nullptr;  // during a call: where ciphertext goes
@@ -61,6 +76,8 @@ class TlsTransport final : public event::Transport {
   HandshakeFailure failure_ = HandshakeFailure::kNone;
   bool ready_ = false;
   bool shutdown_sent_ = false;
+  bool done_reported_ = false;
+  bool any_input_ = false;  // the peer sent something
 };
 
 }  // namespace remora::tls

@@ -45,6 +45,23 @@ struct HeaderValue {
   std::string value;
 };
 
+// TLS on a listener (termination) or a cluster (origination), from PEM files (docs/tls.md).
+struct Tls {
+  bool enabled = false;  // a `tls` block was given
+  std::string cert;      // certificate chain; listeners: required; clusters: for mutual TLS
+  std::string key;
+  // The trust bundle. Listeners: with it, clients must present a workload certificate it
+  // vouches for (mutual TLS); clusters: required, the upstream's certificate is checked with it.
+  std::string ca;
+  // Clusters: the server name to ask for, and who the upstream must be (one SPIFFE ID exactly,
+  // or any of a trust domain; neither: any SPIFFE ID the bundle vouches for).
+  std::string sni;
+  std::string spiffe_id;
+  std::string trust_domain;
+  // Listeners: a handshake not done within this is closed (counted as reason "timeout").
+  absl::Duration handshake_timeout = absl::Seconds(10);
+};
+
 // A request header condition: the field is present, or (with a value) equals it exactly.
 struct HeaderMatch {
   std::string name;
@@ -183,6 +200,7 @@ struct Listener {
   // through the original_dst cluster of the listener's direction (kPassthroughCluster,
   // kInboundPassthroughCluster). false: HTTP gets 404 no_route, other connections are closed.
   bool passthrough = true;
+  Tls tls;  // http and tcp listeners: terminate TLS
   // Inbound listeners: the app's port on loopback for what is relayed as TCP without a cluster;
   // 0: the original destination's port.
   uint16_t app_port = 0;
@@ -276,6 +294,7 @@ struct Cluster {
   uint32_t max_retries = 0;
   CircuitBreaker circuit_breaker;
   HealthCheck health_check;
+  Tls tls;  // originate TLS to the endpoints
   // Below this share of endpoints available (healthy, breaker closed), but above none, the load
   // balancer uses every endpoint (panic): a few survivors are not buried under all the load.
   uint32_t panic_threshold_percent = 50;

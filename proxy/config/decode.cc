@@ -28,6 +28,7 @@
 #include "absl/strings/strip.h"
 #include "absl/types/span.h"
 #include "proxy/config/value.h"
+#include "tls/spiffe.h"
 
 namespace remora::config {
 namespace {
@@ -57,6 +58,7 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "kind",
                                                  "cluster",
                                                  "buffer_limit_bytes",
+                                                 "tls",
                                                  "direction",
                                                  "routes",
                                                  "request_header_timeout",
@@ -75,11 +77,13 @@ constexpr absl::string_view kListenerFields[] = {"name",
                                                  "tls_routes",
                                                  "app_port",
                                                  "passthrough"};
-// The fields after the first five apply to http (and transparent) listeners only; the last five
+// The fields after the first six apply to http (and transparent) listeners only; the last five
 // to transparent ones only.
-constexpr size_t kFirstHttpOnlyListenerField = 5;
+constexpr size_t kFirstHttpOnlyListenerField = 6;
 constexpr size_t kTransparentOnlyListenerFields = 5;
 constexpr absl::string_view kTlsRouteFields[] = {"sni", "alpn", "cluster"};
+constexpr absl::string_view kTlsFields[] = {
+    "cert", "key", "ca", "sni", "spiffe_id", "trust_domain", "handshake_timeout"};
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
                                               "cluster",
@@ -139,6 +143,7 @@ constexpr absl::string_view kClusterFields[] = {"name",
                                                 "retry_budget",
                                                 "circuit_breaker",
                                                 "health_check",
+                                                "tls",
                                                 "panic_threshold_percent",
                                                 "lb_policy",
                                                 "hash_on",
@@ -706,6 +711,16 @@ class Decoder {
     } else {
       c = Optional(item, "cluster");
     }
+    if (const Value* t = Optional(item, "tls")) {
+      std::string tpath = JoinPath(path, "tls");
+      if (kind_ok && IsTransparent(listener->kind)) {
+        Error(t->line, tpath,
+              "is not supported on inbound and outbound listeners yet; use an http or tcp "
+              "listener");
+      } else if (Map(*t, tpath, kTlsFields)) {
+        DecodeTls(*t, tpath, /*listener=*/true, &listener->tls);
+      }
+    }
     if (c != nullptr && Name(*c, JoinPath(path, "cluster"), &listener->cluster)) {
       facts->cluster_ok = true;
       facts->cluster = listener->cluster;
@@ -742,6 +757,71 @@ class Decoder {
     if (v.IsScalar() && !v.quoted && v.AsBool(out)) return true;
     Error(v.line, path, absl::StrCat("expected true or false, got ", v.Describe()));
     return false;
+  }
+
+  // A listener's tls (termination) or a cluster's (origination).
+  void DecodeTls(const Value& v, const std::string& path, bool listener, Tls* tls) {
+    tls->enabled = true;
+    auto file = [&](absl::string_view key, std::string* out) {
+      const Value* f = Optional(v, key);
+      if (f == nullptr) return;
+      std::string fpath = JoinPath(path, key);
+      if (String(*f, fpath, "a file path", out) && out->empty()) {
+        Error(f->line, fpath, "must not be empty");
+      }
+    };
+    file("cert", &tls->cert);
+    file("key", &tls->key);
+    file("ca", &tls->ca);
+    if (tls->cert.empty() != tls->key.empty()) {
+      Error(v.line, path, "cert and key go together: give both or neither");
+    }
+    if (listener) {
+      if (tls->cert.empty() && !v.Find("cert")) {
+        Error(v.line, path, "a TLS listener needs cert and key (its certificate)");
+      }
+      for (absl::string_view f : {"sni", "spiffe_id", "trust_domain"}) {
+        if (const MapEntry* e = v.Find(f)) {
+          Error(e->key_line, JoinPath(path, f), "applies to a cluster's tls only");
+        }
+      }
+      if (const Value* t = Optional(v, "handshake_timeout")) {
+        Duration(*t, JoinPath(path, "handshake_timeout"), absl::Milliseconds(1), absl::Minutes(5),
+                 &tls->handshake_timeout);
+      }
+      return;
+    }
+    if (const MapEntry* e = v.Find("handshake_timeout")) {
+      Error(e->key_line, JoinPath(path, "handshake_timeout"),
+            "applies to a listener's tls only (a cluster's handshake is within connect_timeout)");
+    }
+    if (tls->ca.empty() && !v.Find("ca")) {
+      Error(v.line, path,
+            "a cluster's tls needs ca (the trust bundle its endpoints are checked "
+            "with)");
+    }
+    if (const Value* s = Optional(v, "sni"))
+      String(*s, JoinPath(path, "sni"), "a server name", &tls->sni);
+    if (const Value* s = Optional(v, "spiffe_id")) {
+      std::string spath = JoinPath(path, "spiffe_id");
+      if (String(*s, spath, "a SPIFFE ID", &tls->spiffe_id)) {
+        if (absl::StatusOr<tls::SpiffeId> id = tls::ParseSpiffeId(tls->spiffe_id); !id.ok()) {
+          Error(s->line, spath, std::string(id.status().message()));
+        }
+      }
+    }
+    if (const Value* t = Optional(v, "trust_domain")) {
+      std::string tpath = JoinPath(path, "trust_domain");
+      if (String(*t, tpath, "a trust domain", &tls->trust_domain)) {
+        if (absl::Status s = tls::CheckTrustDomain(tls->trust_domain); !s.ok()) {
+          Error(t->line, tpath, std::string(s.message()));
+        }
+        if (v.Find("spiffe_id") != nullptr) {
+          Error(t->line, tpath,
+                "give spiffe_id (one identity) or trust_domain (any of it), not both");
+        }
+      }
+    }
   }
 
   void DecodeDetection(const Value& item, const std::string& path, Listener* listener,
@@ -1402,6 +1482,10 @@ class Decoder {
       if (const Value* h = Optional(item, "health_check")) {
         std::string hpath = JoinPath(path, "health_check");
         if (Map(*h, hpath, kHealthCheckFields)) DecodeHealthCheck(*h, hpath, &cluster.health_check);
+      }
+      if (const Value* t = Optional(item, "tls")) {
+        std::string tpath = JoinPath(path, "tls");
+        if (Map(*t, tpath, kTlsFields)) DecodeTls(*t, tpath, /*listener=*/false, &cluster.tls);
       }
       if (const Value* p = Optional(item, "panic_threshold_percent")) {
         int64_t n;

@@ -77,6 +77,21 @@ nlohmann::json RouteToJson(const Route& r) {
   return j;
 }
 
+nlohmann::json TlsToJson(const Tls& t, bool listener) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!t.cert.empty()) j["cert"] = t.cert;
+  if (!t.key.empty()) j["key"] = t.key;
+  if (!t.ca.empty()) j["ca"] = t.ca;
+  if (listener) {
+    j["handshake_timeout"] = DurationToString(t.handshake_timeout);
+    return j;
+  }
+  if (!t.sni.empty()) j["sni"] = t.sni;
+  if (!t.spiffe_id.empty()) j["spiffe_id"] = t.spiffe_id;
+  if (!t.trust_domain.empty()) j["trust_domain"] = t.trust_domain;
+  return j;
+}
+
 }  // namespace
 
 nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
@@ -95,6 +110,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["kind"] = ListenerKindName(l.kind);
     if (!l.cluster.empty()) j["cluster"] = l.cluster;
     j["buffer_limit_bytes"] = l.buffer_limit_bytes;
+    if (l.tls.enabled) j["tls"] = TlsToJson(l.tls, /*listener=*/true);
     if (l.kind == ListenerKind::kHttp || IsTransparent(l.kind)) {
       if (l.kind == ListenerKind::kHttp) j["direction"] = DirectionName(l.direction);
       if (IsTransparent(l.kind)) {
@@ -150,6 +166,7 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["idle_connection_timeout"] = DurationToString(cl.idle_connection_timeout);
     j["retry_budget"] = {{"ratio", cl.retry_budget_ratio},
                          {"min_concurrency", cl.retry_budget_min_concurrency}};
+    if (cl.tls.enabled) j["tls"] = TlsToJson(cl.tls, /*listener=*/false);
     if (cl.type == ClusterType::kOriginalDst) {  // no endpoints to pick among or watch
       clusters.push_back(std::move(j));
       continue;

@@ -105,7 +105,10 @@ TcpConnection::TcpConnection(UvDispatcher& dispatcher, bool pipe) : dispatcher_(
   block_->write_req.data = block_;
   block_->connect_req.data = block_;
   block_->shutdown_req.data = block_;
-  event_timer_ = dispatcher.CreateTimer([this] { FailAndClose(deferred_event_); });
+  event_timer_ = dispatcher.CreateTimer([this] {
+    if (handshake_timed_out_ && transport_ != nullptr) transport_->OnHandshakeAbandoned(true);
+    FailAndClose(deferred_event_);
+  });
 }
 
 TcpConnection::~TcpConnection() { CloseHandle(false); }
@@ -277,6 +280,7 @@ void TcpConnection::OnReadEnd(int status) {
   if (status == UV_EOF && handshaking_) {
     // The peer left mid-handshake: nothing was ever connected.
     handshake_timed_out_ = false;
+    transport_->OnHandshakeAbandoned(false);
     FailAndClose(is_client_ ? Event::kConnectFailed : Event::kRemoteReset);
     return;
   }
@@ -373,6 +377,7 @@ void TcpConnection::Flush(bool try_now) {
 
 void TcpConnection::DeferEvent(Event event) {
   // Reported on a later turn: callbacks never run inline from the call that caused them.
+  handshake_timed_out_ = false;  // the timer now reports this instead
   deferred_event_ = event;
   event_timer_->Enable(absl::ZeroDuration());
 }

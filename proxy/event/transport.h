@@ -32,6 +32,8 @@ class Transport {
   // Plaintext held until the handshake completes.
   virtual size_t buffered() const = 0;
   virtual bool ready() const = 0;
+  // The handshake will not complete: it timed out, or the peer left; the connection closes next.
+  virtual void OnHandshakeAbandoned(bool timed_out) {}
 };
 
 }  // namespace remora::event

@@ -81,6 +81,9 @@ int Server::Run() {
 }
 
 absl::Status Server::ApplyConfig(config::Config cfg) {
+  // 0. TLS certificates and keys: a file that cannot be loaded rejects the config whole.
+  absl::StatusOr<TlsContexts> tls = LoadTlsContexts(cfg);
+  if (!tls.ok()) return tls.status();
   // 1. Work out which listening sockets to open and close. A listener keeps its sockets across a
   //    change as long as its address and kind are unchanged.
   std::vector<std::vector<ListenerSocket>> added(workers_.size());
@@ -126,7 +129,7 @@ absl::Status Server::ApplyConfig(config::Config cfg) {
   // 3. Everything that can fail has succeeded: swap.
   log::SetLevel(ToLogLevel(cfg.log_level));
   ++version_;
-  snapshot_ = BuildSnapshot(std::move(cfg), version_, worker_count_, *store_, endpoints_);
+  snapshot_ = BuildSnapshot(std::move(cfg), version_, worker_count_, *store_, endpoints_, &*tls);
   for (size_t i = 0; i < workers_.size(); ++i) {
     workers_[i]->ApplySnapshot(snapshot_, std::move(added[i]), removed);
   }

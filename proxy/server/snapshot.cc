@@ -1,5 +1,6 @@
 #include "proxy/server/snapshot.h"
 
+#include "absl/strings/str_cat.h"
 #include "filters/registry.h"
 #include "proxy/network/address.h"
 
@@ -27,9 +28,49 @@ const ListenerRuntime* Snapshot::FindListener(const std::string& name) const {
   return nullptr;
 }
 
+absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config) {
+  TlsContexts out;
+  for (const config::Listener& l : config.listeners) {
+    if (!l.tls.enabled) continue;
+    tls::ContextOptions o;
+    o.server = true;
+    o.cert_file = l.tls.cert;
+    o.key_file = l.tls.key;
+    o.ca_file = l.tls.ca;
+    o.require_peer_certificate = !l.tls.ca.empty();
+    // HTTP listeners speak both; the first the client offers in this order wins.
+    if (l.kind == config::ListenerKind::kHttp) o.alpn = {"h2", "http/1.1"};
+    absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o);
+    if (!c.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("listener ", l.name, " (line ", l.line, "): tls: ", c.status().message()));
+    }
+    out.listeners[l.name] = *std::move(c);
+  }
+  for (const config::Cluster& cl : config.clusters) {
+    if (!cl.tls.enabled) continue;
+    tls::ContextOptions o;
+    o.server = false;
+    o.cert_file = cl.tls.cert;
+    o.key_file = cl.tls.key;
+    o.ca_file = cl.tls.ca;
+    o.sni = cl.tls.sni;
+    o.peer.exact = cl.tls.spiffe_id;
+    o.peer.trust_domain = cl.tls.trust_domain;
+    absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o);
+    if (!c.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster ", cl.name, " (line ", cl.line, "): tls: ", c.status().message()));
+    }
+    out.clusters[cl.name] = *std::move(c);
+  }
+  return out;
+}
+
 std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t version, int workers,
                                               stats::Store& stats,
-                                              upstream::EndpointStateRegistry& endpoints) {
+                                              upstream::EndpointStateRegistry& endpoints,
+                                              const TlsContexts* tls) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
   snap->config = std::move(config);
@@ -47,6 +88,12 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
           std::make_unique<int32_t[]>(c.endpoints.size());  // zeroed
     }
     rt.lb = upstream::LbTables::Build(c, snap->config.zone);
+    if (tls != nullptr && tls->clusters.contains(c.name)) {
+      rt.tls = tls->clusters.at(c.name);
+      rt.tls_stats = stats::RegisterTlsStats(stats, "cluster", c.name);
+      stats.main_writer().Set(rt.tls_stats.cert_expiry,
+                              static_cast<uint64_t>(rt.tls->expires_at_unix()));
+    }
     for (const config::Endpoint& e : c.endpoints) {
       EndpointRuntime ep;
       socklen_t len;
@@ -64,6 +111,14 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
     rt.config = &l;
     rt.cluster = snap->FindCluster(l.cluster);
     rt.stats = stats::RegisterListenerStats(stats, l.name);
+    if (tls != nullptr) {
+      if (auto it = tls->listeners.find(l.name); it != tls->listeners.end()) {
+        rt.tls = it->second;
+        rt.tls_stats = stats::RegisterTlsStats(stats, "listener", l.name);
+        stats.main_writer().Set(rt.tls_stats.cert_expiry,
+                                static_cast<uint64_t>(rt.tls->expires_at_unix()));
+      }
+    }
     for (const config::Listener::TlsRoute& t : l.tls_routes) {
       rt.tls_route_clusters.push_back(snap->FindCluster(t.cluster));
     }

@@ -23,6 +23,7 @@
 #include "proxy/stats/stats.h"
 #include "proxy/upstream/endpoint_state.h"
 #include "proxy/upstream/load_balancer.h"
+#include "tls/context.h"
 
 namespace remora::server {
 
@@ -54,6 +55,9 @@ struct ClusterRuntime {
   std::unique_ptr<PerWorker[]> per_worker;
   size_t worker_count = 0;
   upstream::LbTables lb;
+  // With tls: the client context its connections originate TLS with, and its handshake stats.
+  std::shared_ptr<const tls::Context> tls;
+  stats::TlsStats tls_stats{};
 
   // An attempt to endpoint `i` starts (+1) or ends (-1), on `worker`.
   void AddEndpointActive(int worker, uint32_t i, int32_t delta) const {
@@ -86,7 +90,22 @@ struct ListenerRuntime {
   http::CompiledRoute passthrough_route;
   // Its rate limits (filters/rate_limit), null without any; the chain then has no rate_limit.
   std::shared_ptr<filters::ListenerRateLimits> rate_limits;
+  // With tls: the server context its connections terminate TLS with, and its handshake stats.
+  std::shared_ptr<const tls::Context> tls;
+  stats::TlsStats tls_stats{};
 };
+
+// The TLS contexts a config needs, loaded from its files (main thread, before a swap: a file
+// that cannot be loaded rejects the whole config, which then changes nothing).
+struct TlsContexts {
+  absl::flat_hash_map<std::string, std::shared_ptr<const tls::Context>> listeners;
+  absl::flat_hash_map<std::string, std::shared_ptr<const tls::Context>> clusters;
+};
+absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config);
+
+// ALPN offers in wire format, for the pools' TLS connections.
+inline constexpr absl::string_view kAlpnHttp2{"\x02h2", 3};
+inline constexpr absl::string_view kAlpnHttp1{"\x08http/1.1", 9};
 
 struct Snapshot {
   uint64_t version = 0;
@@ -99,8 +118,10 @@ struct Snapshot {
 };
 
 // Builds a snapshot from a validated config. Registers stat series (main thread).
+// `tls`: the contexts LoadTlsContexts gave for this config (null: it has no tls).
 std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t version, int workers,
                                               stats::Store& stats,
-                                              upstream::EndpointStateRegistry& endpoints);
+                                              upstream::EndpointStateRegistry& endpoints,
+                                              const TlsContexts* tls = nullptr);
 
 }  // namespace remora::server

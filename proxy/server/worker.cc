@@ -12,6 +12,7 @@
 #include "proxy/common/log.h"
 #include "proxy/event/tcp_connection.h"
 #include "proxy/http/connection_manager.h"
+#include "proxy/server/tls_setup.h"
 #include "proxy/tcp/tcp_proxy.h"
 
 namespace remora::server {
@@ -102,6 +103,10 @@ void Worker::OnAccept(ListenerSlot* slot, int fd) {
   if (conn == nullptr) {
     ctx_.stats.Add(rt->stats.accept_errors);
     return;
+  }
+  if (rt->tls != nullptr) {
+    AttachTls(ctx_, *conn, rt->tls, rt->tls_stats, "listener " + rt->config->name, {},
+              rt->config->tls.handshake_timeout);
   }
   if (rt->config->kind == config::ListenerKind::kHttp) {
     http::HttpConnectionManager::Start(ctx_, snapshot_, *rt, std::move(conn));

@@ -1,5 +1,8 @@
 #include "proxy/stats/metrics.h"
 
+#include "absl/strings/str_cat.h"
+#include "tls/context.h"
+
 namespace remora::stats {
 
 ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
@@ -43,6 +46,33 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
                  "remora_listener_protocol_detected_total, the mean wait.",
                  l, /*divisor=*/1000000),
   };
+}
+
+TlsStats RegisterTlsStats(Store& s, const std::string& scope, const std::string& name) {
+  static_assert(TlsStats::kReasons == static_cast<size_t>(tls::HandshakeFailure::kCount));
+  const std::string prefix = absl::StrCat("remora_", scope, "_tls_");
+  const char* side = scope == "listener" ? "from clients" : "to endpoints";
+  TlsStats t{};
+  t.handshakes = s.Register(Type::kCounter, prefix + "handshakes_total",
+                            absl::StrCat("TLS handshakes completed ", side, "."), {{scope, name}});
+  std::string help = absl::StrCat(
+      "TLS handshakes ", side,
+      " that failed, by reason: not_tls, no_peer_certificate, untrusted, expired, not_yet_valid, "
+      "bad_svid, wrong_identity, rejected_by_peer, no_shared_protocol, timeout, other.");
+  for (size_t i = 0; i < TlsStats::kReasons; ++i) {
+    auto reason = static_cast<tls::HandshakeFailure>(i);
+    if (reason == tls::HandshakeFailure::kNone) {
+      t.failures[i] = t.handshakes;  // never counted as a failure; any valid slot will do
+      continue;
+    }
+    t.failures[i] = s.Register(Type::kCounter, prefix + "handshake_failures_total", help,
+                               {{scope, name}, {"reason", tls::HandshakeFailureName(reason)}});
+  }
+  t.cert_expiry = s.Register(
+      Type::kGauge, prefix + "certificate_expiry_timestamp_seconds",
+      "When the certificate in use expires (Unix time); subtract time() for seconds left.",
+      {{scope, name}});
+  return t;
 }
 
 ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {

@@ -75,6 +75,17 @@ struct ServerStats {
   uint32_t resident_bytes;  // remora_process_resident_memory_bytes (sampled at scrape)
 };
 
+// TLS handshakes of a listener (server side) or a cluster (client side), registered only where
+// TLS is configured.
+struct TlsStats {
+  static constexpr size_t kReasons = 12;  // tls::HandshakeFailure's values
+  uint32_t handshakes;                    // remora_{listener,cluster}_tls_handshakes_total
+  uint32_t failures[kReasons];  // remora_{listener,cluster}_tls_handshake_failures_total{reason}
+  uint32_t cert_expiry;  // remora_{listener,cluster}_tls_certificate_expiry_timestamp_seconds
+};
+// `scope` is "listener" or "cluster", `name` its name.
+TlsStats RegisterTlsStats(Store& store, const std::string& scope, const std::string& name);
+
 ListenerStats RegisterListenerStats(Store& store, const std::string& listener);
 ClusterStats RegisterClusterStats(Store& store, const std::string& cluster);
 ServerStats RegisterServerStats(Store& store);

@@ -3,6 +3,7 @@
 #include "absl/time/time.h"
 #include "proxy/common/log.h"
 #include "proxy/network/address.h"
+#include "proxy/server/tls_setup.h"
 #include "proxy/upstream/counted_connection.h"
 #include "proxy/upstream/load_balancer.h"
 #include "proxy/upstream/outlier.h"
@@ -120,6 +121,9 @@ void TcpProxySession::Connect() {
   endpoint_->state->active_connections.fetch_add(1, std::memory_order_relaxed);
   up_.conn = TcpConnection::Connect(
       ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint_->address), cfg.connect_timeout);
+  if (cluster_->tls != nullptr) {
+    server::AttachTls(ctx_, *up_.conn, cluster_->tls, cluster_->tls_stats, "cluster " + cfg.name);
+  }
   up_.conn->SetCallbacks(&up_);
   uint32_t limit = listener_.config->buffer_limit_bytes;
   up_.conn->SetWriteWatermarks(limit / 2, limit);

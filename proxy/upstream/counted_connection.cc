@@ -1,5 +1,6 @@
 #include "proxy/upstream/counted_connection.h"
 
+#include "proxy/server/tls_setup.h"
 #include "proxy/upstream/slot.h"
 
 namespace remora::upstream {
@@ -12,11 +13,16 @@ bool ReserveConnectionSlot(const server::ClusterRuntime& cluster) {
 
 std::unique_ptr<TcpConnection> ConnectCounted(server::WorkerContext& ctx,
                                               const server::ClusterRuntime& cluster,
-                                              const server::EndpointRuntime& endpoint) {
+                                              const server::EndpointRuntime& endpoint,
+                                              absl::string_view alpn) {
   auto conn = TcpConnection::Connect(
       ctx.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint.address),
       cluster.config->connect_timeout,
       endpoint.bind_source ? reinterpret_cast<const sockaddr*>(&endpoint.source) : nullptr);
+  if (cluster.tls != nullptr) {
+    server::AttachTls(ctx, *conn, cluster.tls, cluster.tls_stats, "cluster " + cluster.config->name,
+                      alpn);
+  }
   endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
   endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);
   ctx.stats.Add(cluster.stats.cx_total);

@@ -17,10 +17,13 @@ namespace remora::upstream {
 // taken, when the cluster is full.
 bool ReserveConnectionSlot(const server::ClusterRuntime& cluster);
 
-// Connects to `endpoint` on a slot just reserved and counts the connection as open.
+// Connects to `endpoint` on a slot just reserved and counts the connection as open. With the
+// cluster's tls, the connection originates TLS offering `alpn` (wire format), and reports
+// connected once its handshake is done.
 std::unique_ptr<event::TcpConnection> ConnectCounted(server::WorkerContext& ctx,
                                                      const server::ClusterRuntime& cluster,
-                                                     const server::EndpointRuntime& endpoint);
+                                                     const server::EndpointRuntime& endpoint,
+                                                     absl::string_view alpn = {});
 
 // Closes a connection made by ConnectCounted and gives back what it took.
 void CloseCounted(server::WorkerContext& ctx, const stats::ClusterStats& stats,

@@ -94,7 +94,7 @@ Http1Connection* Http1Pool::Acquire(const server::ClusterRuntime& cluster,
   if (!ReserveConnectionSlot(cluster)) return nullptr;
   auto* c = new Http1Connection(*this, ep, cluster);
   c->owner_ = owner;
-  c->conn_ = ConnectCounted(ctx_, cluster, endpoint);
+  c->conn_ = ConnectCounted(ctx_, cluster, endpoint, server::kAlpnHttp1);
   c->conn_->SetCallbacks(c);
   c->conn_->ReadEnable(true);
   c->idle_timer_ = ctx_.dispatcher.CreateTimer([this, c] { OnIdleTimer(c); });

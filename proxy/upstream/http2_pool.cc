@@ -236,7 +236,7 @@ std::unique_ptr<Http2UpstreamRequest> Http2Pool::Request(const server::ClusterRu
   http::Http2Settings settings;
   auto* c = new Http2UpstreamConnection(*this, ep, cluster, settings);
   c->idle_timeout_ = cluster.config->idle_connection_timeout;
-  c->conn_ = ConnectCounted(ctx_, cluster, endpoint);
+  c->conn_ = ConnectCounted(ctx_, cluster, endpoint, server::kAlpnHttp2);
   c->conn_->SetCallbacks(c);
   c->conn_->SetWriteWatermarks(settings.stream_buffer_limit / 2, settings.stream_buffer_limit);
   c->conn_->ReadEnable(true);

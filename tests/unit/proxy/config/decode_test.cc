@@ -837,6 +837,44 @@ TEST(DecodeConfigTest, TlsRoutesMatchOnSniAlpnOrBoth) {
                 "bytes (such as h2 or http/1.1)"}));
 }
 
+TEST(DecodeConfigTest, TlsBlocks) {
+  Config c = Decode(
+      "listeners:\n  - {name: in, address: 127.0.0.1:1, kind: http, routes: [{cluster: c}], "
+      "tls: {cert: /c.pem, key: /k.pem, ca: /ca.pem, handshake_timeout: 2s}}\n"
+      "clusters:\n  - {name: c, tls: {ca: /ca.pem, trust_domain: mesh.test, sni: c.test}, "
+      "endpoints: [{address: 127.0.0.1:2}]}\n");
+  EXPECT_TRUE(c.listeners[0].tls.enabled);
+  EXPECT_EQ(c.listeners[0].tls.cert, "/c.pem");
+  EXPECT_EQ(c.listeners[0].tls.handshake_timeout, absl::Seconds(2));
+  EXPECT_TRUE(c.clusters[0].tls.enabled);
+  EXPECT_EQ(c.clusters[0].tls.trust_domain, "mesh.test");
+  EXPECT_EQ(c.clusters[0].tls.sni, "c.test");
+  EXPECT_EQ(
+      Errors("listeners:\n"
+             "  - {name: a, address: 127.0.0.1:1, kind: tcp, cluster: c, tls: {cert: /c.pem, "
+             "sni: x}}\n"
+             "  - {name: b, address: 127.0.0.1:2, kind: outbound, tls: {cert: /c, key: /k}}\n"
+             "clusters:\n"
+             "  - {name: c, tls: {key: /k, spiffe_id: \"spiffe://T/x\"}, endpoints: "
+             "[{address: 127.0.0.1:3}]}\n"
+             "  - {name: d, tls: {ca: /ca, spiffe_id: \"spiffe://t/x\", trust_domain: t, "
+             "handshake_timeout: 1s}, endpoints: [{address: 127.0.0.1:4}]}\n"),
+      (std::vector<std::string>{
+          "t.yaml:2: listeners[0].tls: cert and key go together: give both or neither",
+          "t.yaml:2: listeners[0].tls.sni: applies to a cluster's tls only",
+          "t.yaml:3: listeners[1].tls: is not supported on inbound and outbound listeners yet; "
+          "use an http or tcp listener",
+          "t.yaml:5: clusters[0].tls: cert and key go together: give both or neither",
+          "t.yaml:5: clusters[0].tls: a cluster's tls needs ca (the trust bundle its endpoints "
+          "are checked with)",
+          "t.yaml:5: clusters[0].tls.spiffe_id: \"spiffe://T/x\": the trust domain \"T\" may "
+          "hold only lower-case letters, digits, '.', '-' and '_'",
+          "t.yaml:6: clusters[1].tls.handshake_timeout: applies to a listener's tls only (a "
+          "cluster's handshake is within connect_timeout)",
+          "t.yaml:6: clusters[1].tls.trust_domain: give spiffe_id (one identity) or "
+          "trust_domain (any of it), not both"}));
+}
+
 // Each transparent listener with passthrough gets the original_dst cluster of its direction: the
 // config's own if it defines one (its settings kept), else one with the defaults, added once.
 TEST(DecodeConfigTest, PassthroughClustersAreAddedWhereNeeded) {

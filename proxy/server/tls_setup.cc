@@ -1,0 +1,26 @@
+#include "proxy/server/tls_setup.h"
+
+#include "proxy/common/log.h"
+#include "tls/transport.h"
+
+namespace remora::server {
+
+void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
+               std::shared_ptr<const tls::Context> context, const stats::TlsStats& stats,
+               std::string owner, absl::string_view alpn, absl::Duration handshake_timeout) {
+  auto transport = std::make_unique<tls::TlsTransport>(std::move(context), alpn);
+  // The worker's stats writer outlives every connection of the worker.
+  transport->SetOnHandshakeDone([&writer = ctx.stats, stats, owner = std::move(owner),
+                                 peer = conn.peer()](const tls::TlsTransport& t) {
+    if (t.failure() == tls::HandshakeFailure::kNone) {
+      writer.Add(stats.handshakes);
+      return;
+    }
+    writer.Add(stats.failures[static_cast<size_t>(t.failure())]);
+    LOG_INFO("%s: TLS handshake with %s failed (%s): %s", owner, peer,
+             tls::HandshakeFailureName(t.failure()), t.failure_detail());
+  });
+  conn.SetTransport(std::move(transport), handshake_timeout);
+}
+
+}  // namespace remora::server

@@ -1,0 +1,25 @@
+#pragma once
+
+// Puts TLS under a connection (tls/transport.h) the way every listener and cluster does: the
+// handshake counted in the owner's TlsStats, a failure logged with its reason and the peer.
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "proxy/event/tcp_connection.h"
+#include "proxy/server/worker_context.h"
+#include "proxy/stats/metrics.h"
+#include "tls/context.h"
+
+namespace remora::server {
+
+// `owner` names the listener or cluster in the log ("listener web"); `alpn` (clients) the
+// protocols to offer, in wire format; `handshake_timeout` (servers) as TcpConnection takes it.
+void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
+               std::shared_ptr<const tls::Context> context, const stats::TlsStats& stats,
+               std::string owner, absl::string_view alpn = {},
+               absl::Duration handshake_timeout = absl::ZeroDuration());
+
+}  // namespace remora::server

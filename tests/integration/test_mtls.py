@@ -1,0 +1,234 @@
+"""Mutual TLS with workload identities (docs/tls.md), against real peers: certificates from
+`remora cert`; curl (HTTP/1.1 and HTTP/2 by ALPN) and openssl s_client as clients of a TLS
+listener; two remoras, outbound -> inbound -> app, with mTLS and SPIFFE checks between them, for
+HTTP and gRPC; a TLS-terminating tcp listener. Every refused handshake adds 1 to its
+remora_listener_tls_handshake_failures_total{reason} (or the cluster's) and logs why."""
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import REMORA_BIN, EchoServer, Remora, Upstream, payload, wait_until  # noqa: E402
+
+TD = "mesh.test"
+PAYMENT = f"spiffe://{TD}/ns/default/sa/payment"
+ORDER = f"spiffe://{TD}/ns/default/sa/order"
+
+
+def cert(*args):
+    r = subprocess.run([REMORA_BIN, "cert", *args], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@unittest.skipIf(shutil.which("curl") is None or shutil.which("openssl") is None,
+                 "needs curl and openssl")
+class MtlsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="remora-mtls-")
+        d = cls.dir
+        cert("ca", "--out", f"{d}/ca")
+        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", PAYMENT, "--dns", "localhost",
+             "--out", f"{d}/payment")
+        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/order")
+        cert("ca", "--out", f"{d}/other-ca")
+        cert("issue", "--ca", f"{d}/other-ca", "--spiffe-id", ORDER, "--out", f"{d}/stranger")
+        cls.app = Upstream()
+        cls.echo = EchoServer()
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from grpc_peer import EchoPeer
+        cls.grpc = EchoPeer()
+        p = f"{d}/payment"
+        # The payment service's sidecar: mTLS in, plaintext to the app.
+        cls.inbound = Remora(f"""
+workers: 1
+admin: {{address: "127.0.0.1:0"}}
+listeners:
+  - name: mtls
+    address: 127.0.0.1:0
+    kind: http
+    direction: inbound
+    tls: {{cert: {p}/cert.pem, key: {p}/key.pem, ca: {p}/ca.pem, handshake_timeout: 300ms}}
+    routes:
+      - {{match: {{prefix: /remora.test.Echo/}}, cluster: grpc}}
+      - {{cluster: app}}
+  - name: tls-tcp
+    address: 127.0.0.1:0
+    kind: tcp
+    cluster: echo
+    tls: {{cert: {p}/cert.pem, key: {p}/key.pem}}
+clusters:
+  - {{name: app, protocol: http1, endpoints: [{{address: "{cls.app.address}"}}]}}
+  - {{name: grpc, protocol: http2, endpoints: [{{address: "{cls.grpc.address}"}}]}}
+  - {{name: echo, endpoints: [{{address: "{cls.echo.address}"}}]}}
+""")
+        o = f"{d}/order"
+        mtls_port = cls.inbound.port("mtls")
+        # The order service's sidecar: plaintext from the app, mTLS to payment's sidecar.
+        cls.outbound = Remora(f"""
+workers: 1
+admin: {{address: "127.0.0.1:0"}}
+listeners:
+  - name: out
+    address: 127.0.0.1:0
+    kind: http
+    routes:
+      - {{match: {{authority: wrong.test}}, cluster: impostor}}
+      - {{cluster: payment}}
+clusters:
+  - name: payment
+    tls: {{cert: {o}/cert.pem, key: {o}/key.pem, ca: {o}/ca.pem, spiffe_id: "{PAYMENT}"}}
+    endpoints: [{{address: "127.0.0.1:{mtls_port}"}}]
+  - name: impostor
+    tls: {{cert: {o}/cert.pem, key: {o}/key.pem, ca: {o}/ca.pem,
+           spiffe_id: "spiffe://{TD}/ns/default/sa/someone-else"}}
+    endpoints: [{{address: "127.0.0.1:{mtls_port}"}}]
+""")
+
+    @classmethod
+    def tearDownClass(cls):
+        for c in (cls.outbound, cls.inbound):
+            c.close()
+        cls.grpc.stop()
+        cls.echo.close()
+        cls.app.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def failures(self, remora, scope, name, reason):
+        return remora.metrics().get(
+            f'remora_{scope}_tls_handshake_failures_total{{{scope}="{name}",reason="{reason}"}}', 0)
+
+    def handshakes(self, remora, scope, name):
+        return remora.metrics().get(
+            f'remora_{scope}_tls_handshakes_total{{{scope}="{name}"}}', 0)
+
+    def curl(self, who, *extra):
+        d = f"{self.dir}/{who}"
+        args = ["curl", "-s", "-m", "10", "-w", "\\n%{http_code} %{http_version}",
+                "--cacert", f"{self.dir}/payment/ca.pem"]
+        if who:
+            args += ["--cert", f"{d}/cert.pem", "--key", f"{d}/key.pem"]
+        args += [*extra, f"https://localhost:{self.inbound.port('mtls')}/echo/in"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+        body, _, tail = r.stdout.rpartition("\n")
+        status, _, version = tail.partition(" ")
+        return int(status or 0), version, body
+
+    def test_curl_with_a_workload_certificate_over_http1_and_http2(self):
+        for flag, version in (("--http1.1", "1.1"), ("--http2", "2")):
+            status, got_version, body = self.curl("order", flag)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(got_version, version)  # HTTP/2 chosen by ALPN
+            self.assertEqual(json.loads(body)["path"], "/echo/in")
+
+    def test_a_client_without_a_certificate_is_refused(self):
+        before = self.failures(self.inbound, "listener", "mtls", "no_peer_certificate")
+        status, _, _ = self.curl("")
+        self.assertEqual(status, 0)  # no HTTP exchange at all
+        wait_until(lambda: self.failures(self.inbound, "listener", "mtls",
+                                         "no_peer_certificate") == before + 1,
+                   what="the no_peer_certificate failure to be counted")
+        self.assertIn("no_peer_certificate", self.inbound.log())
+
+    def test_a_certificate_from_another_ca_is_refused(self):
+        before = self.failures(self.inbound, "listener", "mtls", "untrusted")
+        s = f"{self.dir}/stranger"
+        r = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{self.inbound.port('mtls')}",
+             "-cert", f"{s}/cert.pem", "-key", f"{s}/key.pem", "-CAfile",
+             f"{self.dir}/payment/ca.pem", "-brief"],
+            input="GET / HTTP/1.1\r\nHost: x\r\n\r\n", capture_output=True, text=True,
+            timeout=20)
+        self.assertNotIn("HTTP/1.1 200", r.stdout)
+        wait_until(lambda: self.failures(self.inbound, "listener", "mtls", "untrusted") ==
+                   before + 1, what="the untrusted failure to be counted")
+
+    def test_plaintext_and_silence_are_refused(self):
+        before = self.failures(self.inbound, "listener", "mtls", "not_tls")
+        with socket.create_connection(("127.0.0.1", self.inbound.port("mtls")), timeout=5) as c:
+            c.sendall(b"GET /echo/x HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertNotIn(b"200", c.recv(4096))
+        wait_until(lambda: self.failures(self.inbound, "listener", "mtls", "not_tls") ==
+                   before + 1, what="the not_tls failure to be counted")
+        before = self.failures(self.inbound, "listener", "mtls", "timeout")
+        with socket.create_connection(("127.0.0.1", self.inbound.port("mtls")), timeout=5) as c:
+            start = time.monotonic()
+            self.assertEqual(c.recv(4096), b"")  # closed by the 300 ms handshake timeout
+            self.assertLess(time.monotonic() - start, 3)
+        self.assertEqual(self.failures(self.inbound, "listener", "mtls", "timeout"), before + 1)
+
+    def test_sidecar_to_sidecar_mtls_for_http_and_grpc(self):
+        out = self.outbound.port("out")
+        before_in = self.handshakes(self.inbound, "listener", "mtls")
+        for http2 in (False, True):
+            args = ["curl", "-s", "-m", "10", f"http://127.0.0.1:{out}/echo/chain"]
+            if http2:
+                args.insert(1, "--http2-prior-knowledge")
+            r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+            self.assertEqual(json.loads(r.stdout)["path"], "/echo/chain", r.stdout)
+        self.assertGreaterEqual(self.handshakes(self.inbound, "listener", "mtls"), before_in + 1)
+        self.assertGreaterEqual(self.handshakes(self.outbound, "cluster", "payment"), 1)
+        import grpc
+        channel = grpc.insecure_channel(f"127.0.0.1:{out}")
+        reply = channel.unary_unary("/remora.test.Echo/Unary")(b"over mtls", timeout=10)
+        self.assertEqual(reply, b"over mtls")
+        channel.close()
+
+    def test_an_upstream_with_the_wrong_identity_is_refused(self):
+        out = self.outbound.port("out")
+        r = subprocess.run(["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                            "-H", "Host: wrong.test", f"http://127.0.0.1:{out}/echo/x"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.stdout, "502")  # connect_failure: the handshake never completed
+        self.assertGreaterEqual(
+            self.failures(self.outbound, "cluster", "impostor", "wrong_identity"), 1)
+        self.assertIn("someone-else", self.outbound.log())
+
+    def test_a_tls_tcp_listener_terminates_and_relays(self):
+        data = payload(256 * 1024)
+        ctx = ssl.create_default_context(cafile=f"{self.dir}/payment/ca.pem")
+        ctx.check_hostname = False  # an SVID names a workload, not a host
+        port = self.inbound.port("tls-tcp")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as s:
+                s.sendall(data)
+                got = b""
+                while len(got) < len(data):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+        self.assertEqual(got, data)  # decrypted, relayed in plaintext, echoed, encrypted again
+
+    def test_a_certificate_that_cannot_be_loaded_stops_the_config(self):
+        p = f"{self.dir}/payment"
+        path = f"{self.dir}/bad.yaml"
+        with open(path, "w") as f:
+            f.write(f"""listeners:
+  - name: in
+    address: 127.0.0.1:0
+    kind: tcp
+    cluster: c
+    tls: {{cert: {p}/cert.pem, key: {self.dir}/order/key.pem}}
+clusters:
+  - {{name: c, endpoints: [{{address: "127.0.0.1:9"}}]}}
+admin: {{address: "127.0.0.1:0"}}
+""")
+        r = subprocess.run([REMORA_BIN, "proxy", "-c", path], capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("listener in (line 2): tls: the key", r.stdout + r.stderr)
+        self.assertIn("does not match the certificate", r.stdout + r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
