@@ -36,6 +36,8 @@ HandshakeFailure FromVerifyError(int err) {
       return HandshakeFailure::kExpired;
     case X509_V_ERR_CERT_NOT_YET_VALID:
       return HandshakeFailure::kNotYetValid;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+      return HandshakeFailure::kWrongIdentity;
     default:
       return HandshakeFailure::kUntrusted;
   }
@@ -58,6 +60,7 @@ int Verify(int preverify_ok, X509_STORE_CTX* store) {
     return 0;
   }
   if (X509_STORE_CTX_get_error_depth(store) != 0) return 1;
+  if (!context->options().server && !context->options().spiffe) return 1;  // host name checked
   SvidError svid;
   absl::StatusOr<SpiffeId> id = PeerSpiffeId(X509_STORE_CTX_get_current_cert(store), &svid);
   if (!id.ok()) {

@@ -33,6 +33,9 @@ struct ContextOptions {
   // vouches for with a valid SPIFFE ID.
   SpiffeMatcher peer;
   std::string sni;  // clients: the server name to ask for (none if empty)
+  // Clients: the server is a mesh workload, checked by its SPIFFE ID (the SVID checks and
+  // `peer`). false: a plain TLS server, checked by host name against `sni`.
+  bool spiffe = true;
 };
 
 // Why a handshake failed: the `reason` label of remora_*_tls_handshake_failures_total.

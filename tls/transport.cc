@@ -89,6 +89,8 @@ TlsTransport::TlsTransport(std::shared_ptr<const Context> context, absl::string_
   } else {
     SSL_set_connect_state(ssl_);
     if (!o.sni.empty()) SSL_set_tlsext_host_name(ssl_, o.sni.c_str());
+    // A plain TLS server is checked by host name, as a browser would.
+    if (!o.spiffe) SSL_set1_host(ssl_, o.sni.c_str());
     if (!alpn.empty()) {
       SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(alpn.data()),
                           static_cast<unsigned>(alpn.size()));

@@ -53,8 +53,8 @@ struct Tls {
   // The trust bundle. Listeners: with it, clients must present a workload certificate it
   // vouches for (mutual TLS); clusters: required, the upstream's certificate is checked with it.
   std::string ca;
-  // Clusters: the server name to ask for, and who the upstream must be (one SPIFFE ID exactly,
-  // or any of a trust domain; neither: any SPIFFE ID the bundle vouches for).
+  // Clusters: the server name to ask for, and who the upstream must be: one SPIFFE ID exactly,
+  // or any of a trust domain; with neither, a plain TLS server whose certificate names `sni`.
   std::string sni;
   std::string spiffe_id;
   std::string trust_domain;

@@ -800,8 +800,13 @@ class Decoder {
             "a cluster's tls needs ca (the trust bundle its endpoints are checked "
             "with)");
     }
-    if (const Value* s = Optional(v, "sni"))
+    if (const Value* s = Optional(v, "sni")) {
       String(*s, JoinPath(path, "sni"), "a server name", &tls->sni);
+    } else if (!v.Find("spiffe_id") && !v.Find("trust_domain")) {
+      Error(v.line, path,
+            "say who the endpoints are: spiffe_id or trust_domain (mesh workloads, checked by "
+            "SPIFFE ID) or sni (a TLS server, checked by host name)");
+    }
     if (const Value* s = Optional(v, "spiffe_id")) {
       std::string spath = JoinPath(path, "spiffe_id");
       if (String(*s, spath, "a SPIFFE ID", &tls->spiffe_id)) {

@@ -57,6 +57,7 @@ absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config) {
     o.sni = cl.tls.sni;
     o.peer.exact = cl.tls.spiffe_id;
     o.peer.trust_domain = cl.tls.trust_domain;
+    o.spiffe = !o.peer.empty();  // else a plain TLS server, checked against sni
     absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o);
     if (!c.ok()) {
       return absl::InvalidArgumentError(

@@ -55,6 +55,11 @@ class TlsTransportTest : public ::testing::Test {
     Write("ca.pem", ca_->cert);
     Issue("server", {"spiffe://td/ns/a/sa/server"});
     Issue("client", {"spiffe://td/ns/a/sa/client"});
+    WorkloadOptions web;
+    web.dns = {"web.example"};  // an ordinary TLS server: no SPIFFE ID
+    PemPair w = *IssueWorkload(*ca_, web);
+    Write("web.pem", w.cert);
+    Write("web.key", w.key);
     PemPair other = *MakeCa("other CA", absl::Hours(1));
     Write("other-ca.pem", other.cert);
     WorkloadOptions o;
@@ -292,6 +297,32 @@ TEST_F(TlsTransportTest, AClientWithoutACertificateIsRefusedUnderMutualTls) {
   Connect(client, Server());
   ASSERT_TRUE(RunUntil([&] { return !server_sink_.events.empty(); }));
   EXPECT_EQ(server_tls_->failure(), HandshakeFailure::kNoPeerCertificate);
+}
+
+// A cluster of plain TLS servers (no spiffe_id or trust_domain) checks the host name instead.
+TEST_F(TlsTransportTest, APlainTlsServerIsCheckedByHostName) {
+  ContextOptions server = Server();
+  server.cert_file = Path("web.pem");
+  server.key_file = Path("web.key");
+  server.ca_file.clear();
+  server.require_peer_certificate = false;
+  ContextOptions client = Client();
+  client.peer = SpiffeMatcher{};
+  client.spiffe = false;
+  client.sni = "web.example";
+  Connect(client, server);
+  ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
+  EXPECT_EQ(client_sink_.events[0], TcpConnection::Event::kConnected);
+  EXPECT_EQ(client_tls_->peer_id(), "");
+  TearDown();
+  SetUp();
+  client_sink_ = Sink();
+  server_sink_ = Sink();
+  client.sni = "other.example";
+  Connect(client, server);
+  ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
+  EXPECT_EQ(client_sink_.events[0], TcpConnection::Event::kConnectFailed);
+  EXPECT_EQ(client_tls_->failure(), HandshakeFailure::kWrongIdentity);
 }
 
 TEST_F(TlsTransportTest, ContextsRefuseWhatCannotWork) {
