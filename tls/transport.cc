@@ -201,10 +201,11 @@ event::Transport::Status TlsTransport::Drain(buffer::Buffer& plain) {
   buffer::ReadArena& arena = buffer::ReadArena::ForThisThread();
   for (;;) {
     auto [mem, len] = arena.Alloc();
-    ERR_clear_error();
-    int n = SSL_read(ssl_, mem, static_cast<int>(len));
+    int n = SSL_read(ssl_, mem, static_cast<int>(len));  // the error queue is kept empty
     if (n > 0) {
       plain.Append(arena.Commit(static_cast<size_t>(n)));
+      // All taken: no call just to hear "want read".
+      if (in_->empty() && !SSL_has_pending(ssl_)) return Status::kOk;
       continue;
     }
     arena.Commit(0);
@@ -227,18 +228,42 @@ event::Transport::Status TlsTransport::Write(buffer::Buffer& plain, buffer::Buff
     return Status::kOk;
   }
   out_ = &out;
-  // The BIO takes every byte, so each SSL_write completes whole.
-  for (size_t i = 0; i < plain.slice_count(); ++i) {
-    absl::string_view s = plain.slice(i).view();
+  // One SSL_write makes at least one record, and OpenSSL 3 pays per record (cipher context
+  // set-up, a buffer when idle buffers are released): small slices (an HTTP/2 frame header, a
+  // response head) are gathered into full records rather than sent a record each. The BIO takes
+  // every byte, so each SSL_write completes whole; the error queue is kept empty, so no clear is
+  // needed before it.
+  constexpr size_t kRecord = 16 * 1024;
+  char gather[kRecord];
+  size_t gathered = 0;
+  auto write = [this](const char* data, size_t n) {
+    if (SSL_write(ssl_, data, static_cast<int>(n)) > 0) return true;
     ERR_clear_error();
-    if (SSL_write(ssl_, s.data(), static_cast<int>(s.size())) <= 0) {
-      ERR_clear_error();
-      plain.Clear();
-      return Status::kError;
+    return false;
+  };
+  bool ok = true;
+  for (size_t i = 0; ok && i < plain.slice_count(); ++i) {
+    absl::string_view s = plain.slice(i).view();
+    if (gathered + s.size() <= kRecord) {
+      std::memcpy(gather + gathered, s.data(), s.size());
+      gathered += s.size();
+      continue;
+    }
+    if (gathered > 0) {
+      ok = write(gather, gathered);
+      gathered = 0;
+    }
+    if (!ok) break;
+    if (s.size() < kRecord) {
+      std::memcpy(gather, s.data(), s.size());
+      gathered = s.size();
+    } else {
+      ok = write(s.data(), s.size());  // whole records straight from the slice
     }
   }
+  if (ok && gathered > 0) ok = write(gather, gathered);
   plain.Clear();
-  return Status::kOk;
+  return ok ? Status::kOk : Status::kError;
 }
 
 void TlsTransport::Shutdown(buffer::Buffer& out) {
