@@ -139,7 +139,11 @@ int TlsTransport::BioRead(char* data, int len) {
 }
 
 int TlsTransport::BioWrite(const char* data, int len) {
-  out_->Append(absl::string_view(data, static_cast<size_t>(len)));
+  if (in_read_) {
+    staged_.append(data, static_cast<size_t>(len));
+  } else {
+    out_->Append(absl::string_view(data, static_cast<size_t>(len)));
+  }
   return len;
 }
 
@@ -157,6 +161,7 @@ event::Transport::Status TlsTransport::Handshake(buffer::Buffer& out) {
         peer_id_ = id->ToString();
       }
     }
+    ERR_clear_error();  // what reading the peer's certificate may have left
     WriteHeld(out);
     Done();
     return Status::kReady;
@@ -182,6 +187,9 @@ void TlsTransport::WriteHeld(buffer::Buffer& out) {
 
 event::Transport::Status TlsTransport::Read(buffer::Buffer& in, buffer::Buffer& plain,
                                             buffer::Buffer& out) {
+  // SSL_get_error reads the thread's whole error queue: anything another OpenSSL user left there
+  // would turn a "want read" into a failure. Once per batch of records, not per call.
+  ERR_clear_error();
   in_ = &in;
   out_ = &out;
   Status st = Status::kOk;
@@ -201,14 +209,20 @@ event::Transport::Status TlsTransport::Drain(buffer::Buffer& plain) {
   buffer::ReadArena& arena = buffer::ReadArena::ForThisThread();
   for (;;) {
     auto [mem, len] = arena.Alloc();
-    int n = SSL_read(ssl_, mem, static_cast<int>(len));  // the error queue is kept empty
+    in_read_ = true;
+    int n = SSL_read(ssl_, mem, static_cast<int>(len));
+    in_read_ = false;
+    buffer::Slice got = arena.Commit(n > 0 ? static_cast<size_t>(n) : 0);
+    if (!staged_.empty()) {
+      out_->Append(staged_);
+      staged_.clear();
+    }
     if (n > 0) {
-      plain.Append(arena.Commit(static_cast<size_t>(n)));
+      plain.Append(std::move(got));
       // All taken: no call just to hear "want read".
       if (in_->empty() && !SSL_has_pending(ssl_)) return Status::kOk;
       continue;
     }
-    arena.Commit(0);
     switch (SSL_get_error(ssl_, n)) {
       case SSL_ERROR_WANT_READ:
       case SSL_ERROR_WANT_WRITE:
@@ -228,11 +242,11 @@ event::Transport::Status TlsTransport::Write(buffer::Buffer& plain, buffer::Buff
     return Status::kOk;
   }
   out_ = &out;
+  ERR_clear_error();  // as in Read
   // One SSL_write makes at least one record, and OpenSSL 3 pays per record (cipher context
   // set-up, a buffer when idle buffers are released): small slices (an HTTP/2 frame header, a
   // response head) are gathered into full records rather than sent a record each. The BIO takes
-  // every byte, so each SSL_write completes whole; the error queue is kept empty, so no clear is
-  // needed before it.
+  // every byte, so each SSL_write completes whole.
   constexpr size_t kRecord = 16 * 1024;
   char gather[kRecord];
   size_t gathered = 0;

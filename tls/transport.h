@@ -50,6 +50,7 @@ class TlsTransport final : public event::Transport {
   // The ALPN protocol agreed ("" if none), once ready.
   std::string alpn() const;
   HandshakeFailure failure() const { return failure_; }
+  SSL* ssl() const { return ssl_; }  // tests and diagnostics
   // The verification or OpenSSL error behind failure(), for the log line.
   const std::string& failure_detail() const { return failure_detail_; }
 
@@ -71,6 +72,11 @@ class TlsTransport final : public event::Transport {
   buffer::Buffer* in_ = nullptr;   // during a call: ciphertext to read
   buffer::Buffer* out_ = nullptr;  // during a call: where ciphertext goes
   buffer::Buffer held_;            // plaintext written before the handshake completed
+  // Bytes OpenSSL writes from inside SSL_read (a KeyUpdate answer, an alert). SSL_read is then
+  // decrypting into the thread's read arena, which Buffer::Append would hand out again: they
+  // wait here and join out_ once SSL_read has returned.
+  std::string staged_;
+  bool in_read_ = false;
   std::string peer_id_;
   std::string failure_detail_;
   HandshakeFailure failure_ = HandshakeFailure::kNone;

@@ -219,6 +219,51 @@ TEST_F(TlsTransportTest, MutualTlsCarriesBytesBothWaysAndNamesBothPeers) {
 
 // In TLS 1.3 a client's handshake is done before the server has checked the client's
 // certificate: the client connects, then the server's alert resets the connection.
+// A TLS 1.3 KeyUpdate asking for one back: both directions stay intact under new keys.
+TEST_F(TlsTransportTest, AKeyUpdateAnsweredWhileReadingKeepsBothDirectionsIntact) {
+  Connect(Client(), Server());
+  ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
+  ASSERT_EQ(client_sink_.events[0], TcpConnection::Event::kConnected);
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(SSL_key_update(client_tls_->ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+    std::string ask = "ping " + std::to_string(round) + Pattern(3000);
+    buffer::Buffer out;
+    out.Append(ask);
+    client_->Write(out);  // the KeyUpdate goes first, in the same flight
+    ASSERT_TRUE(RunUntil([&] { return server_sink_.got.size() >= ask.size(); }));
+    EXPECT_TRUE(server_sink_.got == ask) << "round " << round;
+    server_sink_.got.clear();
+    std::string answer = "pong " + std::to_string(round) + Pattern(5000);
+    buffer::Buffer back;
+    back.Append(answer);
+    server_->Write(back);  // under the server's updated keys
+    ASSERT_TRUE(RunUntil([&] { return client_sink_.got.size() >= answer.size(); }))
+        << "round " << round;
+    EXPECT_TRUE(client_sink_.got == answer) << "round " << round;
+    client_sink_.got.clear();
+  }
+  EXPECT_TRUE(client_sink_.events.size() == 1 && server_sink_.events.empty());
+}
+
+// A TLS 1.2 server asking to renegotiate: our client refuses with an alert that OpenSSL writes
+// from inside SSL_read, while it decrypts into the read arena. The alert must not land in the
+// memory being decrypted into (the plaintext would be misplaced, the alert garbled).
+TEST_F(TlsTransportTest, AnAlertWrittenWhileReadingDoesNotCorruptWhatIsRead) {
+  Connect(Client(), Server());
+  SSL_set_max_proto_version(client_tls_->ssl(), TLS1_2_VERSION);  // before its handshake runs
+  ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
+  ASSERT_EQ(client_sink_.events[0], TcpConnection::Event::kConnected);
+  ASSERT_EQ(SSL_version(client_tls_->ssl()), TLS1_2_VERSION);
+  SSL_clear_options(server_tls_->ssl(), SSL_OP_NO_RENEGOTIATION);
+  ASSERT_EQ(SSL_renegotiate(server_tls_->ssl()), 1);
+  std::string answer = Pattern(3000);
+  buffer::Buffer out;
+  out.Append(answer);
+  server_->Write(out);  // HelloRequest, then the data
+  ASSERT_TRUE(RunUntil([&] { return client_sink_.got.size() >= answer.size(); }));
+  EXPECT_TRUE(client_sink_.got == answer);
+}
+
 TEST_F(TlsTransportTest, AClientOfTheWrongIdentityIsRefused) {
   ContextOptions server = Server();
   server.peer.exact = "spiffe://td/ns/a/sa/someone-else";
