@@ -1,6 +1,7 @@
 #include "tls/context.h"
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -191,8 +192,15 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOption
   if (options.server) {
     if (!options.alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, SelectAlpn, c.get());
     // One session cache per context; tickets are keyed per context, so a new context (a
-    // rotated trust bundle) never resumes an old session.
+    // rotated trust bundle) never resumes an old session. A verifying server must name its
+    // sessions' context, or OpenSSL fails every resumption attempt instead of declining it: a
+    // random one per context, for the same reason.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH];
+    if (RAND_bytes(sid_ctx, sizeof(sid_ctx)) != 1 ||
+        SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx)) != 1) {
+      return absl::InternalError(absl::StrCat("session context: ", LastError()));
+    }
   } else {
     for (const std::string& p : options.alpn) {
       c->alpn_wire_.push_back(static_cast<unsigned char>(p.size()));

@@ -9,12 +9,14 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <memory>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -148,6 +150,12 @@ absl::StatusOr<PemPair> IssueWorkload(const PemPair& ca, const WorkloadOptions& 
   std::vector<std::string> sans;
   for (const std::string& u : options.uris) sans.push_back("URI:" + u);
   for (const std::string& d : options.dns) sans.push_back("DNS:" + d);
+  for (const std::string& san : sans) {
+    // The names are joined for OpenSSL's config syntax: a comma would start another name.
+    if (san.find_first_of(",\n") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("a name may not hold a comma: ", san));
+    }
+  }
   bool ok = AddExtension(cert.get(), ca_cert.get(), NID_basic_constraints,
                          options.ca ? "critical,CA:TRUE" : "critical,CA:FALSE") &&
             AddExtension(cert.get(), ca_cert.get(), NID_key_usage,
@@ -165,9 +173,20 @@ absl::StatusOr<PemPair> IssueWorkload(const PemPair& ca, const WorkloadOptions& 
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents, int mode) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  // A fresh file only (O_EXCL, no symlink followed), at the mode asked whatever the umask: a
+  // stale or planted temp file never decides who can read a key.
+  unsigned char suffix[8];
+  RAND_bytes(suffix, sizeof(suffix));
+  std::string tmp = absl::StrCat(
+      path, ".tmp.", absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(suffix), 8)));
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", tmp));
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot set the mode of ", tmp));
+  }
   size_t off = 0;
   while (off < contents.size()) {
     ssize_t n = ::write(fd, contents.data() + off, contents.size() - off);
@@ -197,7 +216,8 @@ absl::StatusOr<std::string> DescribeCertificate(const std::string& pem) {
   Ptr<X509> cert = ReadCert(pem);
   if (cert == nullptr) return OpenSslError("reading the certificate");
   Ptr<BIGNUM> serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
-  char* hex = BN_bn2hex(serial.get());
+  char* hex = serial != nullptr ? BN_bn2hex(serial.get()) : nullptr;
+  if (hex == nullptr) return OpenSslError("reading the serial");
   std::string out = absl::StrCat("serial ", hex);
   OPENSSL_free(hex);
   GENERAL_NAMES* names = static_cast<GENERAL_NAMES*>(
@@ -216,7 +236,7 @@ absl::StatusOr<std::string> DescribeCertificate(const std::string& pem) {
   char until[64];
   ASN1_TIME* na = X509_getm_notAfter(cert.get());
   struct tm tm {};
-  ASN1_TIME_to_tm(na, &tm);
+  if (ASN1_TIME_to_tm(na, &tm) != 1) return OpenSslError("reading the expiry");
   std::strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
   absl::StrAppend(&out, ", valid until ", until);
   return out;

@@ -95,7 +95,9 @@ absl::StatusOr<SpiffeId> PeerSpiffeId(X509* leaf, SvidError* error) {
     return absl::InvalidArgumentError("the peer sent no certificate");
   }
   // X509_get_extension_flags computes the cached flags (EXFLAG_CA from basicConstraints).
-  if ((X509_get_extension_flags(leaf) & EXFLAG_CA) != 0) {
+  // An SVID leaf may not be a CA, nor sign certificates or CRLs (X509-SVID 4.3).
+  if ((X509_get_extension_flags(leaf) & EXFLAG_CA) != 0 ||
+      (X509_get_key_usage(leaf) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) != 0) {
     *error = SvidError::kCaAsLeaf;
     return absl::InvalidArgumentError("the peer's certificate is a CA certificate, not a leaf");
   }

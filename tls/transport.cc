@@ -1,7 +1,9 @@
 #include "tls/transport.h"
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/x509_vfy.h>
 
 #include <algorithm>
 #include <cstring>
@@ -88,9 +90,21 @@ TlsTransport::TlsTransport(std::shared_ptr<const Context> context, absl::string_
     SSL_set_accept_state(ssl_);
   } else {
     SSL_set_connect_state(ssl_);
-    if (!o.sni.empty()) SSL_set_tlsext_host_name(ssl_, o.sni.c_str());
-    // A plain TLS server is checked by host name, as a browser would.
-    if (!o.spiffe) SSL_set1_host(ssl_, o.sni.c_str());
+    // No SNI for an IP address (RFC 6066).
+    in6_addr ip;
+    if (!o.sni.empty() && inet_pton(AF_INET, o.sni.c_str(), &ip) != 1 &&
+        inet_pton(AF_INET6, o.sni.c_str(), &ip) != 1) {
+      SSL_set_tlsext_host_name(ssl_, o.sni.c_str());
+    }
+    // A plain TLS server is checked by host name, as a browser would (or by IP address).
+    // Failing to set the check fails the handshake: never an unchecked peer.
+    if (!o.spiffe) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+      bool set = !o.sni.empty() && (X509_VERIFY_PARAM_set1_ip_asc(param, o.sni.c_str()) == 1 ||
+                                    SSL_set1_host(ssl_, o.sni.c_str()) == 1);
+      ERR_clear_error();
+      if (!set) Fail(HandshakeFailure::kOther, "no host name to check the server against");
+    }
     if (!alpn.empty()) {
       SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(alpn.data()),
                           static_cast<unsigned>(alpn.size()));
@@ -147,7 +161,13 @@ int TlsTransport::BioWrite(const char* data, int len) {
   return len;
 }
 
-event::Transport::Status TlsTransport::Start(buffer::Buffer& out) { return Handshake(out); }
+event::Transport::Status TlsTransport::Start(buffer::Buffer& out) {
+  if (failure_ != HandshakeFailure::kNone) {  // set up wrong: refuse before a byte goes out
+    Done();
+    return Status::kError;
+  }
+  return Handshake(out);
+}
 
 event::Transport::Status TlsTransport::Handshake(buffer::Buffer& out) {
   out_ = &out;

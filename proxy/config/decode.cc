@@ -801,7 +801,9 @@ class Decoder {
             "with)");
     }
     if (const Value* s = Optional(v, "sni")) {
-      String(*s, JoinPath(path, "sni"), "a server name", &tls->sni);
+      if (String(*s, JoinPath(path, "sni"), "a server name", &tls->sni) && tls->sni.empty()) {
+        Error(s->line, JoinPath(path, "sni"), "must not be empty");
+      }
     } else if (!v.Find("spiffe_id") && !v.Find("trust_domain")) {
       Error(v.line, path,
             "say who the endpoints are: spiffe_id or trust_domain (mesh workloads, checked by "
@@ -1443,6 +1445,11 @@ class Decoder {
                   "does not apply to an original_dst cluster: each request or connection goes to "
                   "its own original destination");
           }
+        }
+        if (const MapEntry* e = item.Find("tls")) {
+          Error(e->key_line, JoinPath(path, "tls"),
+                "is not supported on an original_dst cluster yet: its connections go where the "
+                "app sent them, as the app sent them");
         }
       } else if (cluster.name == kPassthroughCluster ||
                  cluster.name == kInboundPassthroughCluster) {

@@ -106,7 +106,7 @@ TcpConnection::TcpConnection(UvDispatcher& dispatcher, bool pipe) : dispatcher_(
   block_->connect_req.data = block_;
   block_->shutdown_req.data = block_;
   event_timer_ = dispatcher.CreateTimer([this] {
-    if (handshake_timed_out_ && transport_ != nullptr) transport_->OnHandshakeAbandoned(true);
+    if (deadline_armed_ && handshaking_) handshake_timed_out_ = true;
     FailAndClose(deferred_event_);
   });
 }
@@ -160,6 +160,7 @@ std::unique_ptr<TcpConnection> TcpConnection::Connect(UvDispatcher& dispatcher,
     return conn;
   }
   self->deferred_event_ = Event::kConnectTimeout;
+  self->deadline_armed_ = true;
   self->event_timer_->Enable(timeout);
   return conn;
 }
@@ -168,6 +169,7 @@ void TcpConnection::OnConnectDone(int status) {
   connecting_ = false;
   if (status != 0) {
     event_timer_->Disable();
+    deadline_armed_ = false;
     LOG_DEBUG("connect to %s failed: %s", peer_, uv_strerror(status));
     FailAndClose(Event::kConnectFailed);
     return;
@@ -177,7 +179,6 @@ void TcpConnection::OnConnectDone(int status) {
     // Connected is reported once the handshake is done; the connect timeout still runs.
     Transport::Status st = transport_->Start(pending_);
     if (st == Transport::Status::kError) {
-      event_timer_->Disable();
       FailAndClose(Event::kConnectFailed);
       return;
     }
@@ -186,6 +187,7 @@ void TcpConnection::OnConnectDone(int status) {
     return;
   }
   event_timer_->Disable();
+  deadline_armed_ = false;
   // Bytes written while connecting go through a write request even if the kernel would take them
   // whole: the caller may be past the high watermark or waiting for OnFlushed, and only the
   // request's completion tells it.
@@ -217,7 +219,7 @@ void TcpConnection::SetTransport(std::unique_ptr<Transport> transport,
   if (is_client_) return;  // started by OnConnectDone, timed by the connect timeout
   if (handshake_timeout > absl::ZeroDuration()) {
     deferred_event_ = Event::kRemoteReset;
-    handshake_timed_out_ = true;  // unless the handshake completes first (RunTransport)
+    deadline_armed_ = true;
     event_timer_->Enable(handshake_timeout);
   }
   // Bytes a protocol sniffer read are the start of the handshake.
@@ -252,25 +254,33 @@ void TcpConnection::OnReadData(buffer::Slice slice) {
 
 void TcpConnection::RunTransport() {
   Transport::Status st = transport_->Read(wire_in_, read_buffer_, pending_);
+  // The handshake may complete in a call that also reports the peer's close or an error: its
+  // completion is read from the transport, not from the status.
+  bool became_ready = handshaking_ && transport_->ready();
   // Writes held through the handshake go out through a write request, whose completion tells
   // an owner waiting on the watermarks or OnFlushed (as after a plain connect).
-  if (!pending_.empty()) Flush(/*try_now=*/st != Transport::Status::kReady);
-  if (st == Transport::Status::kError) {
-    handshake_timed_out_ = false;
-    FailAndClose(is_client_ && handshaking_ ? Event::kConnectFailed : Event::kRemoteReset);
-    return;
-  }
+  if (!pending_.empty()) Flush(/*try_now=*/!became_ready);
   // Owners free their connections deferred, so `this` outlives each callback below; a callback
   // may close it, which every step checks.
-  if (st == Transport::Status::kReady) {
+  if (became_ready) {
     handshaking_ = false;
-    handshake_timed_out_ = false;
-    event_timer_->Disable();
+    if (deadline_armed_) {  // else the timer carries a deferred failure, which must still fire
+      deadline_armed_ = false;
+      event_timer_->Disable();
+    }
     ApplyReading();
-    // Writes held through the handshake went out with it (in pending_).
     if (shutdown_wanted_) Flush();
+    if (st == Transport::Status::kError) {
+      // A client's owner never heard it was connected.
+      FailAndClose(is_client_ ? Event::kConnectFailed : Event::kRemoteReset);
+      return;
+    }
     if (is_client_ && callbacks_ != nullptr) callbacks_->OnEvent(Event::kConnected);
     if (closed()) return;
+  }
+  if (st == Transport::Status::kError) {
+    FailAndClose(Event::kRemoteReset);  // during a client's handshake: kConnectFailed
+    return;
   }
   if (!read_buffer_.empty() && callbacks_ != nullptr) callbacks_->OnRead(read_buffer_);
   if (st == Transport::Status::kClosed && !closed() && !eof_) OnReadEnd(UV_EOF);
@@ -278,10 +288,7 @@ void TcpConnection::RunTransport() {
 
 void TcpConnection::OnReadEnd(int status) {
   if (status == UV_EOF && handshaking_) {
-    // The peer left mid-handshake: nothing was ever connected.
-    handshake_timed_out_ = false;
-    transport_->OnHandshakeAbandoned(false);
-    FailAndClose(is_client_ ? Event::kConnectFailed : Event::kRemoteReset);
+    FailAndClose(Event::kRemoteReset);  // the peer left mid-handshake (see FailAndClose)
     return;
   }
   if (status == UV_EOF) {
@@ -377,7 +384,7 @@ void TcpConnection::Flush(bool try_now) {
 
 void TcpConnection::DeferEvent(Event event) {
   // Reported on a later turn: callbacks never run inline from the call that caused them.
-  handshake_timed_out_ = false;  // the timer now reports this instead
+  deadline_armed_ = false;  // the timer now reports this instead
   deferred_event_ = event;
   event_timer_->Enable(absl::ZeroDuration());
 }
@@ -422,6 +429,13 @@ size_t TcpConnection::write_backlog() const {
 void TcpConnection::Close(CloseMode mode) { CloseHandle(mode == CloseMode::kReset); }
 
 void TcpConnection::FailAndClose(Event event) {
+  if (handshaking_ && transport_ != nullptr) {
+    // The handshake never completed: a client's owner was never connected, so whatever ended it
+    // is a failed connect; the transport says why (for its metrics and log line).
+    handshaking_ = false;
+    if (is_client_ && event == Event::kRemoteReset) event = Event::kConnectFailed;
+    transport_->OnHandshakeAbandoned(handshake_timed_out_ || event == Event::kConnectTimeout);
+  }
   Callbacks* cb = callbacks_;
   CloseHandle(false);
   if (cb != nullptr) cb->OnEvent(event);  // may destroy this

@@ -165,6 +165,8 @@ class TcpConnection {
   bool is_client_ = false;
   bool handshaking_ = false;  // a transport's handshake is in progress
   bool handshake_timed_out_ = false;
+  // event_timer_ holds the connect or handshake deadline (not a deferred failure report).
+  bool deadline_armed_ = false;
 };
 
 }  // namespace remora::event

@@ -95,6 +95,13 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
       stats.main_writer().Set(rt.tls_stats.cert_expiry,
                               static_cast<uint64_t>(rt.tls->expires_at_unix()));
     }
+    // Pools key on endpoint state: connections made under other TLS settings (none, another
+    // trust bundle or identity) are never reused. A rotated certificate at the same paths keeps
+    // them: existing connections continue, new handshakes use the new pair.
+    const std::string tls_variant =
+        c.tls.enabled ? absl::StrCat("tls:", c.tls.ca, ",", c.tls.cert, ",", c.tls.key, ",",
+                                     c.tls.sni, ",", c.tls.spiffe_id, ",", c.tls.trust_domain)
+                      : "";
     for (const config::Endpoint& e : c.endpoints) {
       EndpointRuntime ep;
       socklen_t len;
@@ -102,7 +109,7 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
       network::ToSockaddr(e.address, &ep.address, &len);
       ep.address_text = e.address.ToString();
       ep.weight = e.weight;
-      ep.state = endpoints.Endpoint(c.name, ep.address_text);
+      ep.state = endpoints.Endpoint(c.name, ep.address_text, tls_variant);
       rt.endpoints.push_back(std::move(ep));
     }
     snap->clusters.push_back(std::move(rt));

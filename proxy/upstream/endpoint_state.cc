@@ -25,8 +25,9 @@ std::shared_ptr<ClusterState> EndpointStateRegistry::Cluster(const std::string& 
 }
 
 std::shared_ptr<EndpointState> EndpointStateRegistry::Endpoint(const std::string& cluster,
-                                                               const std::string& address) {
-  auto& slot = endpoints_[absl::StrCat(cluster, "|", address)];
+                                                               const std::string& address,
+                                                               const std::string& variant) {
+  auto& slot = endpoints_[absl::StrCat(cluster, "|", address, "|", variant)];
   if (slot == nullptr) slot = std::make_shared<EndpointState>(address, Cluster(cluster));
   return slot;
 }

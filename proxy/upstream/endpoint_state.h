@@ -60,13 +60,17 @@ struct ClusterState {
 class EndpointStateRegistry {
  public:
   std::shared_ptr<ClusterState> Cluster(const std::string& name);
-  std::shared_ptr<EndpointState> Endpoint(const std::string& cluster, const std::string& address);
+  // `variant` tells apart states of one address that must not share pooled connections (the
+  // cluster's TLS settings: a change of them must not reuse connections made under the old).
+  std::shared_ptr<EndpointState> Endpoint(const std::string& cluster, const std::string& address,
+                                          const std::string& variant = "");
   // Forgets states no snapshot references any more (use_count == 1). Called after a swap.
   void Prune();
 
  private:
   absl::flat_hash_map<std::string, std::shared_ptr<ClusterState>> clusters_;
-  absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints_;  // "cluster|addr"
+  // "cluster|addr|variant"
+  absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints_;
 };
 
 }  // namespace remora::upstream

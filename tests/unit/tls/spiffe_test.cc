@@ -158,6 +158,15 @@ TEST_F(SvidTest, ValidityWindowsAreOpenSsls) {
   EXPECT_EQ(Verify(*ca_, Issue(future)), X509_V_ERR_CERT_NOT_YET_VALID);
 }
 
+TEST_F(SvidTest, ANameCannotSmuggleInAnotherName) {
+  WorkloadOptions o;
+  o.uris = {"spiffe://td/a"};
+  o.dns = {"web,URI:spiffe://td/admin"};
+  absl::StatusOr<PemPair> p = IssueWorkload(*ca_, o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("comma"), std::string::npos);
+}
+
 TEST_F(SvidTest, ACaKeyThatIsNotTheCertificatesIsRefused) {
   PemPair mixed{ca_->cert, other_ca_->key};
   WorkloadOptions o;
