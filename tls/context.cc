@@ -168,6 +168,11 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOption
           "the key ", options.key_file, " does not match the certificate ", options.cert_file));
     }
     X509* leaf = SSL_CTX_get0_certificate(ctx);
+    SvidError not_svid;
+    if (absl::StatusOr<SpiffeId> id = PeerSpiffeId(leaf, &not_svid); id.ok()) {
+      c->own_id_ = id->ToString();
+    }
+    ERR_clear_error();
     int days = 0, secs = 0;
     if (leaf != nullptr && ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(leaf)) == 1) {
       c->expires_at_ = static_cast<int64_t>(time(nullptr)) + int64_t{days} * 86400 + secs;

@@ -67,12 +67,15 @@ class Context {
   const ContextOptions& options() const { return options_; }
   // Seconds until the leaf certificate expires (negative: expired), at load time plus elapsed.
   int64_t expires_at_unix() const { return expires_at_; }
+  // The SPIFFE ID of our own certificate ("" if none, or not an SVID).
+  const std::string& own_id() const { return own_id_; }
 
  private:
   Context() = default;
   SSL_CTX* ctx_ = nullptr;
   ContextOptions options_;
   int64_t expires_at_ = 0;
+  std::string own_id_;
   std::vector<unsigned char> alpn_wire_;  // clients: the offered list, length-prefixed
   friend int SelectAlpn(SSL*, const unsigned char**, unsigned char*, const unsigned char*, unsigned,
                         void*);

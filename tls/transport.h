@@ -47,6 +47,8 @@ class TlsTransport final : public event::Transport {
 
   // The peer's SPIFFE ID ("" if it sent no certificate), once ready.
   const std::string& peer_id() const { return peer_id_; }
+  const std::string& peer_identity() const override { return peer_id_; }
+  const std::string& local_identity() const override { return context_->own_id(); }
   // The ALPN protocol agreed ("" if none), once ready.
   std::string alpn() const;
   HandshakeFailure failure() const { return failure_; }

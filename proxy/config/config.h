@@ -60,6 +60,9 @@ struct Tls {
   std::string trust_domain;
   // Listeners: a handshake not done within this is closed (counted as reason "timeout").
   absl::Duration handshake_timeout = absl::Seconds(10);
+  // Inbound http listeners under mutual TLS: tell the app who called, in
+  // x-forwarded-client-cert (By=<our ID>;URI=<the caller's ID>).
+  bool forward_client_cert = false;
 };
 
 // A request header condition: the field is present, or (with a value) equals it exactly.

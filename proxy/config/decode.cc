@@ -82,8 +82,14 @@ constexpr absl::string_view kListenerFields[] = {"name",
 constexpr size_t kFirstHttpOnlyListenerField = 6;
 constexpr size_t kTransparentOnlyListenerFields = 5;
 constexpr absl::string_view kTlsRouteFields[] = {"sni", "alpn", "cluster"};
-constexpr absl::string_view kTlsFields[] = {
-    "cert", "key", "ca", "sni", "spiffe_id", "trust_domain", "handshake_timeout"};
+constexpr absl::string_view kTlsFields[] = {"cert",
+                                            "key",
+                                            "ca",
+                                            "sni",
+                                            "spiffe_id",
+                                            "trust_domain",
+                                            "handshake_timeout",
+                                            "forward_client_cert"};
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
                                               "cluster",
@@ -789,11 +795,17 @@ class Decoder {
         Duration(*t, JoinPath(path, "handshake_timeout"), absl::Milliseconds(1), absl::Minutes(5),
                  &tls->handshake_timeout);
       }
+      if (const Value* f = Optional(v, "forward_client_cert")) {
+        Bool(*f, JoinPath(path, "forward_client_cert"), &tls->forward_client_cert);
+      }
       return;
     }
     if (const MapEntry* e = v.Find("handshake_timeout")) {
       Error(e->key_line, JoinPath(path, "handshake_timeout"),
             "applies to a listener's tls only (a cluster's handshake is within connect_timeout)");
+    }
+    if (const MapEntry* e = v.Find("forward_client_cert")) {
+      Error(e->key_line, JoinPath(path, "forward_client_cert"), "applies to a listener's tls only");
     }
     if (tls->ca.empty() && !v.Find("ca")) {
       Error(v.line, path,

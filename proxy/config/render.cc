@@ -84,6 +84,7 @@ nlohmann::json TlsToJson(const Tls& t, bool listener) {
   if (!t.ca.empty()) j["ca"] = t.ca;
   if (listener) {
     j["handshake_timeout"] = DurationToString(t.handshake_timeout);
+    j["forward_client_cert"] = t.forward_client_cert;
     return j;
   }
   if (!t.sni.empty()) j["sni"] = t.sni;

@@ -5,6 +5,7 @@
 // The connection drives it; it never touches the socket. Plain TCP has none (no cost).
 
 #include <cstddef>
+#include <string>
 
 #include "proxy/buffer/buffer.h"
 
@@ -34,6 +35,10 @@ class Transport {
   virtual bool ready() const = 0;
   // The handshake will not complete: it timed out, or the peer left; the connection closes next.
   virtual void OnHandshakeAbandoned(bool timed_out) {}
+  // The peer's verified identity (a SPIFFE ID), once ready; empty if it has none.
+  virtual const std::string& peer_identity() const = 0;
+  // This side's own identity, if it presents one.
+  virtual const std::string& local_identity() const = 0;
 };
 
 }  // namespace remora::event

@@ -84,7 +84,15 @@ void ActiveStream::ApplyForwardingPolicy(RequestHead& head) {
   } else {
     head.headers.Add("x-forwarded-for", info_.downstream_address);
   }
-  head.headers.Set("x-forwarded-proto", "http");
+  head.headers.Set("x-forwarded-proto", info_.downstream_tls ? "https" : "http");
+  // Who called, as only this proxy can vouch for it: never what the client claims.
+  head.headers.Remove("x-forwarded-client-cert");
+  if (listener_.config->tls.forward_client_cert && !info_.peer_identity.empty()) {
+    std::string xfcc = info_.local_identity.empty() ? absl::StrCat("URI=", info_.peer_identity)
+                                                    : absl::StrCat("By=", info_.local_identity,
+                                                                   ";URI=", info_.peer_identity);
+    head.headers.Set("x-forwarded-client-cert", xfcc);
+  }
 }
 
 void ActiveStream::DecodeHeaders(bool end_stream) {

@@ -22,6 +22,7 @@
 #include "proxy/buffer/buffer.h"
 #include "proxy/common/block_cache.h"
 #include "proxy/event/dispatcher.h"
+#include "proxy/event/tcp_connection.h"
 #include "proxy/http/message.h"
 
 namespace remora::network {
@@ -52,6 +53,11 @@ struct StreamInfo {
   // Transparent listeners: where the connection was going (an original_dst cluster's target);
   // null for a connection made straight to the listener. Owned by the connection manager.
   const network::Destination* destination = nullptr;
+  // The request came over TLS; and the client's verified SPIFFE ID under mutual TLS, and ours
+  // (empty if none). Owned by the connection's transport.
+  bool downstream_tls = false;
+  absl::string_view peer_identity;
+  absl::string_view local_identity;
 };
 
 // Told about the downstream connection's write backlog, so a filter that produces the response
@@ -62,6 +68,15 @@ class DownstreamWatermarkCallbacks {
   virtual void OnDownstreamAboveHighWatermark() = 0;
   virtual void OnDownstreamBelowLowWatermark() = 0;
 };
+
+// Fills `info`'s TLS facts from the connection the request came on.
+inline void SetTlsInfo(const event::TcpConnection& conn, StreamInfo& info) {
+  if (const event::Transport* t = conn.transport()) {
+    info.downstream_tls = true;
+    info.peer_identity = t->peer_identity();
+    info.local_identity = t->local_identity();
+  }
+}
 
 class FilterCallbacks {
  public:

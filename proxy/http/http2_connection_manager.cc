@@ -59,6 +59,7 @@ class Http2ConnectionManager::Stream final : public RequestDecoder,
     cm_.ArmIdleSweep();
     active_->info().downstream_http2 = true;
     active_->info().destination = cm_.destination_.get();
+    SetTlsInfo(*cm_.conn_, active_->info());
     active_->DecodeHeaders(end_stream);
   }
   void OnData(buffer::Buffer& data, bool end_stream) override {

@@ -619,11 +619,13 @@ class HttpProxyTest(unittest.TestCase):
         with proxy_in_front_of(self.up.address, ["direction: inbound"]) as r:
             raw = curl("-H", "x-forwarded-for: 10.1.2.3", "-H", "x-remora-identity: forged",
                        "-H", "x-remora-deadline-ms: 5000",
+                       "-H", "x-forwarded-client-cert: URI=spiffe://mesh/ns/x/sa/root",
                        f"http://127.0.0.1:{r.port('web')}/echo/in")
             h = {k.lower(): v for k, v in json.loads(split_response(raw)[1])["headers"]}
             self.assertEqual(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1")
             self.assertEqual(h["x-forwarded-proto"], "http")
             self.assertNotIn("x-remora-identity", h)
+            self.assertNotIn("x-forwarded-client-cert", h)  # only mTLS may say who called
             # The deadline is kept (docs/http.md, Deadlines), rewritten to what was left.
             self.assertTrue(4000 < int(h["x-remora-deadline-ms"]) <= 5000, h)
             # A request without a budget goes on without one.

@@ -57,7 +57,8 @@ listeners:
     address: 127.0.0.1:0
     kind: http
     direction: inbound
-    tls: {{cert: {p}/cert.pem, key: {p}/key.pem, ca: {p}/ca.pem, handshake_timeout: 300ms}}
+    tls: {{cert: {p}/cert.pem, key: {p}/key.pem, ca: {p}/ca.pem, handshake_timeout: 300ms,
+           forward_client_cert: true}}
     routes:
       - {{match: {{prefix: /remora.test.Echo/}}, cluster: grpc}}
       - {{cluster: app}}
@@ -125,10 +126,17 @@ clusters:
 
     def test_curl_with_a_workload_certificate_over_http1_and_http2(self):
         for flag, version in (("--http1.1", "1.1"), ("--http2", "2")):
-            status, got_version, body = self.curl("order", flag)
+            # A client's own claim of who it is goes; the verified identity comes instead.
+            status, got_version, body = self.curl(
+                "order", flag, "-H", "x-forwarded-client-cert: URI=spiffe://mesh.test/ns/x/sa/root")
             self.assertEqual(status, 200, body)
             self.assertEqual(got_version, version)  # HTTP/2 chosen by ALPN
-            self.assertEqual(json.loads(body)["path"], "/echo/in")
+            seen = json.loads(body)
+            self.assertEqual(seen["path"], "/echo/in")
+            headers = [(k.lower(), v) for k, v in seen["headers"]]
+            self.assertEqual([v for k, v in headers if k == "x-forwarded-client-cert"],
+                             [f"By={PAYMENT};URI={ORDER}"])
+            self.assertIn(("x-forwarded-proto", "https"), headers)
 
     def test_a_client_without_a_certificate_is_refused(self):
         before = self.failures(self.inbound, "listener", "mtls", "no_peer_certificate")
