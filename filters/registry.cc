@@ -1,28 +1,32 @@
 #include "filters/registry.h"
 
+#include "filters/mtls_authz/mtls_authz.h"
 #include "filters/rate_limit/rate_limit.h"
 #include "filters/trace_context/trace_context.h"
 
 namespace remora::filters {
 namespace {
 
-// Later issues add mtls_authz, access_log and stats here (DESIGN.md 2). Rate limiting comes
-// first: a refused request costs nothing further.
-constexpr const http::FilterFactory* kInbound[] = {&TraceContextFilter::kFactory};
-constexpr const http::FilterFactory* kOutbound[] = {&TraceContextFilter::kFactory};
-constexpr const http::FilterFactory* kInboundLimited[] = {&RateLimitFilter::kFactory,
-                                                          &TraceContextFilter::kFactory};
-constexpr const http::FilterFactory* kOutboundLimited[] = {&RateLimitFilter::kFactory,
-                                                           &TraceContextFilter::kFactory};
+// Later issues add access_log and stats here (DESIGN.md 2). Authorization comes first, then rate
+// limiting: a refused request costs nothing further. Both directions run the same filters today;
+// the tables stay per direction for the ones that will differ.
+const http::FilterFactory* const kAuthz = &MtlsAuthzFilter::kFactory;
+const http::FilterFactory* const kLimit = &RateLimitFilter::kFactory;
+const http::FilterFactory* const kTrace = &TraceContextFilter::kFactory;
+// Indexed by authorized * 2 + rate_limited.
+const http::FilterFactory* const kPlain[] = {kTrace};
+const http::FilterFactory* const kLimited[] = {kLimit, kTrace};
+const http::FilterFactory* const kAuthorized[] = {kAuthz, kTrace};
+const http::FilterFactory* const kBoth[] = {kAuthz, kLimit, kTrace};
 
 }  // namespace
 
-absl::Span<const http::FilterFactory* const> ChainFor(config::Direction direction,
-                                                      bool rate_limited) {
-  if (direction == config::Direction::kInbound) {
-    return rate_limited ? absl::MakeConstSpan(kInboundLimited) : absl::MakeConstSpan(kInbound);
+absl::Span<const http::FilterFactory* const> ChainFor(config::Direction, bool rate_limited,
+                                                      bool authorized) {
+  if (authorized) {
+    return rate_limited ? absl::MakeConstSpan(kBoth) : absl::MakeConstSpan(kAuthorized);
   }
-  return rate_limited ? absl::MakeConstSpan(kOutboundLimited) : absl::MakeConstSpan(kOutbound);
+  return rate_limited ? absl::MakeConstSpan(kLimited) : absl::MakeConstSpan(kPlain);
 }
 
 }  // namespace remora::filters

@@ -10,9 +10,10 @@
 
 namespace remora::filters {
 
-// The decode-order chain of a listener of `direction`, router excluded; rate_limit only where
-// the listener or one of its routes has a limit (no cost elsewhere).
+// The decode-order chain of a listener of `direction`, router excluded; mtls_authz only where a
+// route has authorization rules, rate_limit only where the listener or a route has a limit (no
+// cost elsewhere). A request refused by its caller's identity takes no rate-limit token.
 absl::Span<const http::FilterFactory* const> ChainFor(config::Direction direction,
-                                                      bool rate_limited);
+                                                      bool rate_limited, bool authorized);
 
 }  // namespace remora::filters

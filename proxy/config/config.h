@@ -130,6 +130,21 @@ struct FallbackResponse {
   std::string body;
 };
 
+// Who may call a route (filters/mtls_authz): conditions on the caller's SPIFFE ID (mutual TLS),
+// the method and the normalised path; every given list must have a match.
+struct AuthzRule {
+  // "spiffe://td/ns/a/sa/b" exactly; "spiffe://td/ns/a/*" any ID under that path; "ns/a/*" any
+  // ID of namespace a (any trust domain the bundle vouches for); "*" any authenticated caller.
+  std::vector<std::string> peers;
+  std::vector<std::string> methods;
+  std::vector<std::string> paths;  // "/exact", or "/prefix*"
+};
+// Deny rules first (one matching: refused); then, if there are allow rules, one must match.
+struct Authorization {
+  std::vector<AuthzRule> allow;
+  std::vector<AuthzRule> deny;
+};
+
 struct Route {
   std::string name;
   RouteMatch match;
@@ -151,6 +166,8 @@ struct Route {
   FallbackResponse fallback;
   bool has_rate_limit = false;
   RateLimit rate_limit;
+  bool has_authorization = false;  // an `authorization` block was given
+  Authorization authorization;
   int line = 0;
 };
 

@@ -101,7 +101,10 @@ constexpr absl::string_view kRouteFields[] = {"name",
                                               "retries",
                                               "idempotent",
                                               "fallback",
-                                              "rate_limit"};
+                                              "rate_limit",
+                                              "authorization"};
+constexpr absl::string_view kAuthorizationFields[] = {"allow", "deny"};
+constexpr absl::string_view kAuthzRuleFields[] = {"peers", "methods", "paths"};
 constexpr absl::string_view kRateLimitFields[] = {"requests_per_second", "burst", "key",
                                                   "max_keys"};
 constexpr double kMaxRequestsPerSecond = 1e9;
@@ -1052,6 +1055,82 @@ class Decoder {
     if (const Value* l = Optional(v, "rate_limit")) {
       route->has_rate_limit = true;
       DecodeRateLimit(*l, JoinPath(path, "rate_limit"), &route->rate_limit);
+    }
+    if (const Value* a = Optional(v, "authorization")) {
+      std::string apath = JoinPath(path, "authorization");
+      route->has_authorization = true;
+      if (Map(*a, apath, kAuthorizationFields)) {
+        if (const Value* l = Optional(*a, "allow")) {
+          DecodeAuthzRules(*l, JoinPath(apath, "allow"), &route->authorization.allow);
+        }
+        if (const Value* l = Optional(*a, "deny")) {
+          DecodeAuthzRules(*l, JoinPath(apath, "deny"), &route->authorization.deny);
+        }
+        if (route->authorization.allow.empty() && route->authorization.deny.empty() &&
+            a->Find("allow") == nullptr && a->Find("deny") == nullptr) {
+          Error(a->line, apath, "give allow or deny rules (or leave authorization out)");
+        }
+      }
+    }
+  }
+
+  void DecodeAuthzRules(const Value& v, const std::string& path, std::vector<AuthzRule>* out) {
+    if (!List(v, path)) return;
+    for (size_t i = 0; i < v.items.size(); ++i) {
+      const Value& item = v.items[i];
+      std::string rpath = absl::StrCat(path, "[", i, "]");
+      if (!Map(item, rpath, kAuthzRuleFields)) continue;
+      AuthzRule rule;
+      auto strings = [&](absl::string_view key, std::vector<std::string>* into, auto check) {
+        const Value* l = Optional(item, key);
+        if (l == nullptr) return;
+        std::string lpath = JoinPath(rpath, key);
+        if (!List(*l, lpath)) return;
+        if (l->items.empty()) Error(l->line, lpath, "must list at least one (or leave it out)");
+        for (size_t k = 0; k < l->items.size(); ++k) {
+          std::string s;
+          std::string kpath = absl::StrCat(lpath, "[", k, "]");
+          if (!String(l->items[k], kpath, "a string", &s)) continue;
+          if (std::string why = check(s); !why.empty()) {
+            Error(l->items[k].line, kpath, why);
+            continue;
+          }
+          into->push_back(std::move(s));
+        }
+      };
+      strings("peers", &rule.peers, [](const std::string& p) -> std::string {
+        if (p == "*") return "";
+        if (absl::StartsWith(p, "ns/")) {
+          absl::string_view ns = absl::string_view(p).substr(3);
+          if (absl::ConsumeSuffix(&ns, "/*") && !ns.empty() &&
+              ns.find('/') == absl::string_view::npos) {
+            return "";
+          }
+          return absl::StrCat("expected ns/NAMESPACE/*, got ", Quote(p));
+        }
+        absl::string_view id = p;
+        absl::ConsumeSuffix(&id, "/*");
+        if (absl::StatusOr<tls::SpiffeId> parsed = tls::ParseSpiffeId(id); !parsed.ok()) {
+          return absl::StrCat(
+              "expected a SPIFFE ID (optionally ending in /*), ns/NAMESPACE/* or "
+              "*: ",
+              parsed.status().message());
+        }
+        return "";
+      });
+      strings("methods", &rule.methods, [](const std::string& m) -> std::string {
+        bool ok = !m.empty() &&
+                  std::all_of(m.begin(), m.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+        return ok ? "" : absl::StrCat("expected an upper-case method such as GET, got ", Quote(m));
+      });
+      strings("paths", &rule.paths, [](const std::string& p) -> std::string {
+        return absl::StartsWith(p, "/") ? "" : absl::StrCat("a path starts with /, got ", Quote(p));
+      });
+      if (item.Find("peers") == nullptr && item.Find("methods") == nullptr &&
+          item.Find("paths") == nullptr) {
+        Error(item.line, rpath, "a rule needs peers, methods or paths");
+      }
+      out->push_back(std::move(rule));
     }
   }
 

@@ -69,6 +69,23 @@ nlohmann::json RouteToJson(const Route& r) {
     };
   }
   if (r.has_rate_limit) j["rate_limit"] = RateLimitToJson(r.rate_limit);
+  if (r.has_authorization) {
+    auto rules = [](const std::vector<AuthzRule>& list) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const AuthzRule& rule : list) {
+        nlohmann::json one = nlohmann::json::object();
+        if (!rule.peers.empty()) one["peers"] = rule.peers;
+        if (!rule.methods.empty()) one["methods"] = rule.methods;
+        if (!rule.paths.empty()) one["paths"] = rule.paths;
+        out.push_back(std::move(one));
+      }
+      return out;
+    };
+    nlohmann::json a = nlohmann::json::object();
+    if (!r.authorization.allow.empty()) a["allow"] = rules(r.authorization.allow);
+    if (!r.authorization.deny.empty()) a["deny"] = rules(r.authorization.deny);
+    j["authorization"] = std::move(a);
+  }
   if (r.has_fallback) {
     nlohmann::json f = {{"status", r.fallback.status}, {"body", r.fallback.body}};
     if (!r.fallback.headers.empty()) f["headers"] = HeaderValuesToJson(r.fallback.headers);

@@ -29,6 +29,9 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
                  "Requests refused with 429 rate_limited by the listener's or a route's "
                  "rate_limit.",
                  l),
+      s.Register(Type::kCounter, "remora_listener_unauthorized_total",
+                 "Requests refused with 403 unauthorized_peer by a route's authorization rules.",
+                 l),
       s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,
                  {{"listener", listener}, {"protocol", "http1"}}),
       s.Register(Type::kCounter, "remora_listener_protocol_detected_total", detect_help,

@@ -19,6 +19,7 @@ struct ListenerStats {
   uint32_t accept_errors;  // remora_listener_accept_errors_total
   uint32_t overflow;       // remora_listener_overflow_total: refused, cluster at max_connections
   uint32_t rate_limited;   // remora_listener_rate_limited_total: 429 rate_limited
+  uint32_t unauthorized;   // remora_listener_unauthorized_total: 403 unauthorized_peer
   // remora_listener_protocol_detected_total{protocol}: transparent listeners' connections by
   // what they turned out to speak.
   uint32_t detected_http1;         // protocol="http1"

@@ -21,6 +21,7 @@ from harness import REMORA_BIN, EchoServer, Remora, Upstream, payload, wait_unti
 TD = "mesh.test"
 PAYMENT = f"spiffe://{TD}/ns/default/sa/payment"
 ORDER = f"spiffe://{TD}/ns/default/sa/order"
+BILLING = f"spiffe://{TD}/ns/default/sa/billing"
 
 
 def cert(*args):
@@ -40,6 +41,7 @@ class MtlsTest(unittest.TestCase):
         cert("issue", "--ca", f"{d}/ca", "--spiffe-id", PAYMENT, "--dns", "localhost",
              "--out", f"{d}/payment")
         cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/order")
+        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", BILLING, "--out", f"{d}/billing")
         cert("ca", "--out", f"{d}/other-ca")
         cert("issue", "--ca", f"{d}/other-ca", "--spiffe-id", ORDER, "--out", f"{d}/stranger")
         cls.app = Upstream()
@@ -60,7 +62,12 @@ listeners:
     tls: {{cert: {p}/cert.pem, key: {p}/key.pem, ca: {p}/ca.pem, handshake_timeout: 300ms,
            forward_client_cert: true}}
     routes:
-      - {{match: {{prefix: /remora.test.Echo/}}, cluster: grpc}}
+      - {{match: {{prefix: /remora.test.Echo/}}, cluster: grpc,
+         authorization: {{deny: [{{peers: ["{BILLING}"]}}]}}}}
+      - match: {{prefix: /echo/admin}}
+        cluster: app
+        authorization:
+          allow: [{{peers: ["{ORDER}"], methods: [GET]}}]
       - {{cluster: app}}
   - name: tls-tcp
     address: 127.0.0.1:0
@@ -112,13 +119,13 @@ clusters:
         return remora.metrics().get(
             f'remora_{scope}_tls_handshakes_total{{{scope}="{name}"}}', 0)
 
-    def curl(self, who, *extra):
+    def curl(self, who, *extra, path="/echo/in"):
         d = f"{self.dir}/{who}"
         args = ["curl", "-s", "-m", "10", "-w", "\\n%{http_code} %{http_version}",
                 "--cacert", f"{self.dir}/payment/ca.pem"]
         if who:
             args += ["--cert", f"{d}/cert.pem", "--key", f"{d}/key.pem"]
-        args += [*extra, f"https://localhost:{self.inbound.port('mtls')}/echo/in"]
+        args += [*extra, f"https://localhost:{self.inbound.port('mtls')}{path}"]
         r = subprocess.run(args, capture_output=True, text=True, timeout=20)
         body, _, tail = r.stdout.rpartition("\n")
         status, _, version = tail.partition(" ")
@@ -137,6 +144,38 @@ clusters:
             self.assertEqual([v for k, v in headers if k == "x-forwarded-client-cert"],
                              [f"By={PAYMENT};URI={ORDER}"])
             self.assertIn(("x-forwarded-proto", "https"), headers)
+
+    def test_routes_authorize_callers_by_identity_method_and_path(self):
+        before = self.inbound.metrics()['remora_listener_unauthorized_total{listener="mtls"}']
+        status, _, body = self.curl("order", path="/echo/admin/x")
+        self.assertEqual(status, 200, body)
+        for who, extra in (("billing", ()), ("order", ("-X", "DELETE"))):
+            status, _, body = self.curl(who, "-i", *extra, path="/echo/admin/x")
+            self.assertEqual(status, 403, body)
+            self.assertIn("x-remora-reason: unauthorized_peer", body)
+        # Everything else is open to any workload the bundle vouches for.
+        status, _, _ = self.curl("billing")
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            self.inbound.metrics()['remora_listener_unauthorized_total{listener="mtls"}'],
+            before + 2)
+
+    def grpc_call(self, who):
+        import grpc
+        d = f"{self.dir}/{who}"
+        with open(f"{self.dir}/payment/ca.pem", "rb") as ca, open(f"{d}/key.pem", "rb") as k, \
+                open(f"{d}/cert.pem", "rb") as c:
+            creds = grpc.ssl_channel_credentials(root_certificates=ca.read(),
+                                                 private_key=k.read(), certificate_chain=c.read())
+        with grpc.secure_channel(f"localhost:{self.inbound.port('mtls')}", creds) as channel:
+            return channel.unary_unary("/remora.test.Echo/Unary")(b"hi", timeout=10)
+
+    def test_grpc_over_mtls_and_a_caller_refused_by_identity(self):
+        import grpc
+        self.assertEqual(self.grpc_call("order"), b"hi")
+        with self.assertRaises(grpc.RpcError) as e:
+            self.grpc_call("billing")
+        self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
 
     def test_a_client_without_a_certificate_is_refused(self):
         before = self.failures(self.inbound, "listener", "mtls", "no_peer_certificate")

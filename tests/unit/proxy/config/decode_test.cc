@@ -875,6 +875,39 @@ TEST(DecodeConfigTest, TlsBlocks) {
           "trust_domain (any of it), not both"}));
 }
 
+TEST(DecodeConfigTest, AuthorizationRules) {
+  const std::string head =
+      "listeners:\n  - name: in\n    address: 127.0.0.1:1\n    kind: http\n    routes:\n"
+      "      - cluster: c\n        authorization:\n";
+  const std::string clusters = "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:2}]}\n";
+  Config c = Decode(head +
+                    "          allow: [{peers: [\"spiffe://td/ns/a/*\", \"ns/b/*\", \"*\"], "
+                    "methods: [GET], paths: [\"/x*\"]}]\n"
+                    "          deny: [{methods: [DELETE]}]\n" +
+                    clusters);
+  const config::Route& r = c.listeners[0].routes[0];
+  ASSERT_TRUE(r.has_authorization);
+  ASSERT_EQ(r.authorization.allow.size(), 1u);
+  EXPECT_EQ(r.authorization.allow[0].peers.size(), 3u);
+  EXPECT_EQ(r.authorization.deny[0].methods, std::vector<std::string>{"DELETE"});
+  EXPECT_EQ(Errors(head +
+                   "          allow: [{peers: [\"ns/a\", \"spiffe://TD/x\"]}, {methods: [get]}, "
+                   "{paths: [x]}, {}]\n" +
+                   clusters),
+            (std::vector<std::string>{
+                "t.yaml:8: listeners[0].routes[0].authorization.allow[0].peers[0]: expected "
+                "ns/NAMESPACE/*, got \"ns/a\"",
+                "t.yaml:8: listeners[0].routes[0].authorization.allow[0].peers[1]: expected a "
+                "SPIFFE ID (optionally ending in /*), ns/NAMESPACE/* or *: \"spiffe://TD/x\": the "
+                "trust domain \"TD\" may hold only lower-case letters, digits, '.', '-' and '_'",
+                "t.yaml:8: listeners[0].routes[0].authorization.allow[1].methods[0]: expected an "
+                "upper-case method such as GET, got \"get\"",
+                "t.yaml:8: listeners[0].routes[0].authorization.allow[2].paths[0]: a path starts "
+                "with /, got \"x\"",
+                "t.yaml:8: listeners[0].routes[0].authorization.allow[3]: a rule needs peers, "
+                "methods or paths"}));
+}
+
 // Each transparent listener with passthrough gets the original_dst cluster of its direction: the
 // config's own if it defines one (its settings kept), else one with the defaults, added once.
 TEST(DecodeConfigTest, PassthroughClustersAreAddedWhereNeeded) {

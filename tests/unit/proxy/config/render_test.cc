@@ -41,6 +41,9 @@ listeners:
           per_try_timeout: 300ms
           backoff: {base: 10ms, max: 1s}
         rate_limit: {requests_per_second: 0.5, burst: 3, key: {header: x-user}, max_keys: 9}
+        authorization:
+          allow: [{peers: ["ns/a/*"], methods: [GET], paths: ["/x*"]}]
+          deny: [{peers: ["spiffe://td/ns/a/sa/b"]}]
         fallback:
           status: 200
           headers: [{name: content-type, value: application/json}]
