@@ -3,6 +3,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proxy/common/log.h"
@@ -148,7 +152,63 @@ absl::Status Server::ApplyConfig(config::Config cfg) {
   store_->main_writer().Set(server_stats_.config_version, version_);
   if (health_ != nullptr) health_->Update(*snapshot_);
   endpoints_.Prune();
+  WatchCertificates();
   return absl::OkStatus();
+}
+
+void Server::WatchCertificates() {
+  std::set<std::string> dirs;
+  auto add = [&](const std::string& file) {
+    if (file.empty()) return;
+    std::string dir = std::filesystem::path(file).parent_path().string();
+    dirs.insert(dir.empty() ? "." : dir);
+  };
+  for (const config::Listener& l : snapshot_->config.listeners) {
+    if (l.tls.enabled) {
+      add(l.tls.cert);
+      add(l.tls.key);
+      add(l.tls.ca);
+    }
+  }
+  for (const config::Cluster& c : snapshot_->config.clusters) {
+    if (c.tls.enabled) {
+      add(c.tls.cert);
+      add(c.tls.key);
+      add(c.tls.ca);
+    }
+  }
+  if (cert_watcher_ == nullptr) {
+    if (dirs.empty()) return;
+    cert_watcher_ = std::make_unique<CertWatcher>(main_, kCertificateDebounce,
+                                                  [this] { ReloadCertificates(); });
+    cert_retry_timer_ = main_.CreateTimer([this] { ReloadCertificates(); });
+  }
+  cert_watcher_->Watch(dirs);
+}
+
+void Server::ReloadCertificates() {
+  if (draining_) return;
+  stats::Writer& w = store_->main_writer();
+  // The running config again: only the files it names are read anew. Connections keep the
+  // contexts they started with; new handshakes get the new ones.
+  absl::Status s = ApplyConfig(snapshot_->config);
+  if (s.ok()) {
+    cert_retry_delay_ = absl::ZeroDuration();
+    cert_retry_timer_->Disable();
+    w.Add(server_stats_.tls_reloads_ok);
+    LOG_INFO("TLS files changed on disk: reloaded (config version %d)", version_);
+    return;
+  }
+  w.Add(server_stats_.tls_reloads_failed);
+  // A pair being written (key first or certificate first) is tried again shortly, then less
+  // often; the next change on disk tries at once.
+  cert_retry_delay_ = std::min(kMaxCertificateRetry, cert_retry_delay_ == absl::ZeroDuration()
+                                                         ? absl::Milliseconds(500)
+                                                         : 2 * cert_retry_delay_);
+  LOG_WARN("TLS files changed on disk but cannot be used: %s; the previous ones keep serving; "
+           "trying again in %s",
+           s.message(), absl::FormatDuration(cert_retry_delay_));
+  cert_retry_timer_->Enable(cert_retry_delay_);
 }
 
 void Server::Reload() {

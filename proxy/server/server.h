@@ -15,6 +15,7 @@
 #include "proxy/config/config.h"
 #include "proxy/event/signal.h"
 #include "proxy/event/uv_dispatcher.h"
+#include "proxy/server/cert_watcher.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker.h"
 #include "proxy/stats/metrics.h"
@@ -48,6 +49,13 @@ class Server {
 
   absl::Status ApplyConfig(config::Config config);
   void Reload();
+  // A TLS file of the running config changed on disk: the same config again, with the new files.
+  void ReloadCertificates();
+  // Watches the directories of the running config's TLS files.
+  void WatchCertificates();
+
+  static constexpr absl::Duration kCertificateDebounce = absl::Milliseconds(200);
+  static constexpr absl::Duration kMaxCertificateRetry = absl::Seconds(30);
   void StartDrain(const char* why);
   void PollDrain();
   void Shutdown();
@@ -73,6 +81,9 @@ class Server {
   std::string admin_bound_;
   std::vector<std::unique_ptr<event::SignalHandler>> signals_;
   std::unique_ptr<event::Timer> drain_timer_;
+  std::unique_ptr<CertWatcher> cert_watcher_;
+  std::unique_ptr<event::Timer> cert_retry_timer_;  // a half-written pair is tried again
+  absl::Duration cert_retry_delay_;
   absl::Time drain_deadline_;
   bool draining_ = false;
   bool forced_close_ = false;

@@ -157,6 +157,9 @@ ClusterStats RegisterClusterStats(Store& s, const std::string& cluster) {
 
 ServerStats RegisterServerStats(Store& s) {
   const char* reload_help = "Config reloads (SIGHUP), by result.";
+  const char* tls_reload_help =
+      "Certificate, key or trust-bundle changes seen on disk, by result: success (new handshakes "
+      "use them) or failure (unreadable or mismatched; the previous ones keep serving).";
   return ServerStats{
       s.Register(Type::kCounter, "remora_config_reloads_total", reload_help,
                  {{"result", "success"}}),
@@ -171,6 +174,10 @@ ServerStats RegisterServerStats(Store& s) {
                  "Start time of the process since the Unix epoch."),
       s.Register(Type::kGauge, "remora_process_open_fds", "Open file descriptors."),
       s.Register(Type::kGauge, "remora_process_resident_memory_bytes", "Resident set size."),
+      s.Register(Type::kCounter, "remora_tls_certificate_reloads_total", tls_reload_help,
+                 {{"result", "success"}}),
+      s.Register(Type::kCounter, "remora_tls_certificate_reloads_total", tls_reload_help,
+                 {{"result", "failure"}}),
   };
 }
 

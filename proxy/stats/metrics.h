@@ -74,6 +74,8 @@ struct ServerStats {
   uint32_t start_time;      // remora_process_start_time_seconds
   uint32_t open_fds;        // remora_process_open_fds (sampled at scrape)
   uint32_t resident_bytes;  // remora_process_resident_memory_bytes (sampled at scrape)
+  uint32_t tls_reloads_ok;      // remora_tls_certificate_reloads_total{result="success"}
+  uint32_t tls_reloads_failed;  // ...{result="failure"}
 };
 
 // TLS handshakes of a listener (server side) or a cluster (client side), registered only where
