@@ -28,42 +28,54 @@ const ListenerRuntime* Snapshot::FindListener(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// The files and settings both sides share.
+tls::ContextOptions FromConfig(const config::Tls& t, bool server) {
+  tls::ContextOptions o;
+  o.server = server;
+  o.cert_file = t.cert;
+  o.key_file = t.key;
+  o.ca_file = t.ca;
+  return o;
+}
+
+// Loads `o` into `*into`; the error names what it is for ("listener web (line 7)").
+absl::Status Load(const tls::ContextOptions& o, absl::string_view owner, int line,
+                  std::shared_ptr<const tls::Context>* into) {
+  absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o);
+  if (!c.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(owner, " (line ", line, "): tls: ", c.status().message()));
+  }
+  *into = *std::move(c);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config) {
   TlsContexts out;
   for (const config::Listener& l : config.listeners) {
     if (!l.tls.enabled) continue;
-    tls::ContextOptions o;
-    o.server = true;
-    o.cert_file = l.tls.cert;
-    o.key_file = l.tls.key;
-    o.ca_file = l.tls.ca;
+    tls::ContextOptions o = FromConfig(l.tls, /*server=*/true);
     o.require_peer_certificate = !l.tls.ca.empty();
     // HTTP listeners speak both; the first the client offers in this order wins.
     if (l.kind == config::ListenerKind::kHttp) o.alpn = {"h2", "http/1.1"};
-    absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o);
-    if (!c.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("listener ", l.name, " (line ", l.line, "): tls: ", c.status().message()));
+    if (absl::Status s = Load(o, "listener " + l.name, l.line, &out.listeners[l.name]); !s.ok()) {
+      return s;
     }
-    out.listeners[l.name] = *std::move(c);
   }
   for (const config::Cluster& cl : config.clusters) {
     if (!cl.tls.enabled) continue;
-    tls::ContextOptions o;
-    o.server = false;
-    o.cert_file = cl.tls.cert;
-    o.key_file = cl.tls.key;
-    o.ca_file = cl.tls.ca;
+    tls::ContextOptions o = FromConfig(cl.tls, /*server=*/false);
     o.sni = cl.tls.sni;
     o.peer.exact = cl.tls.spiffe_id;
     o.peer.trust_domain = cl.tls.trust_domain;
     o.spiffe = !o.peer.empty();  // else a plain TLS server, checked against sni
-    absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o);
-    if (!c.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cluster ", cl.name, " (line ", cl.line, "): tls: ", c.status().message()));
+    if (absl::Status s = Load(o, "cluster " + cl.name, cl.line, &out.clusters[cl.name]); !s.ok()) {
+      return s;
     }
-    out.clusters[cl.name] = *std::move(c);
   }
   return out;
 }

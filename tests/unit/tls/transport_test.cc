@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "proxy/event/tcp_connection.h"
 #include "proxy/event/uv_dispatcher.h"
+#include "tests/unit/proxy/event/run_loop.h"
 #include "tls/dev_ca.h"
 
 // TLS under TcpConnection, both ends ours on one loop over real loopback sockets: the handshake,
@@ -155,20 +156,12 @@ class TlsTransportTest : public ::testing::Test {
     server_->ReadEnable(true);
   }
 
+  // Turns the loop until `done` or 5 s.
   template <typename F>
   bool RunUntil(F done) {
-    absl::Time end = absl::Now() + absl::Seconds(5);
-    while (!done()) {
-      if (absl::Now() > end) return false;
-      uv_run(dispatcher_.loop(), UV_RUN_NOWAIT);
-      absl::SleepFor(absl::Microseconds(100));
-    }
-    return true;
+    return event::testing::RunUntil(dispatcher_, done);
   }
-  void RunFor(absl::Duration d) {
-    absl::Time end = absl::Now() + d;
-    while (absl::Now() < end) uv_run(dispatcher_.loop(), UV_RUN_NOWAIT);
-  }
+  void RunFor(absl::Duration d) { event::testing::RunFor(dispatcher_, d); }
 
   static std::string* dir_;
   static PemPair* ca_;

@@ -11,6 +11,7 @@
 
 #include "absl/time/clock.h"
 #include "proxy/event/uv_dispatcher.h"
+#include "tests/unit/proxy/event/run_loop.h"
 
 // TcpConnection against a real loopback TCP peer: a plain blocking socket the test reads (or does
 // not read) itself, so the kernel's buffers decide when writes are taken.
@@ -91,18 +92,9 @@ class TcpConnectionTest : public ::testing::Test {
   // Turns the loop until `done` or 5 s.
   template <typename F>
   bool RunUntil(F done) {
-    absl::Time end = absl::Now() + absl::Seconds(5);
-    while (!done()) {
-      if (absl::Now() > end) return false;
-      uv_run(dispatcher_.loop(), UV_RUN_NOWAIT);
-      absl::SleepFor(absl::Microseconds(200));
-    }
-    return true;
+    return event::testing::RunUntil(dispatcher_, done);
   }
-  void RunFor(absl::Duration d) {
-    absl::Time end = absl::Now() + d;
-    while (absl::Now() < end) uv_run(dispatcher_.loop(), UV_RUN_NOWAIT);
-  }
+  void RunFor(absl::Duration d) { event::testing::RunFor(dispatcher_, d); }
 
   // Reads from the peer until `n` bytes or EOF; returns them.
   std::string PeerRead(size_t n, bool* eof = nullptr) {
