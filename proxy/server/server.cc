@@ -205,9 +205,10 @@ void Server::ReloadCertificates() {
   cert_retry_delay_ = std::min(kMaxCertificateRetry, cert_retry_delay_ == absl::ZeroDuration()
                                                          ? absl::Milliseconds(500)
                                                          : 2 * cert_retry_delay_);
-  LOG_WARN("TLS files changed on disk but cannot be used: %s; the previous ones keep serving; "
-           "trying again in %s",
-           s.message(), absl::FormatDuration(cert_retry_delay_));
+  LOG_WARN(
+      "TLS files changed on disk but cannot be used: %s; the previous ones keep serving; "
+      "trying again in %s",
+      s.message(), absl::FormatDuration(cert_retry_delay_));
   cert_retry_timer_->Enable(cert_retry_delay_);
 }
 

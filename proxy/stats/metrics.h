@@ -65,15 +65,15 @@ struct ClusterStats {
 };
 
 struct ServerStats {
-  uint32_t reloads_ok;      // remora_config_reloads_total{result="success"}
-  uint32_t reloads_failed;  // remora_config_reloads_total{result="failure"}
-  uint32_t config_version;  // remora_config_version
-  uint32_t workers;         // remora_workers
-  uint32_t draining;        // remora_draining
-  uint32_t build_info;      // remora_build_info{version}
-  uint32_t start_time;      // remora_process_start_time_seconds
-  uint32_t open_fds;        // remora_process_open_fds (sampled at scrape)
-  uint32_t resident_bytes;  // remora_process_resident_memory_bytes (sampled at scrape)
+  uint32_t reloads_ok;          // remora_config_reloads_total{result="success"}
+  uint32_t reloads_failed;      // remora_config_reloads_total{result="failure"}
+  uint32_t config_version;      // remora_config_version
+  uint32_t workers;             // remora_workers
+  uint32_t draining;            // remora_draining
+  uint32_t build_info;          // remora_build_info{version}
+  uint32_t start_time;          // remora_process_start_time_seconds
+  uint32_t open_fds;            // remora_process_open_fds (sampled at scrape)
+  uint32_t resident_bytes;      // remora_process_resident_memory_bytes (sampled at scrape)
   uint32_t tls_reloads_ok;      // remora_tls_certificate_reloads_total{result="success"}
   uint32_t tls_reloads_failed;  // ...{result="failure"}
 };
