@@ -9,7 +9,7 @@ REMORA_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev clang-format-14
   python3 python3-websockets python3-h2 python3-grpcio curl nghttp2-client nghttp2-server prometheus procps
-  iproute2 iptables openssl util-linux
+  iproute2 iptables openssl util-linux sslscan
 )
 
 sudo_if_needed() {

@@ -29,7 +29,9 @@ constexpr char kUsage[] =
     "  issue   signs a workload certificate with the CA in --ca DIR: writes DIR/cert.pem,\n"
     "          DIR/key.pem and DIR/ca.pem (the CA's certificate, as the trust bundle).\n"
     "          --spiffe-id: the workload's identity, spiffe://TRUST-DOMAIN/PATH (required);\n"
-    "          --dns: a DNS name to add (repeatable); --ttl: validity (default 24h).\n"
+    "          --dns: a DNS name to add (repeatable); --ttl: validity (default 24h);\n"
+    "          --not-before/--not-after: the validity window as RFC 3339 times instead (to\n"
+    "          stage a future certificate, or test an expired one).\n"
     "\n"
     "Files are replaced whole (written aside, then renamed), so a sidecar watching DIR never\n"
     "reads half a certificate.\n";
@@ -64,6 +66,8 @@ struct Flags {
   std::string out, ca, name = "remora development CA", spiffe_id;
   std::vector<std::string> dns;
   absl::Duration ttl = absl::ZeroDuration();
+  absl::Time not_before = absl::InfinitePast();
+  absl::Time not_after = absl::InfinitePast();
 };
 
 // Parses --flag VALUE and --flag=VALUE; an error message, or empty.
@@ -89,6 +93,14 @@ std::string ParseFlags(const std::vector<std::string>& args, size_t from, Flags*
       f->spiffe_id = value;
     } else if (name == "--dns") {
       f->dns.push_back(value);
+    } else if (name == "--not-before" || name == "--not-after") {
+      absl::Time t;
+      std::string err;
+      if (!absl::ParseTime(absl::RFC3339_full, value, &t, &err)) {
+        return absl::StrCat(
+            name, ": expected an RFC 3339 time such as 2026-01-02T15:04:05Z, got \"", value, "\"");
+      }
+      (name == "--not-before" ? f->not_before : f->not_after) = t;
     } else if (name == "--ttl") {
       if (!absl::ParseDuration(value, &f->ttl) || f->ttl <= absl::ZeroDuration()) {
         return absl::StrCat("--ttl: expected a positive duration such as 24h, got \"", value, "\"");
@@ -133,6 +145,9 @@ int Issue(const Flags& f) {
   o.uris = {f.spiffe_id};
   o.dns = f.dns;
   o.not_after = absl::Now() + (f.ttl > absl::ZeroDuration() ? f.ttl : absl::Hours(24));
+  if (f.not_before != absl::InfinitePast()) o.not_before = f.not_before;
+  if (f.not_after != absl::InfinitePast()) o.not_after = f.not_after;
+  if (o.not_after <= o.not_before) return Usage("the certificate would end before it starts");
   absl::StatusOr<tls::PemPair> cert = tls::IssueWorkload(ca, o);
   if (!cert.ok()) return Fail(std::string(cert.status().message()));
   if (absl::Status s = EnsureDir(f.out); !s.ok()) return Fail(std::string(s.message()));

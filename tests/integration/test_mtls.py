@@ -6,6 +6,7 @@ remora_listener_tls_handshake_failures_total{reason} (or the cluster's) and logs
 
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -42,6 +43,10 @@ class MtlsTest(unittest.TestCase):
              "--out", f"{d}/payment")
         cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/order")
         cert("issue", "--ca", f"{d}/ca", "--spiffe-id", BILLING, "--out", f"{d}/billing")
+        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/expired",
+             "--not-before", "2025-01-01T00:00:00Z", "--not-after", "2025-01-02T00:00:00Z")
+        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/future",
+             "--not-before", "2099-01-01T00:00:00Z", "--not-after", "2099-01-02T00:00:00Z")
         cert("ca", "--out", f"{d}/other-ca")
         cert("issue", "--ca", f"{d}/other-ca", "--spiffe-id", ORDER, "--out", f"{d}/stranger")
         cls.app = Upstream()
@@ -69,6 +74,11 @@ listeners:
         authorization:
           allow: [{{peers: ["{ORDER}"], methods: [GET]}}]
       - {{cluster: app}}
+  - name: tls-open  # TLS without client certificates, for the scanner
+    address: 127.0.0.1:0
+    kind: http
+    tls: {{cert: {p}/cert.pem, key: {p}/key.pem}}
+    routes: [{{cluster: app}}]
   - name: tls-tcp
     address: 127.0.0.1:0
     kind: tcp
@@ -198,6 +208,38 @@ clusters:
         self.assertNotIn("HTTP/1.1 200", r.stdout)
         wait_until(lambda: self.failures(self.inbound, "listener", "mtls", "untrusted") ==
                    before + 1, what="the untrusted failure to be counted")
+
+    def test_expired_and_not_yet_valid_certificates_are_refused(self):
+        for who, reason in (("expired", "expired"), ("future", "not_yet_valid")):
+            before = self.failures(self.inbound, "listener", "mtls", reason)
+            status, _, _ = self.curl(who)
+            self.assertEqual(status, 0, who)
+            wait_until(lambda: self.failures(self.inbound, "listener", "mtls", reason) ==
+                       before + 1, what=f"the {reason} failure to be counted")
+
+    @unittest.skipIf(shutil.which("sslscan") is None, "needs sslscan")
+    def test_sslscan_finds_nothing_below_tls12_and_only_ecdhe_aead(self):
+        # A listener without client certificates: under mutual TLS a scanner cannot finish the
+        # TLS 1.2 handshakes it needs to list suites. Every listener gets the same settings.
+        r = subprocess.run(["sslscan", "--no-colour", f"127.0.0.1:{self.inbound.port('tls-open')}"],
+                           capture_output=True, text=True, timeout=120,
+                           restore_signals=False)  # SIGPIPE ignored, as Python has it
+        out = r.stdout
+        self.assertEqual(r.returncode, 0, out + r.stderr)
+        protocols = dict(re.findall(r"^(SSLv[23]|TLSv1\.[0-3])\s+(enabled|disabled)", out, re.M))
+        self.assertEqual(protocols, {"SSLv2": "disabled", "SSLv3": "disabled",
+                                     "TLSv1.0": "disabled", "TLSv1.1": "disabled",
+                                     "TLSv1.2": "enabled", "TLSv1.3": "enabled"}, out)
+        suites = re.findall(r"^(?:Preferred|Accepted)\s+(TLSv1\.[0-3])\s+\d+ bits\s+(\S+)", out,
+                            re.M)
+        self.assertTrue(any(v == "TLSv1.2" for v, _ in suites), out)
+        self.assertTrue(any(v == "TLSv1.3" for v, _ in suites), out)
+        for version, suite in suites:
+            if version == "TLSv1.3":
+                continue  # every TLS 1.3 suite is AEAD with ephemeral key exchange
+            self.assertEqual(version, "TLSv1.2", suite)
+            self.assertTrue(suite.startswith("ECDHE-"), suite)
+            self.assertTrue("GCM" in suite or "CHACHA20-POLY1305" in suite, suite)
 
     def test_plaintext_and_silence_are_refused(self):
         before = self.failures(self.inbound, "listener", "mtls", "not_tls")
