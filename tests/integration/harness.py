@@ -513,13 +513,23 @@ class Upstream(BackgroundServer):
         self.server.process_request(conn, addr)
 
 
+def free_port():
+    """A loopback port nothing listens on (bound then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def free_port_refused():
-    """A loopback address where nothing listens (bound then closed), so connects are refused."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"127.0.0.1:{port}"
+    """A loopback address where nothing listens, so connects are refused."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def remora_cert(*args, check=True):
+    """`remora cert ARGS` (the development CA, docs/tls.md); with `check`, it must succeed."""
+    r = subprocess.run([REMORA_BIN, "cert", *args], capture_output=True, text=True, timeout=30)
+    assert not check or r.returncode == 0, r.stderr
+    return r
 
 
 class AcceptLoop:

@@ -6,7 +6,6 @@ usage)."""
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -14,22 +13,15 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REMORA_BIN  # noqa: E402
+from harness import free_port, remora_cert  # noqa: E402
 
 
 def cert(*args):
-    return subprocess.run([REMORA_BIN, "cert", *args], capture_output=True, text=True,
-                          timeout=30)
+    return remora_cert(*args, check=False)
 
 
 def openssl(*args, **kw):
     return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @unittest.skipIf(shutil.which("openssl") is None, "needs openssl")

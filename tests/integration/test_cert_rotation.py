@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -19,22 +18,16 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REMORA_BIN, Remora, Upstream, wait_until  # noqa: E402
+from harness import Remora, Upstream, remora_cert, wait_until  # noqa: E402
 
 ID = "spiffe://mesh.test/ns/default/sa/payment"
-
-
-def cert(*args):
-    r = subprocess.run([REMORA_BIN, "cert", *args], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 class CertRotationTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="remora-rotation-")
-        cert("ca", "--out", f"{cls.dir}/ca")
+        remora_cert("ca", "--out", f"{cls.dir}/ca")
         cls.certs = f"{cls.dir}/certs"
         os.makedirs(cls.certs)
         cls.version = 0
@@ -70,10 +63,10 @@ clusters:
         certificate in DER."""
         cls.version += 1
         v = f"..v{cls.version}"
-        cert("issue", "--ca", f"{cls.dir}/ca", "--spiffe-id", ID, "--out", f"{cls.certs}/{v}")
+        remora_cert("issue", "--ca", f"{cls.dir}/ca", "--spiffe-id", ID, "--out", f"{cls.certs}/{v}")
         if bad_key:  # another key: the pair does not match
             other = f"{cls.dir}/other{cls.version}"
-            cert("issue", "--ca", f"{cls.dir}/ca", "--spiffe-id", ID, "--out", other)
+            remora_cert("issue", "--ca", f"{cls.dir}/ca", "--spiffe-id", ID, "--out", other)
             shutil.copy(f"{other}/key.pem", f"{cls.certs}/{v}/key.pem")
         os.symlink(v, f"{cls.certs}/..data_tmp")
         os.replace(f"{cls.certs}/..data_tmp", f"{cls.certs}/..data")

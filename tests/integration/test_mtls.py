@@ -17,18 +17,13 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REMORA_BIN, EchoServer, Remora, Upstream, payload, wait_until  # noqa: E402
+from harness import (REMORA_BIN, EchoServer, Remora, Upstream, payload, remora_cert,  # noqa: E402
+                     wait_until)
 
 TD = "mesh.test"
 PAYMENT = f"spiffe://{TD}/ns/default/sa/payment"
 ORDER = f"spiffe://{TD}/ns/default/sa/order"
 BILLING = f"spiffe://{TD}/ns/default/sa/billing"
-
-
-def cert(*args):
-    r = subprocess.run([REMORA_BIN, "cert", *args], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 @unittest.skipIf(shutil.which("curl") is None or shutil.which("openssl") is None,
@@ -38,17 +33,17 @@ class MtlsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="remora-mtls-")
         d = cls.dir
-        cert("ca", "--out", f"{d}/ca")
-        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", PAYMENT, "--dns", "localhost",
+        remora_cert("ca", "--out", f"{d}/ca")
+        remora_cert("issue", "--ca", f"{d}/ca", "--spiffe-id", PAYMENT, "--dns", "localhost",
              "--out", f"{d}/payment")
-        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/order")
-        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", BILLING, "--out", f"{d}/billing")
-        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/expired",
+        remora_cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/order")
+        remora_cert("issue", "--ca", f"{d}/ca", "--spiffe-id", BILLING, "--out", f"{d}/billing")
+        remora_cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/expired",
              "--not-before", "2025-01-01T00:00:00Z", "--not-after", "2025-01-02T00:00:00Z")
-        cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/future",
+        remora_cert("issue", "--ca", f"{d}/ca", "--spiffe-id", ORDER, "--out", f"{d}/future",
              "--not-before", "2099-01-01T00:00:00Z", "--not-after", "2099-01-02T00:00:00Z")
-        cert("ca", "--out", f"{d}/other-ca")
-        cert("issue", "--ca", f"{d}/other-ca", "--spiffe-id", ORDER, "--out", f"{d}/stranger")
+        remora_cert("ca", "--out", f"{d}/other-ca")
+        remora_cert("issue", "--ca", f"{d}/other-ca", "--spiffe-id", ORDER, "--out", f"{d}/stranger")
         cls.app = Upstream()
         cls.echo = EchoServer()
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

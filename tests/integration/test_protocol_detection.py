@@ -16,13 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (EchoServer, Remora, ServersTest, Upstream, banner_server,  # noqa: E402
-                     payload, recv_until_closed)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+                     free_port, payload, recv_until_closed)
 
 
 def relay(port, data, pause=0.0, timeout=5):
