@@ -80,7 +80,56 @@ int Verify(int preverify_ok, X509_STORE_CTX* store) {
   return 1;
 }
 
+// Clients: a session ticket arrived (TLS 1.3: after the handshake, from SSL_read; TLS 1.2: at its
+// end). It replaces the one kept for the connection's endpoint.
+int NewSession(SSL* ssl, SSL_SESSION* session) {
+  auto* transport = static_cast<TlsTransport*>(SSL_get_app_data(ssl));
+  const auto* context =
+      static_cast<const Context*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextIndex()));
+  if (transport == nullptr || context == nullptr || transport->session_key().empty()) return 0;
+  // A copy: OpenSSL marks the connection's own session unresumable when the connection is freed
+  // without a close_notify sent (a reset, an idle pool connection closed at once), which would
+  // throw the ticket away with it.
+  SSL_SESSION* copy = SSL_SESSION_dup(session);
+  if (copy != nullptr) context->StoreSession(transport->session_key(), copy);
+  return 0;  // the original stays OpenSSL's
+}
+
+// Endpoints a client context keeps sessions for; past it, one is forgotten per new one.
+constexpr size_t kMaxSessions = 4096;
+
 }  // namespace
+
+SSL_SESSION* Context::FindSession(const std::string& key) const {
+  absl::MutexLock lock(&sessions_mu_);
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) return nullptr;
+  SSL_SESSION* s = it->second;
+  if (SSL_SESSION_is_resumable(s) != 1 ||
+      SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= time(nullptr)) {
+    SSL_SESSION_free(s);
+    sessions_.erase(it);
+    return nullptr;
+  }
+  SSL_SESSION_up_ref(s);
+  return s;
+}
+
+void Context::StoreSession(const std::string& key, SSL_SESSION* session) const {
+  absl::MutexLock lock(&sessions_mu_);
+  auto [it, inserted] = sessions_.try_emplace(key, session);
+  if (!inserted) {
+    SSL_SESSION_free(it->second);
+    it->second = session;
+    return;
+  }
+  if (sessions_.size() > kMaxSessions) {
+    auto victim = sessions_.begin();
+    if (victim == it) ++victim;
+    SSL_SESSION_free(victim->second);
+    sessions_.erase(victim);
+  }
+}
 
 // Servers: the first of our protocols (in our order) the client offers; none in common fails
 // the handshake (a client that offers ALPN and shares nothing would misread what we speak).
@@ -133,7 +182,10 @@ const char* HandshakeFailureName(HandshakeFailure f) {
   return "other";
 }
 
-Context::~Context() { SSL_CTX_free(ctx_); }
+Context::~Context() {
+  for (auto& [key, session] : sessions_) SSL_SESSION_free(session);
+  SSL_CTX_free(ctx_);
+}
 
 absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOptions& options) {
   std::shared_ptr<Context> c(new Context);
@@ -207,6 +259,10 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOption
       return absl::InternalError(absl::StrCat("session context: ", LastError()));
     }
   } else {
+    // Sessions are kept by endpoint (the transport's session key), not in OpenSSL's cache,
+    // which a client never looks up by itself.
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, NewSession);
     for (const std::string& p : options.alpn) {
       c->alpn_wire_.push_back(static_cast<unsigned char>(p.size()));
       c->alpn_wire_.insert(c->alpn_wire_.end(), p.begin(), p.end());

@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "tls/spiffe.h"
 
 namespace remora::tls {
@@ -70,6 +72,13 @@ class Context {
   // The SPIFFE ID of our own certificate ("" if none, or not an SVID).
   const std::string& own_id() const { return own_id_; }
 
+  // Clients: the session last given by the server at `key` (an endpoint's address), to resume
+  // with; a new reference, or null. Sessions live in the context, so a rotated trust bundle or
+  // identity (a new context) never resumes one checked under the old.
+  SSL_SESSION* FindSession(const std::string& key) const;
+  // Clients: keeps `session` (its reference) as the one to resume `key` with.
+  void StoreSession(const std::string& key, SSL_SESSION* session) const;
+
  private:
   Context() = default;
   SSL_CTX* ctx_ = nullptr;
@@ -77,6 +86,10 @@ class Context {
   int64_t expires_at_ = 0;
   std::string own_id_;
   std::vector<unsigned char> alpn_wire_;  // clients: the offered list, length-prefixed
+  // Clients: one resumable session per endpoint; shared by the workers, taken once per new
+  // connection and stored once per ticket received.
+  mutable absl::Mutex sessions_mu_;
+  mutable absl::flat_hash_map<std::string, SSL_SESSION*> sessions_ ABSL_GUARDED_BY(sessions_mu_);
   friend int SelectAlpn(SSL*, const unsigned char**, unsigned char*, const unsigned char*, unsigned,
                         void*);
 };

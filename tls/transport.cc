@@ -78,8 +78,9 @@ HandshakeFailure FromSslError(unsigned long e) {
 
 }  // namespace
 
-TlsTransport::TlsTransport(std::shared_ptr<const Context> context, absl::string_view alpn)
-    : context_(std::move(context)) {
+TlsTransport::TlsTransport(std::shared_ptr<const Context> context, absl::string_view alpn,
+                           std::string session_key)
+    : context_(std::move(context)), session_key_(std::move(session_key)) {
   ssl_ = SSL_new(context_->ssl_ctx());
   SSL_set_app_data(ssl_, this);
   BIO* bio = BIO_new(Method());
@@ -104,6 +105,12 @@ TlsTransport::TlsTransport(std::shared_ptr<const Context> context, absl::string_
                                     SSL_set1_host(ssl_, o.sni.c_str()) == 1);
       ERR_clear_error();
       if (!set) Fail(HandshakeFailure::kOther, "no host name to check the server against");
+    }
+    if (!session_key_.empty()) {
+      if (SSL_SESSION* session = context_->FindSession(session_key_)) {
+        SSL_set_session(ssl_, session);
+        SSL_SESSION_free(session);  // SSL_set_session took its own reference
+      }
     }
     if (!alpn.empty()) {
       SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(alpn.data()),

@@ -27,8 +27,11 @@ namespace remora::tls {
 class TlsTransport final : public event::Transport {
  public:
   // `alpn`: clients, the protocols to offer on this connection, in wire format (length-prefixed
-  // names), replacing the context's.
-  explicit TlsTransport(std::shared_ptr<const Context> context, absl::string_view alpn = {});
+  // names), replacing the context's. `session_key`: clients, the endpoint (its address): a
+  // session the context holds for it is offered for resumption, and tickets the server sends
+  // are kept for the next connection to it. Empty: no resumption.
+  explicit TlsTransport(std::shared_ptr<const Context> context, absl::string_view alpn = {},
+                        std::string session_key = {});
   ~TlsTransport() override;
 
   Status Start(buffer::Buffer& out) override;
@@ -52,6 +55,9 @@ class TlsTransport final : public event::Transport {
   // The ALPN protocol agreed ("" if none), once ready.
   std::string alpn() const;
   HandshakeFailure failure() const { return failure_; }
+  // Once ready: the handshake resumed an earlier session (no certificates exchanged).
+  bool resumed() const { return SSL_session_reused(ssl_) == 1; }
+  const std::string& session_key() const { return session_key_; }
   SSL* ssl() const { return ssl_; }  // tests and diagnostics
   // The verification or OpenSSL error behind failure(), for the log line.
   const std::string& failure_detail() const { return failure_detail_; }
@@ -69,6 +75,7 @@ class TlsTransport final : public event::Transport {
   void Done();
 
   std::shared_ptr<const Context> context_;
+  std::string session_key_;
   absl::AnyInvocable<void(const TlsTransport&)> on_done_;
   SSL* ssl_ = nullptr;
   buffer::Buffer* in_ = nullptr;   // during a call: ciphertext to read

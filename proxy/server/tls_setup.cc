@@ -7,13 +7,16 @@ namespace remora::server {
 
 void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
                std::shared_ptr<const tls::Context> context, const stats::TlsStats& stats,
-               std::string owner, absl::string_view alpn, absl::Duration handshake_timeout) {
-  auto transport = std::make_unique<tls::TlsTransport>(std::move(context), alpn);
+               std::string owner, absl::string_view alpn, std::string session_key,
+               absl::Duration handshake_timeout) {
+  auto transport =
+      std::make_unique<tls::TlsTransport>(std::move(context), alpn, std::move(session_key));
   // The worker's stats writer outlives every connection of the worker.
   transport->SetOnHandshakeDone([&writer = ctx.stats, stats, owner = std::move(owner),
                                  peer = conn.peer()](const tls::TlsTransport& t) {
     if (t.failure() == tls::HandshakeFailure::kNone) {
       writer.Add(stats.handshakes);
+      if (t.resumed()) writer.Add(stats.resumed);
       return;
     }
     writer.Add(stats.failures[static_cast<size_t>(t.failure())]);

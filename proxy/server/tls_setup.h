@@ -16,10 +16,11 @@
 namespace remora::server {
 
 // `owner` names the listener or cluster in the log ("listener web"); `alpn` (clients) the
-// protocols to offer, in wire format; `handshake_timeout` (servers) as TcpConnection takes it.
+// protocols to offer, in wire format; `session_key` (clients) the endpoint, whose sessions are
+// resumed; `handshake_timeout` (servers) as TcpConnection takes it.
 void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
                std::shared_ptr<const tls::Context> context, const stats::TlsStats& stats,
-               std::string owner, absl::string_view alpn = {},
+               std::string owner, absl::string_view alpn = {}, std::string session_key = {},
                absl::Duration handshake_timeout = absl::ZeroDuration());
 
 }  // namespace remora::server

@@ -105,7 +105,7 @@ void Worker::OnAccept(ListenerSlot* slot, int fd) {
     return;
   }
   if (rt->tls != nullptr) {
-    AttachTls(ctx_, *conn, rt->tls, rt->tls_stats, "listener " + rt->config->name, {},
+    AttachTls(ctx_, *conn, rt->tls, rt->tls_stats, "listener " + rt->config->name, {}, {},
               rt->config->tls.handshake_timeout);
   }
   if (rt->config->kind == config::ListenerKind::kHttp) {

@@ -58,6 +58,11 @@ TlsStats RegisterTlsStats(Store& s, const std::string& scope, const std::string&
   TlsStats t{};
   t.handshakes = s.Register(Type::kCounter, prefix + "handshakes_total",
                             absl::StrCat("TLS handshakes completed ", side, "."), {{scope, name}});
+  t.resumed =
+      s.Register(Type::kCounter, prefix + "resumed_total",
+                 absl::StrCat("TLS handshakes ", side,
+                              " that resumed an earlier session (also in tls_handshakes_total)."),
+                 {{scope, name}});
   std::string help = absl::StrCat(
       "TLS handshakes ", side,
       " that failed, by reason: not_tls, no_peer_certificate, untrusted, expired, not_yet_valid, "

@@ -83,6 +83,7 @@ struct ServerStats {
 struct TlsStats {
   static constexpr size_t kReasons = 12;  // tls::HandshakeFailure's values
   uint32_t handshakes;                    // remora_{listener,cluster}_tls_handshakes_total
+  uint32_t resumed;                       // remora_{listener,cluster}_tls_resumed_total
   uint32_t failures[kReasons];  // remora_{listener,cluster}_tls_handshake_failures_total{reason}
   uint32_t cert_expiry;  // remora_{listener,cluster}_tls_certificate_expiry_timestamp_seconds
 };

@@ -122,7 +122,8 @@ void TcpProxySession::Connect() {
   up_.conn = TcpConnection::Connect(
       ctx_.dispatcher, reinterpret_cast<const sockaddr*>(&endpoint_->address), cfg.connect_timeout);
   if (cluster_->tls != nullptr) {
-    server::AttachTls(ctx_, *up_.conn, cluster_->tls, cluster_->tls_stats, "cluster " + cfg.name);
+    server::AttachTls(ctx_, *up_.conn, cluster_->tls, cluster_->tls_stats, "cluster " + cfg.name,
+                      {}, endpoint_->address_text);
   }
   up_.conn->SetCallbacks(&up_);
   uint32_t limit = listener_.config->buffer_limit_bytes;

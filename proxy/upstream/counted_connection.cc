@@ -21,7 +21,7 @@ std::unique_ptr<TcpConnection> ConnectCounted(server::WorkerContext& ctx,
       endpoint.bind_source ? reinterpret_cast<const sockaddr*>(&endpoint.source) : nullptr);
   if (cluster.tls != nullptr) {
     server::AttachTls(ctx, *conn, cluster.tls, cluster.tls_stats, "cluster " + cluster.config->name,
-                      alpn);
+                      alpn, endpoint.address_text);
   }
   endpoint.state->active_connections.fetch_add(1, std::memory_order_relaxed);
   endpoint.state->total_connections.fetch_add(1, std::memory_order_relaxed);

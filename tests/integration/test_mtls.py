@@ -97,7 +97,14 @@ listeners:
     routes:
       - {{match: {{authority: wrong.test}}, cluster: impostor}}
       - {{cluster: payment}}
+  - name: tunnel
+    address: 127.0.0.1:0
+    kind: tcp
+    cluster: payment-tcp
 clusters:
+  - name: payment-tcp
+    tls: {{ca: {o}/ca.pem, spiffe_id: "{PAYMENT}"}}
+    endpoints: [{{address: "127.0.0.1:{cls.inbound.port('tls-tcp')}"}}]
   - name: payment
     tls: {{cert: {o}/cert.pem, key: {o}/key.pem, ca: {o}/ca.pem, spiffe_id: "{PAYMENT}"}}
     endpoints: [{{address: "127.0.0.1:{mtls_port}"}}]
@@ -292,6 +299,29 @@ clusters:
                         break
                     got += chunk
         self.assertEqual(got, data)  # decrypted, relayed in plaintext, echoed, encrypted again
+
+    def test_a_cluster_resumes_its_session_with_an_endpoint(self):
+        # Each TCP connection through the tunnel is a new TLS connection to the same endpoint:
+        # after the first, the ticket it was given is offered, and taken.
+        def resumed(remora, scope, name):
+            return remora.metrics().get(f'remora_{scope}_tls_resumed_total{{{scope}="{name}"}}', 0)
+        before = resumed(self.outbound, "cluster", "payment-tcp")
+        before_in = resumed(self.inbound, "listener", "tls-tcp")
+        for i in range(3):
+            data = payload(4096 + i)
+            with socket.create_connection(("127.0.0.1", self.outbound.port("tunnel")),
+                                          timeout=10) as c:
+                c.sendall(data)
+                got = b""
+                while len(got) < len(data):
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+            self.assertEqual(got, data)
+        wait_until(lambda: resumed(self.outbound, "cluster", "payment-tcp") >= before + 2,
+                   what="the second and third connections to resume")
+        self.assertGreaterEqual(resumed(self.inbound, "listener", "tls-tcp"), before_in + 2)
 
     def test_a_certificate_that_cannot_be_loaded_stops_the_config(self):
         p = f"{self.dir}/payment"

@@ -133,14 +133,20 @@ class TlsTransportTest : public ::testing::Test {
     auto sc = Context::Load(server);
     ASSERT_TRUE(cc.ok()) << cc.status();
     ASSERT_TRUE(sc.ok()) << sc.status();
+    ConnectWith(*cc, *sc, handshake_timeout);
+  }
+  // As Connect, with contexts already loaded; `session_key` as TlsTransport takes it.
+  void ConnectWith(std::shared_ptr<const Context> cc, std::shared_ptr<const Context> sc,
+                   absl::Duration handshake_timeout = absl::Seconds(5),
+                   std::string session_key = {}) {
     client_ =
         TcpConnection::Connect(dispatcher_, reinterpret_cast<sockaddr*>(&addr_), absl::Seconds(5));
-    auto ct = std::make_unique<TlsTransport>(*cc);
+    auto ct = std::make_unique<TlsTransport>(std::move(cc), "", std::move(session_key));
     client_tls_ = ct.get();
     client_->SetTransport(std::move(ct), absl::ZeroDuration());
     client_->SetCallbacks(&client_sink_);
     client_->ReadEnable(true);
-    Accept(*sc, handshake_timeout);
+    Accept(std::move(sc), handshake_timeout);
   }
   void Accept(std::shared_ptr<const Context> sc, absl::Duration handshake_timeout) {
     int fd = -1;
@@ -208,6 +214,50 @@ TEST_F(TlsTransportTest, MutualTlsCarriesBytesBothWaysAndNamesBothPeers) {
   client_->Shutdown();
   ASSERT_TRUE(RunUntil([&] { return server_sink_.eof; }));
   EXPECT_TRUE(server_sink_.events.empty());
+}
+
+// A client keeps the tickets an endpoint gives it and resumes with them: no certificates are
+// exchanged again, yet both sides still know who the other is. A new context on either side
+// (a rotation) makes a full handshake.
+TEST_F(TlsTransportTest, AClientResumesItsSessionWithAnEndpointUntilEitherContextChanges) {
+  std::shared_ptr<const Context> cc = *Context::Load(Client());
+  std::shared_ptr<const Context> sc = *Context::Load(Server());
+  // One exchange each way: a TLS 1.3 ticket comes after the handshake, read with the data.
+  auto exchange = [&](std::shared_ptr<const Context> c, std::shared_ptr<const Context> s,
+                      std::string key) {
+    client_sink_ = Sink();
+    server_sink_ = Sink();
+    ConnectWith(std::move(c), std::move(s), absl::Seconds(5), std::move(key));
+    buffer::Buffer ping;
+    ping.Append("ping");
+    client_->Write(ping);
+    if (!RunUntil([&] { return server_sink_.got == "ping"; })) return false;
+    buffer::Buffer pong;
+    pong.Append("pong");
+    server_->Write(pong);
+    return RunUntil([&] { return client_sink_.got == "pong"; });
+  };
+  ASSERT_TRUE(exchange(cc, sc, "127.0.0.1:1"));
+  EXPECT_FALSE(client_tls_->resumed());
+  ASSERT_TRUE(exchange(cc, sc, "127.0.0.1:1"));
+  EXPECT_TRUE(client_tls_->resumed());
+  EXPECT_TRUE(server_tls_->resumed());
+  EXPECT_EQ(server_tls_->peer_id(), "spiffe://td/ns/a/sa/client");
+  EXPECT_EQ(client_tls_->peer_id(), "spiffe://td/ns/a/sa/server");
+  EXPECT_EQ(client_tls_->alpn(), "h2");
+  // Another endpoint, or no key: nothing to resume.
+  ASSERT_TRUE(exchange(cc, sc, "127.0.0.1:2"));
+  EXPECT_FALSE(client_tls_->resumed());
+  ASSERT_TRUE(exchange(cc, sc, ""));
+  EXPECT_FALSE(client_tls_->resumed());
+  // The server's context rotated: it declines the old ticket, and the handshake is full.
+  std::shared_ptr<const Context> rotated = *Context::Load(Server());
+  ASSERT_TRUE(exchange(cc, rotated, "127.0.0.1:1"));
+  EXPECT_FALSE(client_tls_->resumed());
+  EXPECT_EQ(server_tls_->peer_id(), "spiffe://td/ns/a/sa/client");
+  // The client's context rotated: it has no sessions.
+  ASSERT_TRUE(exchange(*Context::Load(Client()), rotated, "127.0.0.1:1"));
+  EXPECT_FALSE(client_tls_->resumed());
 }
 
 // In TLS 1.3 a client's handshake is done before the server has checked the client's
