@@ -31,50 +31,19 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (AcceptLoop, EchoServer, Remora, Upstream, banner_server,  # noqa: E402
                      payload, recv_until_closed)
+from netns import APP_UID, HERE, PROXY_UID, PY, Pod, addresses, run, why_not  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PY = "/usr/bin/python3"
-N = os.getpid() % 200 + 20
-NS = f"remora-pod-{os.getpid()}"
-VETH_HOST, VETH_POD = f"rvh{os.getpid() % 100000}", f"rvp{os.getpid() % 100000}"
-HOST_IP, POD_IP = f"10.201.{N}.2", f"10.201.{N}.1"
-HOST_IP6, POD_IP6 = f"fd00:201:{N}::2", f"fd00:201:{N}::1"
-PROXY_UID, APP_UID = 1337, 1000
-
-
-def run(*args, check=True):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=30, check=check)
-
-
-def why_not():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and iptables)"
-    for tool in ("ip", "iptables", "setpriv", "curl"):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    probe = f"remora-probe-{os.getpid()}"
-    if run("ip", "netns", "add", probe, check=False).returncode != 0:
-        return "cannot create network namespaces here"
-    run("ip", "netns", "del", probe, check=False)
-    return None
-
-
+HOST_IP, POD_IP, HOST_IP6, POD_IP6 = addresses(201)
 SKIP = why_not()
+POD = None  # the pod, made by setUpClass
 
 
 def in_pod(*args, uid=None):
-    prefix = ["ip", "netns", "exec", NS]
-    if uid is not None:
-        prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    return prefix + list(args)
+    return POD.cmd(*args, uid=uid)
 
 
 def pod_json(*args, stdin=None):
-    p = subprocess.run(in_pod(PY, os.path.join(HERE, "netns_peer.py"), *args, uid=APP_UID),
-                       capture_output=True, text=True, timeout=30, input=stdin)
-    if p.returncode != 0:
-        raise AssertionError(f"netns_peer {args}: {p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return POD.peer_json(*args, stdin=stdin)
 
 
 class TlsServer:
@@ -117,16 +86,9 @@ class InterceptionTest(unittest.TestCase):
 
     @classmethod
     def _set_up(cls):
-        run("ip", "netns", "add", NS)
-        cls.cleanup.append(lambda: run("ip", "netns", "del", NS, check=False))
-        run("ip", "link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_POD)
-        cls.cleanup.append(lambda: run("ip", "link", "del", VETH_HOST, check=False))
-        run("ip", "link", "set", VETH_POD, "netns", NS)
-        run("ip", "addr", "add", f"{HOST_IP}/24", "dev", VETH_HOST)
-        run("ip", "link", "set", VETH_HOST, "up")
-        run(*in_pod("ip", "addr", "add", f"{POD_IP}/24", "dev", VETH_POD))
-        run(*in_pod("ip", "link", "set", VETH_POD, "up"))
-        run(*in_pod("ip", "link", "set", "lo", "up"))
+        global POD
+        POD = Pod("pod", 201)
+        cls.cleanup.append(POD.close)
         nat = in_pod("iptables", "-t", "nat", "-A")
         run(*nat, "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(PROXY_UID), "-j",
             "RETURN")
@@ -168,11 +130,7 @@ class InterceptionTest(unittest.TestCase):
         if not cls.no_ipv6:
             apps.append(("serve-echo", "::1", "7070"))
         for mode, host, port in apps:
-            p = subprocess.Popen(in_pod(PY, os.path.join(HERE, "netns_peer.py"), mode,
-                                        host, port, uid=APP_UID),
-                                 stdout=subprocess.PIPE, text=True)
-            cls.cleanup.append(p.kill)
-            p.stdout.readline()  # listening
+            POD.serve(mode, host, port)
         config = f"""
 admin: {{address: "{POD_IP}:15000"}}
 workers: 1
@@ -222,8 +180,8 @@ clusters:
         if shutil.which("ip6tables") is None:
             return "needs ip6tables"
         # nodad: usable at once, not after duplicate address detection.
-        run("ip", "-6", "addr", "add", f"{HOST_IP6}/64", "dev", VETH_HOST, "nodad")
-        run(*in_pod("ip", "-6", "addr", "add", f"{POD_IP6}/64", "dev", VETH_POD, "nodad"))
+        run("ip", "-6", "addr", "add", f"{HOST_IP6}/64", "dev", POD.veth_host, "nodad")
+        run(*in_pod("ip", "-6", "addr", "add", f"{POD_IP6}/64", "dev", POD.veth_pod, "nodad"))
         nat = in_pod("ip6tables", "-t", "nat", "-A")
         first = run(*nat, "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(PROXY_UID),
                     "-j", "RETURN", check=False)
