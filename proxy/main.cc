@@ -43,8 +43,9 @@ constexpr char kProxyUsage[] =
 constexpr char kValidateUsage[] =
     "usage: remora validate -c FILE\n"
     "\n"
-    "Decodes and checks FILE without starting anything. Exit status 0 when valid; otherwise 1,\n"
-    "with one line per error on stderr: FILE:LINE: field.path: message.\n";
+    "Decodes and checks FILE without starting anything, and loads the TLS certificates, keys\n"
+    "and trust bundles it names. Exit status 0 when valid; otherwise 1, with one line per\n"
+    "error on stderr: FILE:LINE: field.path: message (a TLS file: its listener or cluster).\n";
 
 constexpr char kDemoUsage[] =
     "usage: remora demo [--ports=auto]\n"
@@ -99,6 +100,11 @@ int CmdValidate(const std::vector<std::string>& args) {
   if (!ParseConfigFlag(args, &path, kValidateUsage)) return 2;
   config::Config cfg;
   if (!LoadOrReport(path, &cfg)) return 1;
+  // What `remora proxy` would refuse to start with is not valid either.
+  if (absl::StatusOr<server::TlsContexts> tls = server::LoadTlsContexts(cfg); !tls.ok()) {
+    std::fprintf(stderr, "%s: %s\n", path.c_str(), std::string(tls.status().message()).c_str());
+    return 1;
+  }
   std::printf("%s: ok (%zu listeners, %zu clusters)\n", path.c_str(), cfg.listeners.size(),
               cfg.clusters.size());
   return 0;
