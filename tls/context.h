@@ -40,6 +40,13 @@ struct ContextOptions {
   bool spiffe = true;
 };
 
+// ALPN protocols only remora's sidecars offer one another. A mesh client offers kAlpnMesh beside
+// h2 or http/1.1 (never chosen: it marks the ClientHello as the mesh's), and a TCP tunnel offers
+// kAlpnTunnel (chosen: the bytes inside are relayed as they are). An inbound listener in
+// permissive mode terminates only TLS marked so; other TLS is the app's own and passes through.
+inline constexpr char kAlpnMesh[] = "remora-mesh";
+inline constexpr char kAlpnTunnel[] = "remora-tcp";
+
 // Why a handshake failed: the `reason` label of remora_*_tls_handshake_failures_total.
 enum class HandshakeFailure : uint8_t {
   kNone,

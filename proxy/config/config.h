@@ -46,6 +46,11 @@ struct HeaderValue {
 };
 
 // TLS on a listener (termination) or a cluster (origination), from PEM files (docs/tls.md).
+// Inbound listeners under mutual TLS (docs/tls.md "Inbound listeners"): kStrict refuses what
+// is not mutual TLS from the mesh; kPermissive also takes plaintext, and TLS that is not the
+// mesh's (the app's own) passes through to the app still encrypted.
+enum class TlsMode : uint8_t { kStrict, kPermissive };
+
 struct Tls {
   bool enabled = false;  // a `tls` block was given
   std::string cert;      // certificate chain; listeners: required; clusters: for mutual TLS
@@ -63,6 +68,7 @@ struct Tls {
   // Inbound http listeners under mutual TLS: tell the app who called, in
   // x-forwarded-client-cert (By=<our ID>;URI=<the caller's ID>).
   bool forward_client_cert = false;
+  TlsMode mode = TlsMode::kStrict;  // inbound listeners only
 };
 
 // A request header condition: the field is present, or (with a value) equals it exactly.

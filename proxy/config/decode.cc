@@ -89,7 +89,8 @@ constexpr absl::string_view kTlsFields[] = {"cert",
                                             "spiffe_id",
                                             "trust_domain",
                                             "handshake_timeout",
-                                            "forward_client_cert"};
+                                            "forward_client_cert",
+                                            "mode"};
 constexpr absl::string_view kRouteFields[] = {"name",
                                               "match",
                                               "cluster",
@@ -165,6 +166,7 @@ constexpr absl::string_view kEndpointFields[] = {"address", "weight", "zone"};
 constexpr absl::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error", "off"};
 constexpr absl::string_view kListenerKindNames[] = {"tcp", "http", "outbound", "inbound"};
 constexpr absl::string_view kDirectionNames[] = {"outbound", "inbound"};
+constexpr absl::string_view kTlsModeNames[] = {"strict", "permissive"};
 constexpr absl::string_view kUpstreamProtocolNames[] = {"auto", "http1", "http2"};
 constexpr absl::string_view kLbPolicyNames[] = {"round_robin", "random", "least_request",
                                                 "ring_hash"};
@@ -722,12 +724,30 @@ class Decoder {
     }
     if (const Value* t = Optional(item, "tls")) {
       std::string tpath = JoinPath(path, "tls");
-      if (kind_ok && IsTransparent(listener->kind)) {
+      if (kind_ok && listener->kind == ListenerKind::kOutbound) {
         Error(t->line, tpath,
-              "is not supported on inbound and outbound listeners yet; use an http or tcp "
-              "listener");
+              "an outbound listener does not terminate TLS: its clusters' tls originates it");
       } else if (Map(*t, tpath, kTlsFields)) {
         DecodeTls(*t, tpath, /*listener=*/true, &listener->tls);
+        const bool inbound = kind_ok && listener->kind == ListenerKind::kInbound;
+        if (const Value* m = Optional(*t, "mode")) {
+          std::string mpath = JoinPath(tpath, "mode");
+          if (!inbound) {
+            Error(m->line, mpath,
+                  "applies to inbound listeners only (an http or tcp listener with tls takes "
+                  "TLS only)");
+          } else {
+            size_t index;
+            if (Enum(*m, mpath, "TLS mode", kTlsModeNames, &index)) {
+              listener->tls.mode = static_cast<TlsMode>(index);
+            }
+          }
+        }
+        if (inbound && listener->tls.ca.empty() && !t->Find("ca")) {
+          Error(t->line, tpath,
+                "an inbound listener's tls is the mesh's mutual TLS: it needs ca (the trust "
+                "bundle callers are checked with)");
+        }
       }
     }
     if (c != nullptr && Name(*c, JoinPath(path, "cluster"), &listener->cluster)) {
@@ -807,8 +827,10 @@ class Decoder {
       Error(e->key_line, JoinPath(path, "handshake_timeout"),
             "applies to a listener's tls only (a cluster's handshake is within connect_timeout)");
     }
-    if (const MapEntry* e = v.Find("forward_client_cert")) {
-      Error(e->key_line, JoinPath(path, "forward_client_cert"), "applies to a listener's tls only");
+    for (absl::string_view f : {"forward_client_cert", "mode"}) {
+      if (const MapEntry* e = v.Find(f)) {
+        Error(e->key_line, JoinPath(path, f), "applies to a listener's tls only");
+      }
     }
     if (tls->ca.empty() && !v.Find("ca")) {
       Error(v.line, path,

@@ -94,7 +94,8 @@ nlohmann::json RouteToJson(const Route& r) {
   return j;
 }
 
-nlohmann::json TlsToJson(const Tls& t, bool listener) {
+// `inbound`: an inbound (transparent) listener's, which has a mode.
+nlohmann::json TlsToJson(const Tls& t, bool listener, bool inbound = false) {
   nlohmann::json j = nlohmann::json::object();
   if (!t.cert.empty()) j["cert"] = t.cert;
   if (!t.key.empty()) j["key"] = t.key;
@@ -102,6 +103,7 @@ nlohmann::json TlsToJson(const Tls& t, bool listener) {
   if (listener) {
     j["handshake_timeout"] = DurationToString(t.handshake_timeout);
     j["forward_client_cert"] = t.forward_client_cert;
+    if (inbound) j["mode"] = t.mode == TlsMode::kStrict ? "strict" : "permissive";
     return j;
   }
   if (!t.sni.empty()) j["sni"] = t.sni;
@@ -128,7 +130,9 @@ nlohmann::json ConfigToJson(const Config& c, bool redact_secrets) {
     j["kind"] = ListenerKindName(l.kind);
     if (!l.cluster.empty()) j["cluster"] = l.cluster;
     j["buffer_limit_bytes"] = l.buffer_limit_bytes;
-    if (l.tls.enabled) j["tls"] = TlsToJson(l.tls, /*listener=*/true);
+    if (l.tls.enabled) {
+      j["tls"] = TlsToJson(l.tls, /*listener=*/true, l.kind == ListenerKind::kInbound);
+    }
     if (l.kind == ListenerKind::kHttp || IsTransparent(l.kind)) {
       if (l.kind == ListenerKind::kHttp) j["direction"] = DirectionName(l.direction);
       if (IsTransparent(l.kind)) {

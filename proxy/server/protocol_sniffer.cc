@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "proxy/common/log.h"
 #include "proxy/http/connection_manager.h"
+#include "proxy/server/tls_setup.h"
 #include "proxy/tcp/tcp_proxy.h"
 
 namespace remora::server {
@@ -58,6 +59,14 @@ bool TlsRouteMatches(const config::Listener::TlsRoute& route,
   return false;
 }
 
+// A ClientHello from another sidecar: it offers the mesh's mark.
+bool OffersMeshAlpn(const network::ClientHelloInfo& hello) {
+  for (const std::string& p : hello.alpn) {
+    if (p == tls::kAlpnMesh || p == tls::kAlpnTunnel) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 void ProtocolSniffer::Start(WorkerContext& ctx, std::shared_ptr<const Snapshot> snapshot,
@@ -67,15 +76,15 @@ void ProtocolSniffer::Start(WorkerContext& ctx, std::shared_ptr<const Snapshot> 
   ctx.connections.Add(s);
   const config::Listener& cfg = *listener.config;
   uint16_t port = network::PortOf(destination.address);
-  if (std::find(cfg.server_first_ports.begin(), cfg.server_first_ports.end(), port) !=
-      cfg.server_first_ports.end()) {
+  // Under mutual TLS even a server-first protocol starts with the client's ClientHello.
+  if (!s->mesh_tls_ && std::find(cfg.server_first_ports.begin(), cfg.server_first_ports.end(),
+                                 port) != cfg.server_first_ports.end()) {
     // The server speaks first: waiting for the client would only add the timeout.
     s->Decide(network::Protocol::kOpaque, listener.stats.detected_server_first);
     return;
   }
   s->conn_->SetCallbacks(s);
-  s->timer_ = ctx.dispatcher.CreateTimer(
-      [s] { s->Decide(network::Protocol::kOpaque, s->listener_.stats.detected_timeout); });
+  s->timer_ = ctx.dispatcher.CreateTimer([s] { s->OnTimer(); });
   s->timer_->Enable(cfg.detect_timeout);
   s->conn_->ReadEnable(true);
 }
@@ -89,9 +98,67 @@ ProtocolSniffer::ProtocolSniffer(WorkerContext& ctx, std::shared_ptr<const Snaps
       listener_(listener),
       conn_(std::move(conn)),
       destination_(destination),
-      started_(ctx.dispatcher.Now()) {}
+      started_(ctx.dispatcher.Now()),
+      mesh_tls_(listener.tls != nullptr && listener.config->kind == config::ListenerKind::kInbound),
+      strict_(mesh_tls_ && listener.config->tls.mode == config::TlsMode::kStrict) {}
+
+void ProtocolSniffer::OnTimer() {
+  switch (tls_) {
+    case Tls::kTunnel:
+      return Decide(network::Protocol::kOpaque, listener_.stats.detected_tcp);
+    case Tls::kNone:
+      if (strict_) {
+        return Refuse(tls::HandshakeFailure::kTimeout,
+                      "no ClientHello within detect_timeout (strict mode takes mutual TLS only)");
+      }
+      break;
+    case Tls::kHandshaking:  // the connection's handshake timeout runs instead
+      return;
+    case Tls::kTerminated:
+      break;
+  }
+  Decide(network::Protocol::kOpaque, listener_.stats.detected_timeout);
+}
+
+void ProtocolSniffer::Terminate() {
+  tls_ = Tls::kHandshaking;
+  timer_->Disable();
+  // The bytes read so far (the ClientHello) start the handshake; the plaintext after it comes
+  // back here to be told apart as any connection's first bytes are.
+  AttachTls(ctx_, *conn_, listener_.tls, listener_.tls_stats, "listener " + listener_.config->name,
+            {}, {}, listener_.config->tls.handshake_timeout, [this](const tls::TlsTransport& t) {
+              OnHandshakeDone(t.failure() == tls::HandshakeFailure::kNone,
+                              t.alpn() == tls::kAlpnTunnel);
+            });
+}
+
+void ProtocolSniffer::OnHandshakeDone(bool ok, bool tunnel) {
+  if (!ok || done_) return;          // a failed handshake closes the connection (OnEvent)
+  started_ = ctx_.dispatcher.Now();  // detection time counts from the first plaintext
+  if (tunnel) {
+    // The other sidecar says what it carries: relayed as it is, on a later turn (the connection
+    // is in the middle of reading).
+    tls_ = Tls::kTunnel;
+    timer_->Enable(absl::ZeroDuration());
+    return;
+  }
+  tls_ = Tls::kTerminated;
+  timer_->Enable(listener_.config->detect_timeout);
+}
+
+void ProtocolSniffer::Refuse(tls::HandshakeFailure reason, const char* why) {
+  if (done_) return;
+  done_ = true;
+  ctx_.stats.Add(listener_.tls_stats.failures[static_cast<size_t>(reason)]);
+  LOG_INFO("listener %s: TLS handshake with %s failed (%s): %s", listener_.config->name,
+           conn_->peer(), tls::HandshakeFailureName(reason), why);
+  conn_->Close(TcpConnection::CloseMode::kNow);
+  Finish();
+}
 
 void ProtocolSniffer::OnRead(buffer::Buffer& data) {
+  if (tls_ == Tls::kHandshaking || tls_ == Tls::kTunnel) return;  // the bytes stay
+  saw_bytes_ = true;
   if (awaiting_sni_) return ReadSni(data);
   // Look without taking: the bytes stay for the handler that comes next. A client's first
   // bytes arrive in one or two reads; the detector needs at most the HTTP/2 preface (24).
@@ -106,12 +173,29 @@ void ProtocolSniffer::OnRead(buffer::Buffer& data) {
   switch (p) {
     case network::Protocol::kNeedMore:
       return;
+    default:
+      break;
+  }
+  if (mesh_tls_ && tls_ == Tls::kNone) {
+    if (p == network::Protocol::kTls) {
+      if (strict_) return Terminate();
+      awaiting_sni_ = true;  // permissive: the mesh's TLS is told apart by its ALPN mark
+      return ReadSni(data);
+    }
+    if (strict_) {
+      return Refuse(tls::HandshakeFailure::kNotTls,
+                    "plaintext (strict mode takes mutual TLS only)");
+    }
+  }
+  switch (p) {
+    case network::Protocol::kNeedMore:
+      return;
     case network::Protocol::kHttp1:
       return Decide(p, listener_.stats.detected_http1);
     case network::Protocol::kHttp2:
       return Decide(p, listener_.stats.detected_http2);
     case network::Protocol::kTls:
-      if (!listener_.config->tls_routes.empty()) {
+      if (!listener_.config->tls_routes.empty() && tls_ == Tls::kNone) {
         // Routed by the server it names: wait (within detect_timeout) for the whole
         // ClientHello record.
         awaiting_sni_ = true;
@@ -144,7 +228,13 @@ void ProtocolSniffer::ReadSni(const buffer::Buffer& data) {
     bytes.append(v.data(), v.size());
   }
   network::ClientHelloInfo hello;
-  if (network::ReadClientHello(bytes, &hello) == network::HelloResult::kFound) {
+  network::HelloResult read = network::ReadClientHello(bytes, &hello);
+  if (mesh_tls_ && tls_ == Tls::kNone && read == network::HelloResult::kFound &&
+      OffersMeshAlpn(hello)) {
+    awaiting_sni_ = false;
+    return Terminate();
+  }
+  if (read == network::HelloResult::kFound) {
     const std::vector<config::Listener::TlsRoute>& routes = listener_.config->tls_routes;
     for (size_t i = 0; i < routes.size(); ++i) {
       if (TlsRouteMatches(routes[i], hello)) {
@@ -160,6 +250,12 @@ void ProtocolSniffer::ReadSni(const buffer::Buffer& data) {
 }
 
 void ProtocolSniffer::OnEndOfStream() {
+  if (strict_ && tls_ == Tls::kNone) {
+    if (saw_bytes_) return Refuse(tls::HandshakeFailure::kNotTls, "not a ClientHello");
+    conn_->Close(TcpConnection::CloseMode::kNow);  // connected and left: a port probe
+    done_ = true;
+    return Finish();
+  }
   // The client said all it will before the bytes decided: relay them as they are.
   Decide(network::Protocol::kOpaque, listener_.stats.detected_tcp);
 }

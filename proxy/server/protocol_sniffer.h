@@ -17,6 +17,13 @@
 // Passthrough goes to the original destination; for inbound, to the app on 127.0.0.1 at that
 // port (or app_port), from 127.0.0.6. A connection made straight to the listener has none.
 //
+// An inbound listener with `tls` (the mesh's mutual TLS, docs/tls.md) first terminates TLS from
+// the mesh, then decides as above on the decrypted bytes; a TCP tunnel (ALPN tls::kAlpnTunnel)
+// goes to the TCP proxy at once. Server-first ports wait for a ClientHello like the rest. Mode
+// strict refuses anything else (plaintext: not_tls; nothing in detect_timeout: timeout; each
+// counted as a handshake failure). Mode permissive takes plaintext as a listener without tls
+// would, and passes TLS that does not offer the mesh's ALPN mark (the app's own) through.
+//
 // The bytes read to decide stay in the connection's read buffer and reach the next handler
 // untouched (TcpConnection::RedeliverBuffered). Outcomes and the time spent are counted per
 // listener (remora_listener_protocol_detected_total{protocol}).
@@ -49,8 +56,15 @@ class ProtocolSniffer final : public ActiveConnection, public event::TcpConnecti
   void OnEndOfStream() override;
   void OnEvent(event::TcpConnection::Event event) override;
 
-  // TLS on a listener with tls_routes: the ClientHello's server name and ALPN pick the cluster.
+  // TLS on a listener with tls_routes, or in permissive mode: the ClientHello's server name and
+  // ALPN pick the cluster, or say the mesh's TLS is to be terminated.
   void ReadSni(const buffer::Buffer& data);
+  void OnTimer();
+  // Mutual TLS on an inbound listener: the handshake starts on the bytes read so far.
+  void Terminate();
+  void OnHandshakeDone(bool ok, bool tunnel);
+  // Strict mode: closes a connection that is not the mesh's TLS, counted with `reason`.
+  void Refuse(tls::HandshakeFailure reason, const char* why);
   // Hands the connection on; `outcome` is the stat counted.
   void Decide(network::Protocol protocol, uint32_t outcome);
   void Finish();
@@ -64,8 +78,13 @@ class ProtocolSniffer final : public ActiveConnection, public event::TcpConnecti
   absl::Time started_;
   bool awaiting_sni_ = false;
   const ClusterRuntime* tls_cluster_ = nullptr;  // a TLS route's, once its SNI and ALPN matched
-  bool done_ = false;                            // handed on (or given up)
-  bool finished_ = false;                        // unlinked, deletion deferred
+  // Mutual TLS on an inbound listener (a tls block), and where its handshake is.
+  const bool mesh_tls_;
+  const bool strict_;
+  enum class Tls : uint8_t { kNone, kHandshaking, kTerminated, kTunnel } tls_ = Tls::kNone;
+  bool saw_bytes_ = false;
+  bool done_ = false;      // handed on (or given up)
+  bool finished_ = false;  // unlinked, deletion deferred
 };
 
 }  // namespace remora::server

@@ -60,8 +60,10 @@ absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config) {
     if (!l.tls.enabled) continue;
     tls::ContextOptions o = FromConfig(l.tls, /*server=*/true);
     o.require_peer_certificate = !l.tls.ca.empty();
-    // HTTP listeners speak both; the first the client offers in this order wins.
+    // HTTP listeners speak both; the first the client offers in this order wins. An inbound
+    // listener also takes the mesh's TCP tunnels.
     if (l.kind == config::ListenerKind::kHttp) o.alpn = {"h2", "http/1.1"};
+    if (l.kind == config::ListenerKind::kInbound) o.alpn = {"h2", "http/1.1", tls::kAlpnTunnel};
     if (absl::Status s = Load(o, "listener " + l.name, l.line, &out.listeners[l.name]); !s.ok()) {
       return s;
     }

@@ -104,7 +104,8 @@ void Worker::OnAccept(ListenerSlot* slot, int fd) {
     ctx_.stats.Add(rt->stats.accept_errors);
     return;
   }
-  if (rt->tls != nullptr) {
+  // A transparent listener's TLS is the sniffer's to put on, once the first bytes say it is TLS.
+  if (rt->tls != nullptr && !config::IsTransparent(rt->config->kind)) {
     AttachTls(ctx_, *conn, rt->tls, rt->tls_stats, "listener " + rt->config->name, {}, {},
               rt->config->tls.handshake_timeout);
   }

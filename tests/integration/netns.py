@@ -89,7 +89,12 @@ class Pod:
         p = subprocess.Popen(self.cmd(PY, os.path.join(HERE, "netns_peer.py"), mode, host,
                                       str(port), uid=uid),
                              stdout=subprocess.PIPE, text=True)
-        self.cleanup.append(p.kill)
+
+        def stop():
+            p.kill()
+            p.wait()
+            p.stdout.close()
+        self.cleanup.append(stop)
         p.stdout.readline()  # listening
         return p
 

@@ -862,8 +862,8 @@ TEST(DecodeConfigTest, TlsBlocks) {
       (std::vector<std::string>{
           "t.yaml:2: listeners[0].tls: cert and key go together: give both or neither",
           "t.yaml:2: listeners[0].tls.sni: applies to a cluster's tls only",
-          "t.yaml:3: listeners[1].tls: is not supported on inbound and outbound listeners yet; "
-          "use an http or tcp listener",
+          "t.yaml:3: listeners[1].tls: an outbound listener does not terminate TLS: its "
+          "clusters' tls originates it",
           "t.yaml:5: clusters[0].tls: cert and key go together: give both or neither",
           "t.yaml:5: clusters[0].tls: a cluster's tls needs ca (the trust bundle its endpoints "
           "are checked with)",
@@ -873,6 +873,35 @@ TEST(DecodeConfigTest, TlsBlocks) {
           "cluster's handshake is within connect_timeout)",
           "t.yaml:6: clusters[1].tls.trust_domain: give spiffe_id (one identity) or "
           "trust_domain (any of it), not both"}));
+}
+
+TEST(DecodeConfigTest, InboundListenersTakeMutualTlsStrictOrPermissive) {
+  const std::string clusters = "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:2}]}\n";
+  Config c = Decode(
+      "listeners:\n  - {name: in, address: 0.0.0.0:15006, kind: inbound, "
+      "tls: {cert: /c.pem, key: /k.pem, ca: /ca.pem}}\n"
+      "  - {name: in2, address: 0.0.0.0:15007, kind: inbound, "
+      "tls: {cert: /c.pem, key: /k.pem, ca: /ca.pem, mode: permissive}}\n");
+  EXPECT_EQ(c.listeners[0].tls.mode, config::TlsMode::kStrict);  // secure unless told
+  EXPECT_EQ(c.listeners[1].tls.mode, config::TlsMode::kPermissive);
+  EXPECT_EQ(
+      Errors("listeners:\n"
+             "  - {name: a, address: 0.0.0.0:15006, kind: inbound, tls: {cert: /c, key: /k}}\n"
+             "  - {name: b, address: 0.0.0.0:15007, kind: inbound, tls: {cert: /c, key: /k, "
+             "ca: /ca, mode: lax}}\n"
+             "  - {name: d, address: 127.0.0.1:1, kind: tcp, cluster: c, tls: {cert: /c, key: "
+             "/k, mode: strict}}\n" +
+             clusters +
+             "  - {name: e, tls: {ca: /ca, trust_domain: t, mode: strict}, endpoints: "
+             "[{address: 127.0.0.1:4}]}\n"),
+      (std::vector<std::string>{
+          "t.yaml:2: listeners[0].tls: an inbound listener's tls is the mesh's mutual TLS: it "
+          "needs ca (the trust bundle callers are checked with)",
+          "t.yaml:3: listeners[1].tls.mode: unknown TLS mode \"lax\"; allowed values: strict, "
+          "permissive",
+          "t.yaml:4: listeners[2].tls.mode: applies to inbound listeners only (an http or tcp "
+          "listener with tls takes TLS only)",
+          "t.yaml:7: clusters[1].tls.mode: applies to a listener's tls only"}));
 }
 
 TEST(DecodeConfigTest, AuthorizationRules) {
