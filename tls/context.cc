@@ -55,6 +55,16 @@ int Verify(int preverify_ok, X509_STORE_CTX* store) {
   if (transport == nullptr || context == nullptr) return 0;
   if (!preverify_ok) {
     int err = X509_STORE_CTX_get_error(store);
+    if (err == X509_V_ERR_INVALID_PURPOSE && X509_STORE_CTX_get_error_depth(store) == 0) {
+      // A certificate not meant for this end of TLS: most often a CA's own (keyCertSign
+      // only), which OpenSSL refuses before the SVID checks would.
+      bool ca = X509_check_ca(X509_STORE_CTX_get_current_cert(store)) != 0;
+      transport->Fail(HandshakeFailure::kBadSvid,
+                      ca ? "ca_as_leaf: a CA certificate presented as a workload's"
+                         : "the certificate is not for use in TLS (key usage or extended key "
+                           "usage)");
+      return 0;
+    }
     transport->Fail(FromVerifyError(err),
                     absl::StrCat("certificate at depth ", X509_STORE_CTX_get_error_depth(store),
                                  ": ", X509_verify_cert_error_string(err)));

@@ -54,6 +54,7 @@ class TlsTransportTest : public ::testing::Test {
     std::filesystem::create_directories(*dir_);
     ca_ = new PemPair(*MakeCa("test CA", absl::Hours(1)));
     Write("ca.pem", ca_->cert);
+    Write("ca.key", ca_->key);
     Issue("server", {"spiffe://td/ns/a/sa/server"});
     Issue("client", {"spiffe://td/ns/a/sa/client"});
     WorkloadOptions web;
@@ -317,6 +318,20 @@ TEST_F(TlsTransportTest, AClientOfTheWrongIdentityIsRefused) {
   EXPECT_EQ(server_sink_.events[0], TcpConnection::Event::kRemoteReset);
   EXPECT_EQ(server_tls_->failure(), HandshakeFailure::kWrongIdentity);
   EXPECT_NE(server_tls_->failure_detail().find("spiffe://td/ns/a/sa/client"), std::string::npos)
+      << server_tls_->failure_detail();
+  EXPECT_TRUE(server_sink_.got.empty());
+}
+
+// The mesh's CA certificate presented as a client's own: OpenSSL refuses its purpose before the
+// SVID checks run; it is still a bad SVID, and said to be a CA.
+TEST_F(TlsTransportTest, ACaCertificateAsAClientsOwnIsABadSvid) {
+  ContextOptions client = Client();
+  client.cert_file = Path("ca.pem");
+  client.key_file = Path("ca.key");
+  Connect(client, Server());
+  ASSERT_TRUE(RunUntil([&] { return !server_sink_.events.empty(); }));
+  EXPECT_EQ(server_tls_->failure(), HandshakeFailure::kBadSvid);
+  EXPECT_EQ(server_tls_->failure_detail().rfind("ca_as_leaf", 0), 0u)
       << server_tls_->failure_detail();
   EXPECT_TRUE(server_sink_.got.empty());
 }
