@@ -275,7 +275,13 @@ void TcpConnection::RunTransport() {
       FailAndClose(is_client_ ? Event::kConnectFailed : Event::kRemoteReset);
       return;
     }
-    if (is_client_ && callbacks_ != nullptr) callbacks_->OnEvent(Event::kConnected);
+    if (callbacks_ != nullptr) {
+      if (is_client_) {
+        callbacks_->OnEvent(Event::kConnected);
+      } else {
+        callbacks_->OnHandshakeDone();
+      }
+    }
     if (closed()) return;
   }
   if (st == Transport::Status::kError) {

@@ -50,6 +50,9 @@ class TcpConnection {
     virtual void OnEndOfStream() = 0;
     // See Event. After every event but kConnected the connection is closed.
     virtual void OnEvent(Event event) = 0;
+    // Server connections with a transport: its handshake has completed (a client's completion
+    // is kConnected). Plaintext decrypted in the same read follows as OnRead.
+    virtual void OnHandshakeDone() {}
     // The write backlog went above the high watermark / fell below the low one.
     virtual void OnWriteHighWatermark() {}
     virtual void OnWriteLowWatermark() {}

@@ -29,6 +29,12 @@ void TcpProxySession::Start(server::WorkerContext& ctx,
   s->down_.conn->SetCallbacks(&s->down_);
   uint32_t limit = listener.config->buffer_limit_bytes;
   s->down_.conn->SetWriteWatermarks(limit / 2, limit);
+  if (event::Transport* t = s->down_.conn->transport(); t != nullptr && !t->ready()) {
+    // A TLS client: the upstream is connected once it has proved who it is (a client that
+    // never completes its handshake costs no upstream connection).
+    s->awaiting_handshake_ = true;
+    return;
+  }
   s->Connect();
 }
 
@@ -135,6 +141,9 @@ void TcpProxySession::Connect() {
 
 void TcpProxySession::Side::OnRead(buffer::Buffer& data) {
   auto& s = *session;
+  // Plaintext decrypted with the client's last handshake message, before the upstream
+  // connection exists: kept, and delivered again once it is connected.
+  if (other->conn == nullptr && !other->failed) return;
   if (is_upstream) {
     if (s.cluster_ != nullptr) s.ctx_.stats.Add(s.cluster_->stats.rx_bytes, data.length());
     s.ctx_.stats.Add(s.listener_.stats.tx_bytes, data.length());
@@ -142,11 +151,18 @@ void TcpProxySession::Side::OnRead(buffer::Buffer& data) {
     s.ctx_.stats.Add(s.listener_.stats.rx_bytes, data.length());
     if (s.cluster_ != nullptr) s.ctx_.stats.Add(s.cluster_->stats.tx_bytes, data.length());
   }
-  if (other->failed || other->conn == nullptr) {
+  if (other->failed) {
     data.Clear();
     return;
   }
   other->conn->Write(data);
+}
+
+void TcpProxySession::Side::OnHandshakeDone() {
+  auto& s = *session;
+  if (is_upstream || !s.awaiting_handshake_) return;
+  s.awaiting_handshake_ = false;
+  s.Connect();
 }
 
 void TcpProxySession::Side::OnEndOfStream() {

@@ -58,6 +58,7 @@ class TcpProxySession final : public server::ActiveConnection {
     void OnRead(buffer::Buffer& data) override;
     void OnEndOfStream() override;
     void OnEvent(event::TcpConnection::Event event) override;
+    void OnHandshakeDone() override;
     void OnWriteHighWatermark() override;
     void OnWriteLowWatermark() override;
     void OnFlushed() override;
@@ -83,8 +84,9 @@ class TcpProxySession final : public server::ActiveConnection {
   std::optional<network::Destination> destination_;
   const server::EndpointRuntime* endpoint_ = nullptr;
   uint32_t endpoint_index_ = 0;
-  bool outcome_pending_ = false;  // the connect's outcome is not yet given to the breaker
-  bool probe_ = false;            // the connect is its endpoint's half-open probe
+  bool awaiting_handshake_ = false;  // a TLS client's handshake comes before the upstream
+  bool outcome_pending_ = false;     // the connect's outcome is not yet given to the breaker
+  bool probe_ = false;               // the connect is its endpoint's half-open probe
   Side down_;
   Side up_;
   std::unique_ptr<event::Timer> flush_timer_;

@@ -17,8 +17,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (REMORA_BIN, EchoServer, Remora, Upstream, payload, remora_cert,  # noqa: E402
-                     wait_until)
+from harness import (REMORA_BIN, EchoServer, Remora, Upstream, payload,  # noqa: E402
+                     recv_until_closed, remora_cert, wait_until)
 
 TD = "mesh.test"
 PAYMENT = f"spiffe://{TD}/ns/default/sa/payment"
@@ -211,6 +211,55 @@ clusters:
         wait_until(lambda: self.failures(self.inbound, "listener", "mtls", "untrusted") ==
                    before + 1, what="the untrusted failure to be counted")
 
+    def s_client(self, cert, key, port=None):
+        """A TLS 1.3 handshake with `cert` as the client certificate, then a request."""
+        return subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port or self.inbound.port('mtls')}",
+             "-cert", cert, "-key", key, "-CAfile", f"{self.dir}/payment/ca.pem", "-brief"],
+            input="GET / HTTP/1.1\r\nHost: x\r\n\r\n", capture_output=True, text=True,
+            timeout=20)
+
+    def test_certificates_that_are_not_workload_identities_are_refused(self):
+        d = self.dir
+        # Two URI SANs, signed by the mesh's own CA with openssl: the chain is good, the SVID
+        # is not.
+        with open(f"{d}/two-uris.cnf", "w") as f:
+            f.write(f"subjectAltName=URI:{ORDER},URI:{BILLING}\nbasicConstraints=CA:FALSE\n"
+                    "keyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{d}/two-uris.key",
+                        "-subj", "/CN=two", "-out", f"{d}/two-uris.csr"],
+                       check=True, capture_output=True, timeout=30)
+        subprocess.run(["openssl", "x509", "-req", "-in", f"{d}/two-uris.csr", "-CA",
+                        f"{d}/ca/ca.pem", "-CAkey", f"{d}/ca/ca.key", "-set_serial", "7",
+                        "-days", "1", "-extfile", f"{d}/two-uris.cnf",
+                        "-out", f"{d}/two-uris.pem"], check=True, capture_output=True, timeout=30)
+        # The mesh's CA certificate itself, as if it were a workload's.
+        for (cert, key), detail in (((f"{d}/two-uris.pem", f"{d}/two-uris.key"), "many_uri_sans"),
+                                    ((f"{d}/ca/ca.pem", f"{d}/ca/ca.key"), "ca_as_leaf")):
+            before = self.failures(self.inbound, "listener", "mtls", "bad_svid")
+            r = self.s_client(cert, key)
+            self.assertNotIn("HTTP/1.1 200", r.stdout)
+            wait_until(lambda: self.failures(self.inbound, "listener", "mtls", "bad_svid") ==
+                       before + 1, what=f"the bad_svid failure ({detail}) to be counted")
+            self.assertIn(f"failed (bad_svid): {detail}", self.inbound.log())
+
+    def test_garbage_instead_of_a_client_hello_is_refused(self):
+        for garbage, reason in ((bytes(range(256)) * 4, "not_tls"),
+                                # A handshake record whose contents are not a ClientHello.
+                                (b"\x16\x03\x01\x00\x40" + b"\xee" * 64, "other")):
+            before = self.failures(self.inbound, "listener", "mtls", reason)
+            with socket.create_connection(("127.0.0.1", self.inbound.port("mtls")),
+                                          timeout=5) as c:
+                c.sendall(garbage)
+                try:
+                    while c.recv(4096):
+                        pass  # an alert, then the close
+                except ConnectionResetError:
+                    pass
+            wait_until(lambda: self.failures(self.inbound, "listener", "mtls", reason) ==
+                       before + 1, what=f"garbage to be counted as {reason}")
+
     def test_expired_and_not_yet_valid_certificates_are_refused(self):
         for who, reason in (("expired", "expired"), ("future", "not_yet_valid")):
             before = self.failures(self.inbound, "listener", "mtls", reason)
@@ -322,6 +371,19 @@ clusters:
         wait_until(lambda: resumed(self.outbound, "cluster", "payment-tcp") >= before + 2,
                    what="the second and third connections to resume")
         self.assertGreaterEqual(resumed(self.inbound, "listener", "tls-tcp"), before_in + 2)
+
+    def test_a_tls_tcp_listener_connects_upstream_only_after_the_handshake(self):
+        def opened():
+            time.sleep(0.2)  # a connect remora started would have been accepted by now
+            return self.echo.accepted
+        before, refused = opened(), self.failures(self.inbound, "listener", "tls-tcp", "not_tls")
+        with socket.create_connection(("127.0.0.1", self.inbound.port("tls-tcp")),
+                                      timeout=5) as c:
+            c.sendall(b"plaintext, not a ClientHello\r\n")
+            self.assertEqual(recv_until_closed(c).find(b"plaintext"), -1)
+        wait_until(lambda: self.failures(self.inbound, "listener", "tls-tcp", "not_tls") ==
+                   refused + 1, what="the refused handshake to be counted")
+        self.assertEqual(opened(), before)  # the echo server never heard of it
 
     def test_a_certificate_that_cannot_be_loaded_stops_the_config(self):
         p = f"{self.dir}/payment"
