@@ -53,7 +53,7 @@ class TlsTransport final : public event::Transport {
   const std::string& peer_identity() const override { return peer_id_; }
   const std::string& local_identity() const override { return context_->own_id(); }
   // The ALPN protocol agreed ("" if none), once ready.
-  std::string alpn() const;
+  std::string alpn() const override;
   HandshakeFailure failure() const { return failure_; }
   // Once ready: the handshake resumed an earlier session (no certificates exchanged).
   bool resumed() const { return SSL_session_reused(ssl_) == 1; }

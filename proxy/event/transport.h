@@ -39,6 +39,8 @@ class Transport {
   virtual const std::string& peer_identity() const = 0;
   // This side's own identity, if it presents one.
   virtual const std::string& local_identity() const = 0;
+  // The application protocol agreed in the handshake (ALPN), once ready; empty if none.
+  virtual std::string alpn() const = 0;
 };
 
 }  // namespace remora::event

@@ -126,14 +126,13 @@ void ProtocolSniffer::Terminate() {
   // The bytes read so far (the ClientHello) start the handshake; the plaintext after it comes
   // back here to be told apart as any connection's first bytes are.
   AttachTls(ctx_, *conn_, listener_.tls, listener_.tls_stats, "listener " + listener_.config->name,
-            {}, {}, listener_.config->tls.handshake_timeout, [this](const tls::TlsTransport& t) {
-              OnHandshakeDone(t.failure() == tls::HandshakeFailure::kNone,
-                              t.alpn() == tls::kAlpnTunnel);
-            });
+            {}, {}, listener_.config->tls.handshake_timeout);
 }
 
-void ProtocolSniffer::OnHandshakeDone(bool ok, bool tunnel) {
-  if (!ok || done_) return;          // a failed handshake closes the connection (OnEvent)
+void ProtocolSniffer::OnHandshakeDone() {
+  // (A failed handshake closes the connection instead: OnEvent.)
+  if (done_ || tls_ != Tls::kHandshaking) return;
+  const bool tunnel = conn_->transport()->alpn() == tls::kAlpnTunnel;
   started_ = ctx_.dispatcher.Now();  // detection time counts from the first plaintext
   if (tunnel) {
     // The other sidecar says what it carries: relayed as it is, on a later turn (the connection

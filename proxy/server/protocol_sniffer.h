@@ -62,7 +62,7 @@ class ProtocolSniffer final : public ActiveConnection, public event::TcpConnecti
   void OnTimer();
   // Mutual TLS on an inbound listener: the handshake starts on the bytes read so far.
   void Terminate();
-  void OnHandshakeDone(bool ok, bool tunnel);
+  void OnHandshakeDone() override;
   // Strict mode: closes a connection that is not the mesh's TLS, counted with `reason`.
   void Refuse(tls::HandshakeFailure reason, const char* why);
   // Hands the connection on; `outcome` is the stat counted.

@@ -8,8 +8,7 @@ namespace remora::server {
 void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
                std::shared_ptr<const tls::Context> context, const stats::TlsStats& stats,
                std::string owner, absl::string_view alpn, std::string session_key,
-               absl::Duration handshake_timeout,
-               absl::AnyInvocable<void(const tls::TlsTransport&)> on_done) {
+               absl::Duration handshake_timeout) {
   std::string offer(alpn);
   if (!context->options().server && context->options().spiffe) {
     absl::string_view mark = alpn.empty() ? tls::kAlpnTunnel : tls::kAlpnMesh;
@@ -20,8 +19,7 @@ void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
       std::make_unique<tls::TlsTransport>(std::move(context), offer, std::move(session_key));
   // The worker's stats writer outlives every connection of the worker.
   transport->SetOnHandshakeDone([&writer = ctx.stats, stats, owner = std::move(owner),
-                                 peer = conn.peer(),
-                                 on_done = std::move(on_done)](const tls::TlsTransport& t) mutable {
+                                 peer = conn.peer()](const tls::TlsTransport& t) {
     if (t.failure() == tls::HandshakeFailure::kNone) {
       writer.Add(stats.handshakes);
       if (t.resumed()) writer.Add(stats.resumed);
@@ -30,7 +28,6 @@ void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
       LOG_INFO("%s: TLS handshake with %s failed (%s): %s", owner, peer,
                tls::HandshakeFailureName(t.failure()), t.failure_detail());
     }
-    if (on_done) on_done(t);
   });
   conn.SetTransport(std::move(transport), handshake_timeout);
 }

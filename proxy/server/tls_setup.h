@@ -6,14 +6,12 @@
 #include <memory>
 #include <string>
 
-#include "absl/functional/any_invocable.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "proxy/event/tcp_connection.h"
 #include "proxy/server/worker_context.h"
 #include "proxy/stats/metrics.h"
 #include "tls/context.h"
-#include "tls/transport.h"
 
 namespace remora::server {
 
@@ -21,12 +19,10 @@ namespace remora::server {
 // protocols to offer, in wire format (none: a TCP tunnel); a client checking its peer as a mesh
 // workload also offers the mesh's mark (tls::kAlpnMesh, or tls::kAlpnTunnel for a tunnel);
 // `session_key` (clients) the endpoint, whose sessions are resumed; `handshake_timeout`
-// (servers) as TcpConnection takes it; `on_done`, if given, is told after the counting, when the
-// handshake completes or fails.
+// (servers) as TcpConnection takes it.
 void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
                std::shared_ptr<const tls::Context> context, const stats::TlsStats& stats,
                std::string owner, absl::string_view alpn = {}, std::string session_key = {},
-               absl::Duration handshake_timeout = absl::ZeroDuration(),
-               absl::AnyInvocable<void(const tls::TlsTransport&)> on_done = nullptr);
+               absl::Duration handshake_timeout = absl::ZeroDuration());
 
 }  // namespace remora::server
