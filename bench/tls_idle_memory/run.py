@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""Memory an idle TLS connection costs: --conns mutual-TLS connections (TLS 1.3, ECDSA P-256,
+client certificates checked) opened to remora and to haproxy, one keep-alive HTTP/1.1 request
+answered on each, then left idle; the proxy's resident memory (VmRSS, with its upstream
+connection pool) before and after, divided by the connections. The same with plaintext
+connections, so what TLS itself adds shows. One worker/thread each. On demand, never in CI.
+
+  /usr/bin/python3 bench/tls_idle_memory/run.py [--conns 2000] [--remora build/release/remora]
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def open_idle(port, n, ctx):
+    """`n` connections, each with one request answered; returned open."""
+    conns = []
+    for _ in range(n):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="localhost") if ctx else raw
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while b"ok\n" not in got:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise RuntimeError("closed before the response")
+            got += chunk
+        conns.append(s)
+    return conns
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--conns", type=int, default=2000)
+    ap.add_argument("--remora", default=os.path.join(ROOT, "build/release/remora"))
+    args = ap.parse_args()
+    for tool in ("haproxy", "nginx"):
+        if shutil.which(tool) is None:
+            sys.exit(f"needs {tool}")
+    want = 2 * args.conns + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(want, hard)), hard))
+    work = tempfile.mkdtemp(prefix="remora-mem-bench-")
+    procs = []
+    nginx = None
+    try:
+        run = lambda *a: subprocess.run(a, check=True, capture_output=True, text=True)  # noqa
+        run(args.remora, "cert", "ca", "--out", f"{work}/ca")
+        run(args.remora, "cert", "issue", "--ca", f"{work}/ca", "--spiffe-id",
+            "spiffe://bench.test/ns/b/sa/server", "--dns", "localhost", "--out", f"{work}/srv")
+        run(args.remora, "cert", "issue", "--ca", f"{work}/ca", "--spiffe-id",
+            "spiffe://bench.test/ns/b/sa/client", "--out", f"{work}/cli")
+        with open(f"{work}/srv/cert_key.pem", "w") as f:
+            f.write(open(f"{work}/srv/cert.pem").read() + open(f"{work}/srv/key.pem").read())
+        up = free_port()
+        with open(f"{work}/nginx.conf", "w") as f:
+            f.write(f"""daemon off; worker_processes 1; pid {work}/nginx.pid;
+error_log {work}/nginx.err; events {{ worker_connections 8192; }}
+worker_rlimit_nofile 20000;
+http {{ access_log off; server {{ listen 127.0.0.1:{up}; keepalive_requests 1000000;
+keepalive_timeout 600s; location / {{ return 200 "ok\\n"; }} }} }}
+""")
+        nginx = subprocess.Popen(["nginx", "-c", f"{work}/nginx.conf", "-p", work],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(nginx)
+        wait_port(up, nginx)
+        ctx = ssl.create_default_context(cafile=f"{work}/srv/ca.pem")
+        ctx.load_cert_chain(f"{work}/cli/cert.pem", f"{work}/cli/key.pem")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        s = f"{work}/srv"
+        results = {}
+        for tls in (False, True):
+            port = free_port()
+            with open(f"{work}/remora.yaml", "w") as f:
+                f.write(f"""admin: {{address: "127.0.0.1:0"}}
+workers: 1
+log_level: error
+listeners:
+  - name: in
+    address: 127.0.0.1:{port}
+    kind: http
+    idle_timeout: 600s
+    {f"tls: {{cert: {s}/cert.pem, key: {s}/key.pem, ca: {s}/ca.pem}}" if tls else ""}
+    routes: [{{cluster: up}}]
+clusters:
+  - {{name: up, protocol: http1, endpoints: [{{address: "127.0.0.1:{up}"}}]}}
+""")
+            with open(f"{work}/haproxy.cfg", "w") as f:
+                bind = (f"ssl crt {s}/cert_key.pem ca-file {s}/ca.pem verify required "
+                        "alpn http/1.1") if tls else ""
+                f.write(f"""global
+  nbthread 1
+  maxconn {want}
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout http-keep-alive 600s
+  http-reuse always
+frontend in
+  bind 127.0.0.1:{port + 1 if port < 65535 else port - 1} {bind}
+  default_backend up
+backend up
+  server s1 127.0.0.1:{up}
+""")
+            hport = port + 1 if port < 65535 else port - 1
+            for name, cmd, p_port in (
+                    ("remora", [args.remora, "proxy", "-c", f"{work}/remora.yaml"], port),
+                    ("haproxy", ["haproxy", "-f", f"{work}/haproxy.cfg", "-db"], hport)):
+                p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append(p)
+                wait_port(p_port, p)
+                open_idle(p_port, 20, ctx if tls else None)  # pools and caches warm
+                time.sleep(0.5)
+                before = rss_kib(p.pid)
+                conns = open_idle(p_port, args.conns, ctx if tls else None)
+                time.sleep(1)
+                after = rss_kib(p.pid)
+                results[(name, tls)] = (after - before) * 1024 / args.conns
+                print(f"{name} {'mTLS' if tls else 'plaintext'}: {before} -> {after} KiB RSS, "
+                      f"{results[(name, tls)]:,.0f} bytes per idle connection", file=sys.stderr)
+                for c in conns:
+                    c.close()
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=20)
+                procs.remove(p)
+        print(f"\nIdle keep-alive connections after one request each, {args.conns} at once "
+              "(resident memory per connection, bytes)\n")
+        print("| proxy | plaintext | mutual TLS 1.3 | TLS adds |")
+        print("|---|---:|---:|---:|")
+        for name in ("haproxy", "remora"):
+            plain, tls = results[(name, False)], results[(name, True)]
+            print(f"| {name} | {plain:,.0f} | {tls:,.0f} | {tls - plain:,.0f} |")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGQUIT if p is nginx else signal.SIGKILL)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
