@@ -57,6 +57,7 @@ listeners:
   - name: in
     address: 0.0.0.0:15011
     kind: inbound
+    tls: {cert: /c.pem, key: /k.pem, ca: /ca.pem, mode: permissive, forward_client_cert: true}
 clusters:
   - name: app
     connect_timeout: 250ms
@@ -78,6 +79,7 @@ clusters:
       - address: "[2001:db8::1]:8080"
   - name: db
     connect_timeout: 0.0015s
+    tls: {ca: /ca.pem, cert: /c.pem, key: /k.pem, trust_domain: td, sni: db.test}
     endpoints:
       - address: 10.0.0.2:5432
   - name: anywhere
@@ -109,6 +111,9 @@ void ExpectSameConfig(const Config& a, const Config& b) {
     EXPECT_EQ(a.listeners[i].passthrough, b.listeners[i].passthrough);
     EXPECT_EQ(a.listeners[i].cluster, b.listeners[i].cluster);
     EXPECT_EQ(a.listeners[i].buffer_limit_bytes, b.listeners[i].buffer_limit_bytes);
+    EXPECT_EQ(a.listeners[i].tls.enabled, b.listeners[i].tls.enabled);
+    EXPECT_EQ(a.listeners[i].tls.mode, b.listeners[i].tls.mode);
+    EXPECT_EQ(a.listeners[i].tls.ca, b.listeners[i].tls.ca);
   }
   ASSERT_EQ(a.clusters.size(), b.clusters.size());
   for (size_t i = 0; i < a.clusters.size(); ++i) {
@@ -116,6 +121,8 @@ void ExpectSameConfig(const Config& a, const Config& b) {
     EXPECT_EQ(a.clusters[i].type, b.clusters[i].type);
     EXPECT_EQ(a.clusters[i].connect_timeout, b.clusters[i].connect_timeout);
     EXPECT_EQ(a.clusters[i].max_connections, b.clusters[i].max_connections);
+    EXPECT_EQ(a.clusters[i].tls.trust_domain, b.clusters[i].tls.trust_domain);
+    EXPECT_EQ(a.clusters[i].tls.sni, b.clusters[i].tls.sni);
     ASSERT_EQ(a.clusters[i].endpoints.size(), b.clusters[i].endpoints.size());
     for (size_t j = 0; j < a.clusters[i].endpoints.size(); ++j) {
       EXPECT_EQ(a.clusters[i].endpoints[j].address, b.clusters[i].endpoints[j].address);
@@ -196,6 +203,10 @@ TEST(ConfigToJsonTest, UsesTheYamlFieldNamesAndStringForms) {
   EXPECT_EQ(route["retries"]["backoff"]["max"], "1s");
   EXPECT_EQ(route["retries"]["buffer_limit_bytes"], 65536);
   EXPECT_FALSE(j["listeners"][2]["routes"][1].contains("retries"));  // none given: none shown
+  EXPECT_EQ(j["listeners"][4]["tls"]["mode"], "permissive");
+  EXPECT_EQ(j["listeners"][4]["tls"]["handshake_timeout"], "10s");
+  EXPECT_EQ(j["clusters"][1]["tls"]["trust_domain"], "td");
+  EXPECT_FALSE(j["clusters"][1]["tls"].contains("mode"));
 }
 
 TEST(ConfigToJsonTest, AnOriginalDstClusterHasNoEndpointFields) {
