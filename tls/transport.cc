@@ -245,6 +245,7 @@ event::Transport::Status TlsTransport::Drain(buffer::Buffer& plain) {
       staged_.clear();
     }
     if (n > 0) {
+      got_plaintext_ = true;
       plain.Append(std::move(got));
       // All taken: no call just to hear "want read".
       if (in_->empty() && !SSL_has_pending(ssl_)) return Status::kOk;
@@ -257,10 +258,35 @@ event::Transport::Status TlsTransport::Drain(buffer::Buffer& plain) {
       case SSL_ERROR_ZERO_RETURN:
         return Status::kClosed;
       default:
+        RefusedAfterHandshake();
         ERR_clear_error();
         return Status::kError;
     }
   }
+}
+
+void TlsTransport::RefusedAfterHandshake() {
+  // TLS 1.3: a client's handshake is done once it has sent its certificate; the server checks
+  // it after, and its refusal comes as the first thing read. That is still a failed handshake,
+  // and its reason is what an operator needs (the server distrusts our certificate).
+  if (context_->options().server || got_plaintext_ || failure_ != HandshakeFailure::kNone) return;
+  // Any fatal alert received (OpenSSL's reasons for them are SSL_AD_REASON_OFFSET + the alert):
+  // a server refusing a TLS 1.3 client certificate sends handshake_failure, bad_certificate,
+  // unknown_ca or certificate_required, by implementation.
+  unsigned long e = ERR_peek_error();
+  int reason = ERR_GET_REASON(e);
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL || reason < SSL_AD_REASON_OFFSET ||
+      reason > SSL_AD_REASON_OFFSET + 255) {
+    return;
+  }
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  Fail(HandshakeFailure::kRejectedByPeer,
+       absl::StrCat("the server refused our certificate after our side had completed the "
+                    "handshake (TLS 1.3): ",
+                    buf));
+  done_reported_ = false;  // reported again, now as failed
+  Done();
 }
 
 event::Transport::Status TlsTransport::Write(buffer::Buffer& plain, buffer::Buffer& out) {

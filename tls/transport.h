@@ -42,8 +42,9 @@ class TlsTransport final : public event::Transport {
   bool ready() const override { return ready_; }
   void OnHandshakeAbandoned(bool timed_out) override;
 
-  // Told once, when the handshake completes or fails (failure() says which), for metrics and
-  // logs.
+  // Told when the handshake completes or fails (failure() says which), for metrics and logs;
+  // once, except for a TLS 1.3 client whose server refuses its certificate after the client's
+  // side completed: told again, then as failed (kRejectedByPeer).
   void SetOnHandshakeDone(absl::AnyInvocable<void(const TlsTransport&)> cb) {
     on_done_ = std::move(cb);
   }
@@ -73,6 +74,8 @@ class TlsTransport final : public event::Transport {
   void WriteHeld(buffer::Buffer& out);
 
   void Done();
+  // Clients: the server's alert refusing our certificate, read after the handshake.
+  void RefusedAfterHandshake();
 
   std::shared_ptr<const Context> context_;
   std::string session_key_;
@@ -92,7 +95,8 @@ class TlsTransport final : public event::Transport {
   bool ready_ = false;
   bool shutdown_sent_ = false;
   bool done_reported_ = false;
-  bool any_input_ = false;  // the peer sent something
+  bool any_input_ = false;      // the peer sent something
+  bool got_plaintext_ = false;  // application data was read
 };
 
 }  // namespace remora::tls

@@ -96,6 +96,7 @@ listeners:
     kind: http
     routes:
       - {{match: {{authority: wrong.test}}, cluster: impostor}}
+      - {{match: {{authority: stranger.test}}, cluster: stranger}}
       - {{cluster: payment}}
   - name: tunnel
     address: 127.0.0.1:0
@@ -107,6 +108,10 @@ clusters:
     endpoints: [{{address: "127.0.0.1:{cls.inbound.port('tls-tcp')}"}}]
   - name: payment
     tls: {{cert: {o}/cert.pem, key: {o}/key.pem, ca: {o}/ca.pem, spiffe_id: "{PAYMENT}"}}
+    endpoints: [{{address: "127.0.0.1:{mtls_port}"}}]
+  - name: stranger  # our certificate is from a CA the server does not trust
+    tls: {{cert: {d}/stranger/cert.pem, key: {d}/stranger/key.pem, ca: {o}/ca.pem,
+           spiffe_id: "{PAYMENT}"}}
     endpoints: [{{address: "127.0.0.1:{mtls_port}"}}]
   - name: impostor
     tls: {{cert: {o}/cert.pem, key: {o}/key.pem, ca: {o}/ca.pem,
@@ -332,6 +337,20 @@ clusters:
         self.assertGreaterEqual(
             self.failures(self.outbound, "cluster", "impostor", "wrong_identity"), 1)
         self.assertIn("someone-else", self.outbound.log())
+
+    def test_a_server_refusing_our_certificate_is_counted_by_the_cluster(self):
+        # TLS 1.3: our side completes before the server checks our certificate; its alert,
+        # read next, still counts as the cluster's failed handshake, with why.
+        before = self.failures(self.outbound, "cluster", "stranger", "rejected_by_peer")
+        r = subprocess.run(["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                            "-H", "Host: stranger.test",
+                            f"http://127.0.0.1:{self.outbound.port('out')}/echo/x"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertIn(r.stdout, ("502", "503"))
+        wait_until(lambda: self.failures(self.outbound, "cluster", "stranger",
+                                         "rejected_by_peer") >= before + 1,
+                   what="the refusal to be counted as rejected_by_peer")
+        self.assertIn("the server refused our certificate", self.outbound.log())
 
     def test_a_tls_tcp_listener_terminates_and_relays(self):
         data = payload(256 * 1024)

@@ -261,8 +261,6 @@ TEST_F(TlsTransportTest, AClientResumesItsSessionWithAnEndpointUntilEitherContex
   EXPECT_FALSE(client_tls_->resumed());
 }
 
-// In TLS 1.3 a client's handshake is done before the server has checked the client's
-// certificate: the client connects, then the server's alert resets the connection.
 // A TLS 1.3 KeyUpdate asking for one back: both directions stay intact under new keys.
 TEST_F(TlsTransportTest, AKeyUpdateAnsweredWhileReadingKeepsBothDirectionsIntact) {
   Connect(Client(), Server());
@@ -308,12 +306,21 @@ TEST_F(TlsTransportTest, AnAlertWrittenWhileReadingDoesNotCorruptWhatIsRead) {
   EXPECT_TRUE(client_sink_.got == answer);
 }
 
+// In TLS 1.3 a client's handshake is done before the server has checked the client's
+// certificate: the client connects, then the server's alert resets the connection. The client
+// still learns why: the alert is a refusal of its certificate, reported as a failed handshake.
 TEST_F(TlsTransportTest, AClientOfTheWrongIdentityIsRefused) {
   ContextOptions server = Server();
   server.peer.exact = "spiffe://td/ns/a/sa/someone-else";
   Connect(Client(), server);
+  std::vector<HandshakeFailure> reported;
+  client_tls_->SetOnHandshakeDone([&](const TlsTransport& t) { reported.push_back(t.failure()); });
   ASSERT_TRUE(RunUntil([&] { return client_->closed(); }));
   EXPECT_EQ(client_sink_.events.back(), TcpConnection::Event::kRemoteReset);
+  EXPECT_EQ(reported, (std::vector<HandshakeFailure>{HandshakeFailure::kNone,
+                                                     HandshakeFailure::kRejectedByPeer}));
+  EXPECT_NE(client_tls_->failure_detail().find("after our side had completed"), std::string::npos)
+      << client_tls_->failure_detail();
   ASSERT_TRUE(RunUntil([&] { return !server_sink_.events.empty(); }));
   EXPECT_EQ(server_sink_.events[0], TcpConnection::Event::kRemoteReset);
   EXPECT_EQ(server_tls_->failure(), HandshakeFailure::kWrongIdentity);
