@@ -15,35 +15,17 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from benchlib import (free_port, issue_certs, require, start_nginx, stop_all,  # noqa: E402
+                     wait_port)
 ID_OUT, ID_IN = "spiffe://bench.test/ns/b/sa/order", "spiffe://bench.test/ns/b/sa/payment"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def percentile(sorted_values, p):
@@ -60,31 +42,15 @@ def main():
     ap.add_argument("--proxy-core", default="1")
     ap.add_argument("--load-core", default="0")
     args = ap.parse_args()
-    for tool in ("h2load", "nginx", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"needs {tool}")
+    require("h2load", "nginx", "taskset")
     work = tempfile.mkdtemp(prefix="remora-latency-bench-")
     procs = []
     nginx = None
     try:
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True, text=True)  # noqa
-        run(args.remora, "cert", "ca", "--out", f"{work}/ca")
-        run(args.remora, "cert", "issue", "--ca", f"{work}/ca", "--spiffe-id", ID_OUT,
-            "--out", f"{work}/out")
-        run(args.remora, "cert", "issue", "--ca", f"{work}/ca", "--spiffe-id", ID_IN,
-            "--out", f"{work}/in")
+        issue_certs(args.remora, work, {"out": ID_OUT, "in": ID_IN})
         up = free_port()
-        with open(f"{work}/nginx.conf", "w") as f:
-            f.write(f"""daemon off; worker_processes 1; pid {work}/nginx.pid;
-error_log {work}/nginx.err; events {{ worker_connections 4096; }}
-http {{ access_log off; server {{ listen 127.0.0.1:{up}; keepalive_requests 1000000;
-location / {{ return 200 "ok\\n"; }} }} }}
-""")
-        nginx = subprocess.Popen(["taskset", "-c", args.load_core, "nginx", "-c",
-                                  f"{work}/nginx.conf", "-p", work],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nginx = start_nginx(work, up, core=args.load_core)
         procs.append(nginx)
-        wait_port(up, nginx)
 
         def start(name, text, port):
             with open(f"{work}/{name}.yaml", "w") as f:
@@ -172,12 +138,7 @@ clusters:
         print(f"\nmTLS adds p50 {med['mtls'][50] - med['plaintext'][50]:+.0f} us, "
               f"p99 {med['mtls'][99] - med['plaintext'][99]:+.0f} us over plaintext sidecars")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGQUIT if p is nginx else signal.SIGKILL)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, nginx)
         shutil.rmtree(work, ignore_errors=True)
 
 

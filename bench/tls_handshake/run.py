@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,32 +23,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def cpu_seconds(pid):
-    """user+sys CPU of `pid` and its threads, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(HERE))
+from benchlib import (cpu_seconds, free_port, issue_certs, require, start_nginx,  # noqa: E402
+                     stop_all, wait_port)
 
 
 def main():
@@ -62,33 +38,17 @@ def main():
     ap.add_argument("--proxy-core", default="1")
     ap.add_argument("--load-core", default="0")
     args = ap.parse_args()
-    for tool in ("wrk", "haproxy", "nginx", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"needs {tool}")
+    require("wrk", "haproxy", "nginx", "taskset")
     work = tempfile.mkdtemp(prefix="remora-hs-bench-")
     procs = []
     nginx = None
     try:
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True, text=True)  # noqa
-        run(args.remora, "cert", "ca", "--out", f"{work}/ca")
-        run(args.remora, "cert", "issue", "--ca", f"{work}/ca", "--spiffe-id",
-            "spiffe://bench.test/proxy", "--dns", "localhost", "--out", f"{work}/srv")
+        issue_certs(args.remora, work, {"srv": "spiffe://bench.test/proxy"})
         with open(f"{work}/srv/cert_key.pem", "w") as f:
             f.write(open(f"{work}/srv/cert.pem").read() + open(f"{work}/srv/key.pem").read())
         up = free_port()
-        with open(f"{work}/nginx.conf", "w") as f:
-            f.write(f"""daemon off; worker_processes 1; pid {work}/nginx.pid;
-error_log {work}/nginx.err; events {{ worker_connections 4096; }}
-http {{ access_log off; server {{ listen 127.0.0.1:{up} reuseport; keepalive_requests 100000;
-location / {{ return 200 "ok\\n"; }} }} }}
-""")
-        # Its worker outlives a killed master: stopped with SIGQUIT in `finally`, and never
-        # holding our stdout.
-        nginx = subprocess.Popen(["taskset", "-c", args.load_core, "nginx", "-c",
-                                  f"{work}/nginx.conf", "-p", work],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nginx = start_nginx(work, up, core=args.load_core)
         procs.append(nginx)
-        wait_port(up, nginx)
         ports = {"remora": free_port(), "haproxy": free_port()}
         with open(f"{work}/remora.yaml", "w") as f:
             f.write(f"""admin: {{address: "127.0.0.1:0"}}
@@ -169,12 +129,7 @@ backend up
             print(f"\nremora CPU per handshake vs haproxy: {statistics.median(ratios):.2f} "
                   f"(paired median; min {min(ratios):.2f}, max {max(ratios):.2f})")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGQUIT if p is nginx else signal.SIGKILL)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, nginx)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -22,33 +22,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+sys.path.insert(0, os.path.dirname(HERE))
+from benchlib import (free_port, issue_certs, require, rss_kib, start_nginx, stop_all,  # noqa: E402
+                     wait_port)
 
 
 def open_idle(port, n, ctx):
@@ -73,9 +49,7 @@ def main():
     ap.add_argument("--conns", type=int, default=2000)
     ap.add_argument("--remora", default=os.path.join(ROOT, "build/release/remora"))
     args = ap.parse_args()
-    for tool in ("haproxy", "nginx"):
-        if shutil.which(tool) is None:
-            sys.exit(f"needs {tool}")
+    require("haproxy", "nginx")
     want = 2 * args.conns + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(want, hard)), hard))
@@ -83,26 +57,14 @@ def main():
     procs = []
     nginx = None
     try:
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True, text=True)  # noqa
-        run(args.remora, "cert", "ca", "--out", f"{work}/ca")
-        run(args.remora, "cert", "issue", "--ca", f"{work}/ca", "--spiffe-id",
-            "spiffe://bench.test/ns/b/sa/server", "--dns", "localhost", "--out", f"{work}/srv")
-        run(args.remora, "cert", "issue", "--ca", f"{work}/ca", "--spiffe-id",
-            "spiffe://bench.test/ns/b/sa/client", "--out", f"{work}/cli")
+        issue_certs(args.remora, work, {"srv": "spiffe://bench.test/ns/b/sa/server",
+                                           "cli": "spiffe://bench.test/ns/b/sa/client"})
         with open(f"{work}/srv/cert_key.pem", "w") as f:
             f.write(open(f"{work}/srv/cert.pem").read() + open(f"{work}/srv/key.pem").read())
         up = free_port()
-        with open(f"{work}/nginx.conf", "w") as f:
-            f.write(f"""daemon off; worker_processes 1; pid {work}/nginx.pid;
-error_log {work}/nginx.err; events {{ worker_connections 8192; }}
-worker_rlimit_nofile 20000;
-http {{ access_log off; server {{ listen 127.0.0.1:{up}; keepalive_requests 1000000;
-keepalive_timeout 600s; location / {{ return 200 "ok\\n"; }} }} }}
-""")
-        nginx = subprocess.Popen(["nginx", "-c", f"{work}/nginx.conf", "-p", work],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nginx = start_nginx(work, up, extra_main="worker_rlimit_nofile 20000;",
+                            extra_server="keepalive_timeout 600s;")
         procs.append(nginx)
-        wait_port(up, nginx)
         ctx = ssl.create_default_context(cafile=f"{work}/srv/ca.pem")
         ctx.load_cert_chain(f"{work}/cli/cert.pem", f"{work}/cli/key.pem")
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -172,12 +134,7 @@ backend up
             plain, tls = results[(name, False)], results[(name, True)]
             print(f"| {name} | {plain:,.0f} | {tls:,.0f} | {tls - plain:,.0f} |")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGQUIT if p is nginx else signal.SIGKILL)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, nginx)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -577,6 +577,17 @@ def recv_until_closed(sock, out=b""):
         out += chunk
 
 
+def recv_exactly(sock, n):
+    """`n` bytes from `sock`, or fewer if the peer closes first."""
+    got = b""
+    while len(got) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def connect(port, host="127.0.0.1", timeout=5):
     return socket.create_connection((host, port), timeout=timeout)
 

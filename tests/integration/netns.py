@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"  # Debian's Python packages import only under it
@@ -105,3 +107,30 @@ class Pod:
             except Exception:  # keep cleaning up
                 pass
         self.cleanup = []
+
+
+class PodTestCase(unittest.TestCase):
+    """A test class whose _set_up() registers the undoing of each step in cls.cleanup, run in
+    reverse by tearDownClass, also after a set-up that failed half-way."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cleanup = []
+        try:
+            cls._set_up()
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _set_up(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def tearDownClass(cls):
+        for fn in reversed(cls.cleanup):
+            try:
+                fn()
+            except Exception as e:  # keep cleaning up
+                print(f"cleanup: {e}", file=sys.stderr)
+        cls.cleanup = []

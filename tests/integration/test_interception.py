@@ -31,7 +31,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (AcceptLoop, EchoServer, Remora, Upstream, banner_server,  # noqa: E402
                      payload, recv_until_closed)
-from netns import APP_UID, HERE, PROXY_UID, PY, Pod, addresses, run, why_not  # noqa: E402
+from netns import (APP_UID, HERE, PROXY_UID, PY, Pod, PodTestCase, addresses, run,  # noqa: E402
+                   why_not)
 
 HOST_IP, POD_IP, HOST_IP6, POD_IP6 = addresses(201)
 SKIP = why_not()
@@ -74,16 +75,7 @@ class TlsServer:
 
 
 @unittest.skipIf(SKIP, SKIP)
-class InterceptionTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.cleanup = []
-        try:
-            cls._set_up()
-        except Exception:
-            cls.tearDownClass()
-            raise
-
+class InterceptionTest(PodTestCase):
     @classmethod
     def _set_up(cls):
         global POD
@@ -193,13 +185,6 @@ clusters:
         run(*nat, "PREROUTING", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15006")
         return None
 
-    @classmethod
-    def tearDownClass(cls):
-        for fn in reversed(cls.cleanup):
-            try:
-                fn()
-            except Exception as e:  # keep cleaning up
-                print(f"cleanup: {e}", file=sys.stderr)
 
     def detected(self, listener, protocol):
         m = self.remora.metrics()

@@ -23,8 +23,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Remora, payload, remora_cert, wait_until  # noqa: E402
-from netns import PROXY_UID, Pod, why_not  # noqa: E402
+from harness import Remora, payload, recv_exactly, remora_cert, wait_until  # noqa: E402
+from netns import PROXY_UID, Pod, PodTestCase, why_not  # noqa: E402
 
 TD = "mesh.test"
 PAYMENT = f"spiffe://{TD}/ns/shop/sa/payment"  # the pod's workload
@@ -49,27 +49,8 @@ def client_hello(alpn=None):
     return outgoing.read()
 
 
-def read_exactly(sock, n):
-    got = b""
-    while len(got) < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    return got
-
-
 @unittest.skipIf(SKIP, SKIP)
-class MeshMtlsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.cleanup = []
-        try:
-            cls._set_up()
-        except Exception:
-            cls.tearDownClass()
-            raise
-
+class MeshMtlsTest(PodTestCase):
     @classmethod
     def _set_up(cls):
         cls.dir = tempfile.mkdtemp(prefix="remora-mesh-")
@@ -159,13 +140,6 @@ clusters:
 """)
         cls.cleanup.append(cls.outbound.close)
 
-    @classmethod
-    def tearDownClass(cls):
-        for fn in reversed(cls.cleanup):
-            try:
-                fn()
-            except Exception as e:  # keep cleaning up
-                print(f"cleanup: {e}", file=sys.stderr)
 
     def metric(self, remora, name, **labels):
         inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
@@ -219,7 +193,7 @@ clusters:
                 banner += chunk
             self.assertEqual(banner, b"peer=127.0.0.6\n")
             c.sendall(data)
-            self.assertEqual(read_exactly(c, len(data)), data)
+            self.assertEqual(recv_exactly(c, len(data)), data)
         self.assertEqual(self.metric(self.inbound, "remora_listener_protocol_detected_total",
                                      listener="inbound", protocol="tcp"), tunnels + 1)
 
@@ -273,14 +247,14 @@ clusters:
         with socket.create_connection((ip, 7171), timeout=10) as c:
             c.sendall(hello)
             banner = b"peer=127.0.0.6\n"
-            self.assertEqual(read_exactly(c, len(banner) + len(hello)), banner + hello)
+            self.assertEqual(recv_exactly(c, len(banner) + len(hello)), banner + hello)
         # And a tunnel from the mesh is terminated there.
         data = payload(64 * 1024)
         with socket.create_connection(("127.0.0.1", self.outbound.port("tunnel-permissive")),
                                       timeout=10) as c:
             c.sendall(data)
             banner = b"peer=127.0.0.6\n"
-            self.assertEqual(read_exactly(c, len(banner) + len(data)), banner + data)
+            self.assertEqual(recv_exactly(c, len(banner) + len(data)), banner + data)
 
     def test_the_probe_listener_lets_plaintext_health_checks_reach_only_the_probe_path(self):
         ip = self.pod.pod_ip

@@ -18,7 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (REMORA_BIN, EchoServer, Remora, Upstream, payload,  # noqa: E402
-                     recv_until_closed, remora_cert, wait_until)
+                     recv_exactly, recv_until_closed, remora_cert, wait_until)
 
 TD = "mesh.test"
 PAYMENT = f"spiffe://{TD}/ns/default/sa/payment"
@@ -360,12 +360,7 @@ clusters:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
             with ctx.wrap_socket(raw) as s:
                 s.sendall(data)
-                got = b""
-                while len(got) < len(data):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
+                got = recv_exactly(s, len(data))
         self.assertEqual(got, data)  # decrypted, relayed in plaintext, echoed, encrypted again
 
     def test_a_cluster_resumes_its_session_with_an_endpoint(self):
@@ -380,13 +375,7 @@ clusters:
             with socket.create_connection(("127.0.0.1", self.outbound.port("tunnel")),
                                           timeout=10) as c:
                 c.sendall(data)
-                got = b""
-                while len(got) < len(data):
-                    chunk = c.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
-            self.assertEqual(got, data)
+                self.assertEqual(recv_exactly(c, len(data)), data)
         wait_until(lambda: resumed(self.outbound, "cluster", "payment-tcp") >= before + 2,
                    what="the second and third connections to resume")
         self.assertGreaterEqual(resumed(self.inbound, "listener", "tls-tcp"), before_in + 2)
