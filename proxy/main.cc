@@ -41,10 +41,11 @@ constexpr char kProxyUsage[] =
     "  -c, --config FILE  the config file (required)\n";
 
 constexpr char kValidateUsage[] =
-    "usage: remora validate -c FILE\n"
+    "usage: remora validate -c FILE [--skip-tls-files]\n"
     "\n"
     "Decodes and checks FILE without starting anything, and loads the TLS certificates, keys\n"
-    "and trust bundles it names. Exit status 0 when valid; otherwise 1, with one line per\n"
+    "and trust bundles it names (not with --skip-tls-files: for checking a config where its\n"
+    "certificates are not mounted). Exit status 0 when valid; otherwise 1, with one line per\n"
     "error on stderr: FILE:LINE: field.path: message (a TLS file: its listener or cluster).\n";
 
 constexpr char kDemoUsage[] =
@@ -65,10 +66,14 @@ bool WantsHelp(const std::vector<std::string>& args) {
 }
 
 // Finds -c FILE / --config FILE / --config=FILE. Returns false (with a message) on anything else.
-bool ParseConfigFlag(const std::vector<std::string>& args, std::string* path, const char* usage) {
+// -c FILE; with `skip_tls`, also --skip-tls-files (validate).
+bool ParseConfigFlag(const std::vector<std::string>& args, std::string* path, const char* usage,
+                     bool* skip_tls = nullptr) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if ((a == "-c" || a == "--config") && i + 1 < args.size()) {
+    if (skip_tls != nullptr && a == "--skip-tls-files") {
+      *skip_tls = true;
+    } else if ((a == "-c" || a == "--config") && i + 1 < args.size()) {
       *path = args[++i];
     } else if (absl::StartsWith(a, "--config=")) {
       *path = a.substr(strlen("--config="));
@@ -97,11 +102,14 @@ int CmdValidate(const std::vector<std::string>& args) {
     return 0;
   }
   std::string path;
-  if (!ParseConfigFlag(args, &path, kValidateUsage)) return 2;
+  bool skip_tls = false;
+  if (!ParseConfigFlag(args, &path, kValidateUsage, &skip_tls)) return 2;
   config::Config cfg;
   if (!LoadOrReport(path, &cfg)) return 1;
   // What `remora proxy` would refuse to start with is not valid either.
-  if (absl::StatusOr<server::TlsContexts> tls = server::LoadTlsContexts(cfg); !tls.ok()) {
+  absl::StatusOr<server::TlsContexts> tls =
+      skip_tls ? server::TlsContexts{} : server::LoadTlsContexts(cfg);
+  if (!tls.ok()) {
     std::fprintf(stderr, "%s: %s\n", path.c_str(), std::string(tls.status().message()).c_str());
     return 1;
   }
