@@ -55,7 +55,8 @@ int Verify(int preverify_ok, X509_STORE_CTX* store) {
   if (transport == nullptr || context == nullptr) return 0;
   if (!preverify_ok) {
     int err = X509_STORE_CTX_get_error(store);
-    if (err == X509_V_ERR_INVALID_PURPOSE && X509_STORE_CTX_get_error_depth(store) == 0) {
+    if (err == X509_V_ERR_INVALID_PURPOSE && X509_STORE_CTX_get_error_depth(store) == 0 &&
+        (context->options().server || context->options().spiffe)) {
       // A certificate not meant for this end of TLS: most often a CA's own (keyCertSign
       // only), which OpenSSL refuses before the SVID checks would.
       bool ca = X509_check_ca(X509_STORE_CTX_get_current_cert(store)) != 0;
@@ -115,14 +116,20 @@ SSL_SESSION* Context::FindSession(const std::string& key) const {
   auto it = sessions_.find(key);
   if (it == sessions_.end()) return nullptr;
   SSL_SESSION* s = it->second;
+  // A resumed handshake checks no certificate: a session is not offered past its peer's
+  // certificate's expiry (SVIDs often live shorter than tickets).
+  X509* peer = SSL_SESSION_get0_peer(s);
   if (SSL_SESSION_is_resumable(s) != 1 ||
-      SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= time(nullptr)) {
+      SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= time(nullptr) ||
+      (peer != nullptr && X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)) {
     SSL_SESSION_free(s);
     sessions_.erase(it);
     return nullptr;
   }
-  SSL_SESSION_up_ref(s);
-  return s;
+  // A copy for the connection: OpenSSL writes to the session a connection uses (marks it
+  // unresumable after a TLS 1.3 resumption or an abrupt close) without this lock, so the one
+  // kept here is never handed out.
+  return SSL_SESSION_dup(s);
 }
 
 void Context::StoreSession(const std::string& key, SSL_SESSION* session) const {
@@ -142,10 +149,20 @@ void Context::StoreSession(const std::string& key, SSL_SESSION* session) const {
 }
 
 // Servers: the first of our protocols (in our order) the client offers; none in common fails
-// the handshake (a client that offers ALPN and shares nothing would misread what we speak).
+// the handshake (a client that offers ALPN and shares nothing would misread what we speak),
+// unless it offers only the mesh's marks (a sidecar's TCP tunnel to a listener that does not
+// take tunnels): then no protocol is chosen, as for a client that offers none.
 int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                unsigned inlen, void* arg) {
   const auto* context = static_cast<const Context*>(arg);
+  bool only_marks = inlen > 0;
+  for (unsigned i = 0; i < inlen;) {
+    unsigned n = in[i];
+    if (i + 1 + n > inlen) break;
+    absl::string_view offered(reinterpret_cast<const char*>(in + i + 1), n);
+    if (offered != kAlpnMesh && offered != kAlpnTunnel) only_marks = false;
+    i += 1 + n;
+  }
   for (const std::string& ours : context->options().alpn) {
     for (unsigned i = 0; i < inlen;) {
       unsigned n = in[i];
@@ -158,7 +175,7 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
       i += 1 + n;
     }
   }
-  return SSL_TLSEXT_ERR_ALERT_FATAL;
+  return only_marks ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 const char* HandshakeFailureName(HandshakeFailure f) {

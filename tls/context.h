@@ -79,9 +79,9 @@ class Context {
   // The SPIFFE ID of our own certificate ("" if none, or not an SVID).
   const std::string& own_id() const { return own_id_; }
 
-  // Clients: the session last given by the server at `key` (an endpoint's address), to resume
-  // with; a new reference, or null. Sessions live in the context, so a rotated trust bundle or
-  // identity (a new context) never resumes one checked under the old.
+  // Clients: a copy of the session last given by the server at `key` (an endpoint's address),
+  // to resume with (the caller's to free), or null. Sessions live in the context, so a rotated
+  // trust bundle or identity (a new context) never resumes one checked under the old.
   SSL_SESSION* FindSession(const std::string& key) const;
   // Clients: keeps `session` (its reference) as the one to resume `key` with.
   void StoreSession(const std::string& key, SSL_SESSION* session) const;

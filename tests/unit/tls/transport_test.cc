@@ -306,6 +306,51 @@ TEST_F(TlsTransportTest, AnAlertWrittenWhileReadingDoesNotCorruptWhatIsRead) {
   EXPECT_TRUE(client_sink_.got == answer);
 }
 
+// A session kept for an endpoint is never the one a connection uses: OpenSSL marks a TLS 1.3
+// session used for a resumption as spent, which would spoil it for every later connection
+// when the server sends no new ticket.
+TEST_F(TlsTransportTest, AKeptSessionStaysResumableAfterAConnectionResumesWithIt) {
+  std::shared_ptr<const Context> cc = *Context::Load(Client());
+  std::shared_ptr<const Context> sc = *Context::Load(Server());
+  auto resume = [&] {
+    client_sink_ = Sink();
+    server_sink_ = Sink();
+    ConnectWith(cc, sc, absl::Seconds(5), "127.0.0.1:1");
+    buffer::Buffer ping;
+    ping.Append("ping");
+    client_->Write(ping);
+    if (!RunUntil([&] { return server_sink_.got == "ping"; })) return false;
+    buffer::Buffer pong;
+    pong.Append("pong");
+    server_->Write(pong);
+    return RunUntil([&] { return client_sink_.got == "pong"; });
+  };
+  ASSERT_TRUE(resume());                      // a full handshake; its tickets are kept
+  SSL_CTX_set_num_tickets(sc->ssl_ctx(), 0);  // from now on, no new tickets
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(resume());
+    EXPECT_TRUE(client_tls_->resumed()) << "connection " << i;
+  }
+}
+
+// A sidecar's tunnel offers only the mesh's mark: a listener that does not take tunnels chooses
+// no protocol rather than refusing; an offer of other protocols it does not speak is refused.
+TEST_F(TlsTransportTest, OnlyTheMeshsMarksGoUnansweredOtherUnsharedProtocolsAreRefused) {
+  ContextOptions tunnel = Client();
+  tunnel.alpn = {kAlpnTunnel};
+  Connect(tunnel, Server());
+  ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
+  EXPECT_EQ(client_sink_.events[0], TcpConnection::Event::kConnected);
+  EXPECT_EQ(client_tls_->alpn(), "");
+  ContextOptions other = Client();
+  other.alpn = {"x-other"};
+  client_sink_ = Sink();
+  Connect(other, Server());
+  ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
+  EXPECT_EQ(client_sink_.events[0], TcpConnection::Event::kConnectFailed);
+  EXPECT_EQ(client_tls_->failure(), HandshakeFailure::kNoSharedProtocol);
+}
+
 // In TLS 1.3 a client's handshake is done before the server has checked the client's
 // certificate: the client connects, then the server's alert resets the connection. The client
 // still learns why: the alert is a refusal of its certificate, reported as a failed handshake.
