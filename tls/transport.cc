@@ -269,7 +269,11 @@ void TlsTransport::RefusedAfterHandshake() {
   // TLS 1.3: a client's handshake is done once it has sent its certificate; the server checks
   // it after, and its refusal comes as the first thing read. That is still a failed handshake,
   // and its reason is what an operator needs (the server distrusts our certificate).
-  if (context_->options().server || got_plaintext_ || failure_ != HandshakeFailure::kNone) return;
+  // Only where the refusal can be of our certificate: TLS 1.3, and we have one to send.
+  if (context_->options().server || got_plaintext_ || failure_ != HandshakeFailure::kNone ||
+      SSL_version(ssl_) != TLS1_3_VERSION || SSL_get_certificate(ssl_) == nullptr) {
+    return;
+  }
   // Any fatal alert received (OpenSSL's reasons for them are SSL_AD_REASON_OFFSET + the alert):
   // a server refusing a TLS 1.3 client certificate sends handshake_failure, bad_certificate,
   // unknown_ca or certificate_required, by implementation.
