@@ -85,7 +85,10 @@ void ProtocolSniffer::Start(WorkerContext& ctx, std::shared_ptr<const Snapshot> 
   }
   s->conn_->SetCallbacks(s);
   s->timer_ = ctx.dispatcher.CreateTimer([s] { s->OnTimer(); });
-  s->timer_->Enable(cfg.detect_timeout);
+  // Strict mode serves nothing but TLS: its ClientHello gets the time a handshake gets (a lost
+  // segment is resent after 200 ms or more), not the time a silent client gets.
+  s->timer_->Enable(s->strict_ ? std::max(cfg.detect_timeout, cfg.tls.handshake_timeout)
+                               : cfg.detect_timeout);
   s->conn_->ReadEnable(true);
 }
 

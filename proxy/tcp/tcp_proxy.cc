@@ -141,9 +141,10 @@ void TcpProxySession::Connect() {
 
 void TcpProxySession::Side::OnRead(buffer::Buffer& data) {
   auto& s = *session;
-  // Plaintext decrypted with the client's last handshake message, before the upstream
-  // connection exists: kept, and delivered again once it is connected.
-  if (other->conn == nullptr && !other->failed) return;
+  // The client's bytes wait in its read buffer until the upstream is connected (plaintext
+  // decrypted with a TLS client's last handshake message comes before that): delivered again
+  // then, and never written into a connect that a local retry would throw away.
+  if (!is_upstream && !other->connected && !other->failed) return;
   if (is_upstream) {
     if (s.cluster_ != nullptr) s.ctx_.stats.Add(s.cluster_->stats.rx_bytes, data.length());
     s.ctx_.stats.Add(s.listener_.stats.tx_bytes, data.length());
@@ -162,6 +163,7 @@ void TcpProxySession::Side::OnHandshakeDone() {
   auto& s = *session;
   if (is_upstream || !s.awaiting_handshake_) return;
   s.awaiting_handshake_ = false;
+  s.accepted_at_ = s.ctx_.dispatcher.Now();  // a local retry's window starts with the connect
   s.Connect();
 }
 
@@ -175,6 +177,7 @@ void TcpProxySession::Side::OnEvent(TcpConnection::Event event) {
   auto& s = *session;
   switch (event) {
     case TcpConnection::Event::kConnected:
+      connected = true;
       if (s.cluster_ != nullptr) {
         s.RecordConnectOutcome(0);
         s.ctx_.stats.Add(s.cluster_->stats.cx_total);

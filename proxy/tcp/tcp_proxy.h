@@ -52,8 +52,9 @@ class TcpProxySession final : public server::ActiveConnection {
     Side* other;
     std::unique_ptr<event::TcpConnection> conn;
     bool is_upstream;
-    bool eof = false;     // this side sent FIN
-    bool failed = false;  // this side's connection is gone (reset, connect failure)
+    bool eof = false;        // this side sent FIN
+    bool connected = false;  // upstream: the connect (and its handshake) succeeded
+    bool failed = false;     // this side's connection is gone (reset, connect failure)
 
     void OnRead(buffer::Buffer& data) override;
     void OnEndOfStream() override;
