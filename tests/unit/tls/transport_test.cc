@@ -149,6 +149,22 @@ class TlsTransportTest : public ::testing::Test {
     client_->ReadEnable(true);
     Accept(std::move(sc), handshake_timeout);
   }
+  // A new connection (ConnectWith) and one exchange each way on it: a TLS 1.3 ticket comes
+  // after the handshake, read with the data.
+  bool Exchange(std::shared_ptr<const Context> cc, std::shared_ptr<const Context> sc,
+                const std::string& session_key) {
+    client_sink_ = Sink();
+    server_sink_ = Sink();
+    ConnectWith(std::move(cc), std::move(sc), absl::Seconds(5), session_key);
+    buffer::Buffer ping;
+    ping.Append("ping");
+    client_->Write(ping);
+    if (!RunUntil([&] { return server_sink_.got == "ping"; })) return false;
+    buffer::Buffer pong;
+    pong.Append("pong");
+    server_->Write(pong);
+    return RunUntil([&] { return client_sink_.got == "pong"; });
+  }
   void Accept(std::shared_ptr<const Context> sc, absl::Duration handshake_timeout) {
     int fd = -1;
     ASSERT_TRUE(RunUntil([&] {
@@ -223,21 +239,8 @@ TEST_F(TlsTransportTest, MutualTlsCarriesBytesBothWaysAndNamesBothPeers) {
 TEST_F(TlsTransportTest, AClientResumesItsSessionWithAnEndpointUntilEitherContextChanges) {
   std::shared_ptr<const Context> cc = *Context::Load(Client());
   std::shared_ptr<const Context> sc = *Context::Load(Server());
-  // One exchange each way: a TLS 1.3 ticket comes after the handshake, read with the data.
   auto exchange = [&](std::shared_ptr<const Context> c, std::shared_ptr<const Context> s,
-                      std::string key) {
-    client_sink_ = Sink();
-    server_sink_ = Sink();
-    ConnectWith(std::move(c), std::move(s), absl::Seconds(5), std::move(key));
-    buffer::Buffer ping;
-    ping.Append("ping");
-    client_->Write(ping);
-    if (!RunUntil([&] { return server_sink_.got == "ping"; })) return false;
-    buffer::Buffer pong;
-    pong.Append("pong");
-    server_->Write(pong);
-    return RunUntil([&] { return client_sink_.got == "pong"; });
-  };
+                      std::string key) { return Exchange(std::move(c), std::move(s), key); };
   ASSERT_TRUE(exchange(cc, sc, "127.0.0.1:1"));
   EXPECT_FALSE(client_tls_->resumed());
   ASSERT_TRUE(exchange(cc, sc, "127.0.0.1:1"));
@@ -312,19 +315,7 @@ TEST_F(TlsTransportTest, AnAlertWrittenWhileReadingDoesNotCorruptWhatIsRead) {
 TEST_F(TlsTransportTest, AKeptSessionStaysResumableAfterAConnectionResumesWithIt) {
   std::shared_ptr<const Context> cc = *Context::Load(Client());
   std::shared_ptr<const Context> sc = *Context::Load(Server());
-  auto resume = [&] {
-    client_sink_ = Sink();
-    server_sink_ = Sink();
-    ConnectWith(cc, sc, absl::Seconds(5), "127.0.0.1:1");
-    buffer::Buffer ping;
-    ping.Append("ping");
-    client_->Write(ping);
-    if (!RunUntil([&] { return server_sink_.got == "ping"; })) return false;
-    buffer::Buffer pong;
-    pong.Append("pong");
-    server_->Write(pong);
-    return RunUntil([&] { return client_sink_.got == "pong"; });
-  };
+  auto resume = [&] { return Exchange(cc, sc, "127.0.0.1:1"); };
   ASSERT_TRUE(resume());                      // a full handshake; its tickets are kept
   SSL_CTX_set_num_tickets(sc->ssl_ctx(), 0);  // from now on, no new tickets
   for (int i = 0; i < 3; ++i) {
