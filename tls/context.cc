@@ -88,6 +88,7 @@ int Verify(int preverify_ok, X509_STORE_CTX* store) {
     X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
   }
+  transport->SetVerifiedPeer(id->ToString());
   return 1;
 }
 

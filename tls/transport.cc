@@ -182,7 +182,10 @@ event::Transport::Status TlsTransport::Handshake(buffer::Buffer& out) {
   int rc = SSL_do_handshake(ssl_);
   if (rc == 1) {
     ready_ = true;
-    if (X509* peer = SSL_get0_peer_certificate(ssl_)) {
+    // The verify callback named the peer; a resumed session (no verification) or a plain TLS
+    // server's certificate is read here.
+    X509* peer = peer_id_.empty() ? SSL_get0_peer_certificate(ssl_) : nullptr;
+    if (peer != nullptr) {
       SvidError ignored;
       if (absl::StatusOr<SpiffeId> id = PeerSpiffeId(peer, &ignored); id.ok()) {
         peer_id_ = id->ToString();

@@ -49,8 +49,7 @@ class TlsTransport final : public event::Transport {
     on_done_ = std::move(cb);
   }
 
-  // The peer's SPIFFE ID ("" if it sent no certificate), once ready.
-  const std::string& peer_id() const { return peer_id_; }
+  // The peer's SPIFFE ID ("" if it sent no certificate, or not an SVID), once ready.
   const std::string& peer_identity() const override { return peer_id_; }
   const std::string& local_identity() const override { return context_->own_id(); }
   // The ALPN protocol agreed ("" if none), once ready.
@@ -65,6 +64,7 @@ class TlsTransport final : public event::Transport {
 
   // For the verify callback and the BIO (tls/transport.cc).
   void Fail(HandshakeFailure f, std::string detail);
+  void SetVerifiedPeer(std::string id) { peer_id_ = std::move(id); }
   int BioRead(char* data, int len);
   int BioWrite(const char* data, int len);
 

@@ -209,8 +209,8 @@ TEST_F(TlsTransportTest, MutualTlsCarriesBytesBothWaysAndNamesBothPeers) {
   EXPECT_EQ(client_sink_.events[0], TcpConnection::Event::kConnected);
   ASSERT_TRUE(RunUntil([&] { return server_sink_.got.size() >= 26; }));
   EXPECT_EQ(server_sink_.got, "hello before the handshake");
-  EXPECT_EQ(server_tls_->peer_id(), "spiffe://td/ns/a/sa/client");
-  EXPECT_EQ(client_tls_->peer_id(), "spiffe://td/ns/a/sa/server");
+  EXPECT_EQ(server_tls_->peer_identity(), "spiffe://td/ns/a/sa/client");
+  EXPECT_EQ(client_tls_->peer_identity(), "spiffe://td/ns/a/sa/server");
   EXPECT_EQ(client_tls_->alpn(), "h2");
   EXPECT_EQ(server_tls_->alpn(), "h2");
   // 2 MiB each way, byte-exact, across many records and reads.
@@ -246,8 +246,8 @@ TEST_F(TlsTransportTest, AClientResumesItsSessionWithAnEndpointUntilEitherContex
   ASSERT_TRUE(exchange(cc, sc, "127.0.0.1:1"));
   EXPECT_TRUE(client_tls_->resumed());
   EXPECT_TRUE(server_tls_->resumed());
-  EXPECT_EQ(server_tls_->peer_id(), "spiffe://td/ns/a/sa/client");
-  EXPECT_EQ(client_tls_->peer_id(), "spiffe://td/ns/a/sa/server");
+  EXPECT_EQ(server_tls_->peer_identity(), "spiffe://td/ns/a/sa/client");
+  EXPECT_EQ(client_tls_->peer_identity(), "spiffe://td/ns/a/sa/server");
   EXPECT_EQ(client_tls_->alpn(), "h2");
   // Another endpoint, or no key: nothing to resume.
   ASSERT_TRUE(exchange(cc, sc, "127.0.0.1:2"));
@@ -258,7 +258,7 @@ TEST_F(TlsTransportTest, AClientResumesItsSessionWithAnEndpointUntilEitherContex
   std::shared_ptr<const Context> rotated = *Context::Load(Server());
   ASSERT_TRUE(exchange(cc, rotated, "127.0.0.1:1"));
   EXPECT_FALSE(client_tls_->resumed());
-  EXPECT_EQ(server_tls_->peer_id(), "spiffe://td/ns/a/sa/client");
+  EXPECT_EQ(server_tls_->peer_identity(), "spiffe://td/ns/a/sa/client");
   // The client's context rotated: it has no sessions.
   ASSERT_TRUE(exchange(*Context::Load(Client()), rotated, "127.0.0.1:1"));
   EXPECT_FALSE(client_tls_->resumed());
@@ -459,7 +459,7 @@ TEST_F(TlsTransportTest, APlainTlsServerIsCheckedByHostName) {
   Connect(client, server);
   ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
   EXPECT_EQ(client_sink_.events[0], TcpConnection::Event::kConnected);
-  EXPECT_EQ(client_tls_->peer_id(), "");
+  EXPECT_EQ(client_tls_->peer_identity(), "");
   TearDown();
   SetUp();
   client_sink_ = Sink();
