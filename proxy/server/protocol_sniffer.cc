@@ -151,9 +151,8 @@ void ProtocolSniffer::OnHandshakeDone() {
 void ProtocolSniffer::Refuse(tls::HandshakeFailure reason, const char* why) {
   if (done_) return;
   done_ = true;
-  ctx_.stats.Add(listener_.tls_stats.failures[static_cast<size_t>(reason)]);
-  LOG_INFO("listener %s: TLS handshake with %s failed (%s): %s", listener_.config->name,
-           conn_->peer(), tls::HandshakeFailureName(reason), why);
+  CountHandshakeFailure(ctx_, listener_.tls_stats, "listener " + listener_.config->name,
+                        conn_->peer(), reason, why);
   conn_->Close(TcpConnection::CloseMode::kNow);
   Finish();
 }
@@ -172,12 +171,7 @@ void ProtocolSniffer::OnRead(buffer::Buffer& data) {
     n += v.size();
   }
   network::Protocol p = network::DetectProtocol(absl::string_view(head, n));
-  switch (p) {
-    case network::Protocol::kNeedMore:
-      return;
-    default:
-      break;
-  }
+  if (p == network::Protocol::kNeedMore) return;
   if (mesh_tls_ && tls_ == Tls::kNone) {
     if (p == network::Protocol::kTls) {
       if (strict_) return Terminate();

@@ -5,6 +5,14 @@
 
 namespace remora::server {
 
+void CountHandshakeFailure(WorkerContext& ctx, const stats::TlsStats& stats,
+                           absl::string_view owner, absl::string_view peer,
+                           tls::HandshakeFailure reason, absl::string_view detail) {
+  ctx.stats.Add(stats.failures[static_cast<size_t>(reason)]);
+  LOG_INFO("%s: TLS handshake with %s failed (%s): %s", owner, peer,
+           tls::HandshakeFailureName(reason), detail);
+}
+
 void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
                std::shared_ptr<const tls::Context> context, const stats::TlsStats& stats,
                std::string owner, absl::string_view alpn, std::string session_key,
@@ -17,18 +25,16 @@ void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
   }
   auto transport =
       std::make_unique<tls::TlsTransport>(std::move(context), offer, std::move(session_key));
-  // The worker's stats writer outlives every connection of the worker.
-  transport->SetOnHandshakeDone([&writer = ctx.stats, stats, owner = std::move(owner),
-                                 peer = conn.peer()](const tls::TlsTransport& t) {
-    if (t.failure() == tls::HandshakeFailure::kNone) {
-      writer.Add(stats.handshakes);
-      if (t.resumed()) writer.Add(stats.resumed);
-    } else {
-      writer.Add(stats.failures[static_cast<size_t>(t.failure())]);
-      LOG_INFO("%s: TLS handshake with %s failed (%s): %s", owner, peer,
-               tls::HandshakeFailureName(t.failure()), t.failure_detail());
-    }
-  });
+  // The worker's context outlives every connection of the worker.
+  transport->SetOnHandshakeDone(
+      [&ctx, stats, owner = std::move(owner), peer = conn.peer()](const tls::TlsTransport& t) {
+        if (t.failure() == tls::HandshakeFailure::kNone) {
+          ctx.stats.Add(stats.handshakes);
+          if (t.resumed()) ctx.stats.Add(stats.resumed);
+        } else {
+          CountHandshakeFailure(ctx, stats, owner, peer, t.failure(), t.failure_detail());
+        }
+      });
   conn.SetTransport(std::move(transport), handshake_timeout);
 }
 

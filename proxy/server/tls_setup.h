@@ -25,4 +25,10 @@ void AttachTls(WorkerContext& ctx, event::TcpConnection& conn,
                std::string owner, absl::string_view alpn = {}, std::string session_key = {},
                absl::Duration handshake_timeout = absl::ZeroDuration());
 
+// Counts a failed handshake by its reason in `stats` and logs it: every refusal of a TLS peer
+// (by OpenSSL, or by a strict inbound listener before a handshake starts) is told this one way.
+void CountHandshakeFailure(WorkerContext& ctx, const stats::TlsStats& stats,
+                           absl::string_view owner, absl::string_view peer,
+                           tls::HandshakeFailure reason, absl::string_view detail);
+
 }  // namespace remora::server
