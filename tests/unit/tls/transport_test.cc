@@ -309,6 +309,31 @@ TEST_F(TlsTransportTest, AnAlertWrittenWhileReadingDoesNotCorruptWhatIsRead) {
   EXPECT_TRUE(client_sink_.got == answer);
 }
 
+// A resumed handshake checks no certificate: once the server's certificate has expired, its
+// session is not offered, and the full handshake that follows refuses the certificate.
+TEST_F(TlsTransportTest, ASessionIsNotResumedPastItsPeersCertificate) {
+  WorkloadOptions o;
+  o.uris = {"spiffe://td/ns/a/sa/server"};
+  o.not_after = absl::Now() + absl::Seconds(2);
+  PemPair shortlived = *IssueWorkload(*ca_, o);
+  Write("short.pem", shortlived.cert);
+  Write("short.key", shortlived.key);
+  ContextOptions server = Server();
+  server.cert_file = Path("short.pem");
+  server.key_file = Path("short.key");
+  std::shared_ptr<const Context> cc = *Context::Load(Client());
+  std::shared_ptr<const Context> sc = *Context::Load(server);
+  ASSERT_TRUE(Exchange(cc, sc, "127.0.0.1:1"));
+  ASSERT_TRUE(Exchange(cc, sc, "127.0.0.1:1"));
+  ASSERT_TRUE(client_tls_->resumed());  // the session is good while the certificate is
+  absl::SleepFor(o.not_after - absl::Now() + absl::Milliseconds(1100));  // whole seconds
+  client_sink_ = Sink();
+  ConnectWith(cc, sc, absl::Seconds(5), "127.0.0.1:1");
+  ASSERT_TRUE(RunUntil([&] { return !client_sink_.events.empty(); }));
+  EXPECT_EQ(client_sink_.events[0], TcpConnection::Event::kConnectFailed);
+  EXPECT_EQ(client_tls_->failure(), HandshakeFailure::kExpired);
+}
+
 // A session kept for an endpoint is never the one a connection uses: OpenSSL marks a TLS 1.3
 // session used for a resumption as spent, which would spoil it for every later connection
 // when the server sends no new ticket.
