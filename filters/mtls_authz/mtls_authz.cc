@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "proxy/common/log.h"
+#include "proxy/http/path.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
 
@@ -52,7 +53,8 @@ bool RuleMatches(const config::AuthzRule& rule, absl::string_view peer, absl::st
 }
 
 bool Authorize(const config::Authorization& a, absl::string_view peer, absl::string_view method,
-               absl::string_view path, std::string* why) {
+               absl::string_view target, std::string* why) {
+  const absl::string_view path = http::PathWithoutQuery(target);
   for (size_t i = 0; i < a.deny.size(); ++i) {
     if (RuleMatches(a.deny[i], peer, method, path)) {
       *why = absl::StrCat("deny rule ", i + 1, " matches");

@@ -23,8 +23,10 @@ bool PeerMatches(absl::string_view pattern, absl::string_view peer);
 bool RuleMatches(const config::AuthzRule& rule, absl::string_view peer, absl::string_view method,
                  absl::string_view normalized_path);
 // True if `authorization` admits the request; else *why says which rule refused it.
+// `normalized_target` is the request's normalised path with its query, if any: rules match the
+// path alone, as routes do.
 bool Authorize(const config::Authorization& authorization, absl::string_view peer,
-               absl::string_view method, absl::string_view normalized_path, std::string* why);
+               absl::string_view method, absl::string_view normalized_target, std::string* why);
 
 class MtlsAuthzFilter final : public http::StreamFilter {
  public:

@@ -20,4 +20,9 @@ namespace remora::http {
 // a malformed escape (`%` not followed by two hex digits) or a decoded NUL: the request is bad.
 bool NormalizePath(absl::string_view target, std::string* out);
 
+// The path of a request target, without its query: what routes and authorization rules match.
+inline absl::string_view PathWithoutQuery(absl::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
 }  // namespace remora::http

@@ -1,6 +1,7 @@
 #include "proxy/http/route_table.h"
 
 #include "absl/strings/match.h"
+#include "proxy/http/path.h"
 
 namespace remora::http {
 namespace {
@@ -28,8 +29,7 @@ bool AuthorityMatches(absl::string_view authority, absl::string_view host) {
 }
 
 const CompiledRoute* RouteTable::Match(const RequestHead& request) const {
-  absl::string_view path = request.normalized_path;
-  path = path.substr(0, path.find('?'));
+  absl::string_view path = PathWithoutQuery(request.normalized_path);
   for (const CompiledRoute& r : routes_) {
     const config::RouteMatch& m = r.config->match;
     if (!m.authority.empty() && !AuthorityMatches(request.authority, m.authority)) continue;
