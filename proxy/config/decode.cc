@@ -1088,8 +1088,7 @@ class Decoder {
         if (const Value* l = Optional(*a, "deny")) {
           DecodeAuthzRules(*l, JoinPath(apath, "deny"), &route->authorization.deny);
         }
-        if (route->authorization.allow.empty() && route->authorization.deny.empty() &&
-            a->Find("allow") == nullptr && a->Find("deny") == nullptr) {
+        if (a->Find("allow") == nullptr && a->Find("deny") == nullptr) {
           Error(a->line, apath, "give allow or deny rules (or leave authorization out)");
         }
       }
@@ -1098,6 +1097,8 @@ class Decoder {
 
   void DecodeAuthzRules(const Value& v, const std::string& path, std::vector<AuthzRule>* out) {
     if (!List(v, path)) return;
+    // An empty allow list would admit everyone (no allow rules: whoever is not denied).
+    if (v.items.empty()) Error(v.line, path, "must list at least one rule (or leave it out)");
     for (size_t i = 0; i < v.items.size(); ++i) {
       const Value& item = v.items[i];
       std::string rpath = absl::StrCat(path, "[", i, "]");

@@ -904,6 +904,21 @@ TEST(DecodeConfigTest, InboundListenersTakeMutualTlsStrictOrPermissive) {
           "t.yaml:7: clusters[1].tls.mode: applies to a listener's tls only"}));
 }
 
+// An empty allow list would admit everyone (no allow rules: anyone not denied): refused, not
+// taken to mean "nobody".
+TEST(DecodeConfigTest, AnEmptyAuthorizationListIsRefused) {
+  const std::string head =
+      "listeners:\n  - name: in\n    address: 127.0.0.1:1\n    kind: http\n    routes:\n"
+      "      - cluster: c\n        authorization:\n";
+  const std::string clusters = "clusters:\n  - {name: c, endpoints: [{address: 127.0.0.1:2}]}\n";
+  EXPECT_EQ(Errors(head + "          allow: []\n          deny: []\n" + clusters),
+            (std::vector<std::string>{
+                "t.yaml:8: listeners[0].routes[0].authorization.allow: must list at least one "
+                "rule (or leave it out)",
+                "t.yaml:9: listeners[0].routes[0].authorization.deny: must list at least one "
+                "rule (or leave it out)"}));
+}
+
 TEST(DecodeConfigTest, AuthorizationRules) {
   const std::string head =
       "listeners:\n  - name: in\n    address: 127.0.0.1:1\n    kind: http\n    routes:\n"
