@@ -77,8 +77,7 @@ std::unique_ptr<http::StreamFilter> MtlsAuthzFilter::Create(
 }
 
 http::FilterStatus MtlsAuthzFilter::DecodeHeaders(http::RequestHead& head, bool) {
-  // The route the router will take (its match depends only on the request head).
-  const http::CompiledRoute* route = listener_.routes.Match(head);
+  const http::CompiledRoute* route = callbacks_->info().route;
   if (route == nullptr || !route->config->has_authorization) return http::FilterStatus::kContinue;
   absl::string_view peer = callbacks_->info().peer_identity;
   std::string why;

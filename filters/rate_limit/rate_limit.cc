@@ -60,9 +60,8 @@ http::FilterStatus RateLimitFilter::DecodeHeaders(http::RequestHead& head, bool)
   int64_t wait = 0;
   if (limits.listener != nullptr) wait = limits.listener->Take(head, client, worker.index, now);
   if (wait == 0 && !limits.routes.empty()) {
-    // The route the router will take (its match depends only on the request head).
-    const http::CompiledRoute* route = listener_.routes.Match(head);
-    if (route != nullptr) {
+    const http::CompiledRoute* route = callbacks_->info().route;
+    if (route != nullptr && route != &listener_.passthrough_route) {
       size_t i = static_cast<size_t>(route->config - listener_.config->routes.data());
       if (RateLimiter* r = limits.routes[i].get()) wait = r->Take(head, client, worker.index, now);
     }

@@ -104,6 +104,10 @@ void ActiveStream::DecodeHeaders(bool end_stream) {
     return;
   }
   ApplyForwardingPolicy(request_);
+  info_.route = listener_.routes.Match(request_);
+  if (info_.route == nullptr && listener_.passthrough != nullptr && info_.destination != nullptr) {
+    info_.route = &listener_.passthrough_route;  // to where the app was calling
+  }
   DecodeHeadersFrom(0);
 }
 

@@ -28,6 +28,9 @@
 namespace remora::network {
 struct Destination;
 }
+namespace remora::http {
+struct CompiledRoute;
+}
 
 namespace remora::server {
 struct ListenerRuntime;
@@ -58,6 +61,11 @@ struct StreamInfo {
   bool downstream_tls = false;
   absl::string_view peer_identity;
   absl::string_view local_identity;
+  // The route the request takes, matched once on the request as it arrived (path normalised,
+  // forwarding headers applied), before any filter: authorization, rate limits and the router
+  // all judge the same route. The listener's passthrough route if none matches and the
+  // connection has an original destination; null if nothing takes it.
+  const CompiledRoute* route = nullptr;
 };
 
 // Told about the downstream connection's write backlog, so a filter that produces the response

@@ -30,11 +30,8 @@ FilterStatus RouterFilter::DecodeHeaders(RequestHead& head, bool end_stream) {
   request_complete_ = end_stream;
   const server::ListenerRuntime& listener = callbacks_->listener();
   buffer_limit_ = listener.config->buffer_limit_bytes;
-  route_ = listener.routes.Match(head);
+  route_ = callbacks_->info().route;
   const network::Destination* destination = callbacks_->info().destination;
-  if (route_ == nullptr && listener.passthrough != nullptr && destination != nullptr) {
-    route_ = &listener.passthrough_route;  // to where the app was calling
-  }
   if (route_ == nullptr) {
     callbacks_->SendLocalReply(404, "no_route", "no route matches this request");
     return FilterStatus::kStop;
