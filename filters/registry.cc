@@ -8,12 +8,10 @@ namespace remora::filters {
 namespace {
 
 // Later issues add access_log and stats here (DESIGN.md 2). Authorization comes first, then rate
-// limiting: a refused request costs nothing further. Both directions run the same filters today;
-// the tables stay per direction for the ones that will differ.
+// limiting: a refused request costs nothing further. Both directions run the same filters.
 const http::FilterFactory* const kAuthz = &MtlsAuthzFilter::kFactory;
 const http::FilterFactory* const kLimit = &RateLimitFilter::kFactory;
 const http::FilterFactory* const kTrace = &TraceContextFilter::kFactory;
-// Indexed by authorized * 2 + rate_limited.
 const http::FilterFactory* const kPlain[] = {kTrace};
 const http::FilterFactory* const kLimited[] = {kLimit, kTrace};
 const http::FilterFactory* const kAuthorized[] = {kAuthz, kTrace};
@@ -21,8 +19,7 @@ const http::FilterFactory* const kBoth[] = {kAuthz, kLimit, kTrace};
 
 }  // namespace
 
-absl::Span<const http::FilterFactory* const> ChainFor(config::Direction, bool rate_limited,
-                                                      bool authorized) {
+absl::Span<const http::FilterFactory* const> ChainFor(bool rate_limited, bool authorized) {
   if (authorized) {
     return rate_limited ? absl::MakeConstSpan(kBoth) : absl::MakeConstSpan(kAuthorized);
   }

@@ -162,7 +162,7 @@ std::shared_ptr<const Snapshot> BuildSnapshot(config::Config config, uint64_t ve
       rt.rate_limits = filters::ListenerRateLimits::Build(l, workers);
       bool authorized = std::any_of(l.routes.begin(), l.routes.end(),
                                     [](const config::Route& r) { return r.has_authorization; });
-      rt.filters = filters::ChainFor(l.direction, rt.rate_limits != nullptr, authorized);
+      rt.filters = filters::ChainFor(rt.rate_limits != nullptr, authorized);
     }
     snap->listeners.push_back(std::move(rt));
   }
