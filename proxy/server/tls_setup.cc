@@ -8,7 +8,7 @@ namespace remora::server {
 void CountHandshakeFailure(WorkerContext& ctx, const stats::TlsStats& stats,
                            absl::string_view owner, absl::string_view peer,
                            tls::HandshakeFailure reason, absl::string_view detail) {
-  ctx.stats.Add(stats.failures[static_cast<size_t>(reason)]);
+  ctx.stats.Add(stats.failure(reason));
   LOG_INFO("%s: TLS handshake with %s failed (%s): %s", owner, peer,
            tls::HandshakeFailureName(reason), detail);
 }

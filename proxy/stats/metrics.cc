@@ -52,7 +52,7 @@ ListenerStats RegisterListenerStats(Store& s, const std::string& listener) {
 }
 
 TlsStats RegisterTlsStats(Store& s, const std::string& scope, const std::string& name) {
-  static_assert(TlsStats::kReasons == static_cast<size_t>(tls::HandshakeFailure::kCount));
+  static_assert(TlsStats::kReasons == static_cast<size_t>(tls::HandshakeFailure::kCount) - 1);
   const std::string prefix = absl::StrCat("remora_", scope, "_tls_");
   const char* side = scope == "listener" ? "from clients" : "to endpoints";
   TlsStats t{};
@@ -63,16 +63,14 @@ TlsStats RegisterTlsStats(Store& s, const std::string& scope, const std::string&
                  absl::StrCat("TLS handshakes ", side,
                               " that resumed an earlier session (also in tls_handshakes_total)."),
                  {{scope, name}});
-  std::string help = absl::StrCat(
-      "TLS handshakes ", side,
-      " that failed, by reason: not_tls, no_peer_certificate, untrusted, expired, not_yet_valid, "
-      "bad_svid, wrong_identity, rejected_by_peer, no_shared_protocol, timeout, other.");
+  std::string help = absl::StrCat("TLS handshakes ", side, " that failed, by reason: ");
   for (size_t i = 0; i < TlsStats::kReasons; ++i) {
-    auto reason = static_cast<tls::HandshakeFailure>(i);
-    if (reason == tls::HandshakeFailure::kNone) {
-      t.failures[i] = t.handshakes;  // never counted as a failure; any valid slot will do
-      continue;
-    }
+    absl::StrAppend(&help, i == 0 ? "" : ", ",
+                    tls::HandshakeFailureName(static_cast<tls::HandshakeFailure>(i + 1)));
+  }
+  help += ".";
+  for (size_t i = 0; i < TlsStats::kReasons; ++i) {
+    auto reason = static_cast<tls::HandshakeFailure>(i + 1);
     t.failures[i] = s.Register(Type::kCounter, prefix + "handshake_failures_total", help,
                                {{scope, name}, {"reason", tls::HandshakeFailureName(reason)}});
   }

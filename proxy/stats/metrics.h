@@ -9,6 +9,10 @@
 
 #include "proxy/stats/stats.h"
 
+namespace remora::tls {
+enum class HandshakeFailure : uint8_t;  // tls/context.h
+}
+
 namespace remora::stats {
 
 struct ListenerStats {
@@ -81,11 +85,17 @@ struct ServerStats {
 // TLS handshakes of a listener (server side) or a cluster (client side), registered only where
 // TLS is configured.
 struct TlsStats {
-  static constexpr size_t kReasons = 12;  // tls::HandshakeFailure's values
-  uint32_t handshakes;                    // remora_{listener,cluster}_tls_handshakes_total
-  uint32_t resumed;                       // remora_{listener,cluster}_tls_resumed_total
-  uint32_t failures[kReasons];  // remora_{listener,cluster}_tls_handshake_failures_total{reason}
+  // tls::HandshakeFailure's values but kNone (the first) and kCount (the last).
+  static constexpr size_t kReasons = 11;
+  uint32_t handshakes;  // remora_{listener,cluster}_tls_handshakes_total
+  uint32_t resumed;     // remora_{listener,cluster}_tls_resumed_total
+  // remora_{listener,cluster}_tls_handshake_failures_total{reason}, by HandshakeFailure - 1.
+  uint32_t failures[kReasons];
   uint32_t cert_expiry;  // remora_{listener,cluster}_tls_certificate_expiry_timestamp_seconds
+
+  uint32_t failure(tls::HandshakeFailure reason) const {
+    return failures[static_cast<size_t>(reason) - 1];
+  }
 };
 // `scope` is "listener" or "cluster", `name` its name.
 TlsStats RegisterTlsStats(Store& store, const std::string& scope, const std::string& name);
