@@ -363,6 +363,7 @@ const char* DirectionName(Direction direction);
 const char* UpstreamProtocolName(UpstreamProtocol protocol);
 const char* LbPolicyName(LbPolicy policy);
 const char* ClusterTypeName(ClusterType type);
+const char* TlsModeName(TlsMode mode);
 // The named conditions and gRPC statuses of retry_on (its status codes are in status_codes).
 std::vector<std::string> RetryOnNames(const RetryPolicy& policy);
 std::vector<std::string> BreakerFailureNames(uint32_t failure_on);

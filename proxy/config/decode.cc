@@ -1859,6 +1859,11 @@ std::vector<std::string> BreakerFailureNames(uint32_t failure_on) {
   return names;
 }
 
+const char* TlsModeName(TlsMode mode) {
+  auto i = static_cast<size_t>(mode);
+  return i < std::size(kTlsModeNames) ? kTlsModeNames[i].data() : "unknown";
+}
+
 const char* ClusterTypeName(ClusterType type) {
   size_t i = static_cast<size_t>(type);
   return i < std::size(kClusterTypeNames) ? kClusterTypeNames[i].data() : "unknown";

@@ -103,7 +103,7 @@ nlohmann::json TlsToJson(const Tls& t, bool listener, bool inbound = false) {
   if (listener) {
     j["handshake_timeout"] = DurationToString(t.handshake_timeout);
     j["forward_client_cert"] = t.forward_client_cert;
-    if (inbound) j["mode"] = t.mode == TlsMode::kStrict ? "strict" : "permissive";
+    if (inbound) j["mode"] = TlsModeName(t.mode);
     return j;
   }
   if (!t.sni.empty()) j["sni"] = t.sni;
