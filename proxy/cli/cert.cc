@@ -2,13 +2,12 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "proxy/common/file.h"
 #include "tls/dev_ca.h"
 #include "tls/spiffe.h"
 
@@ -44,15 +43,6 @@ int Fail(const std::string& message) {
 int Usage(const std::string& message) {
   std::fprintf(stderr, "remora cert: %s\n\n%s", message.c_str(), kUsage);
   return 2;
-}
-
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
 }
 
 absl::Status EnsureDir(const std::string& dir) {

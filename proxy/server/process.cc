@@ -5,22 +5,18 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "proxy/common/file.h"
 
 namespace remora::server {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return "";
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// The file's contents, or "" if it cannot be read.
+std::string ReadOrEmpty(const std::string& path) {
+  std::string s;
+  return ReadFile(path, &s) ? s : std::string();
 }
 
 }  // namespace
@@ -53,20 +49,21 @@ int WorkersFromCpuMax(const std::string& contents) {
 
 int DefaultWorkerCount(const std::string& cgroup_root) {
   // cgroup v2: the process's own cgroup first, then the root of the mount.
-  std::string self = ReadFile("/proc/self/cgroup");
+  std::string self = ReadOrEmpty("/proc/self/cgroup");
   for (absl::string_view line : absl::StrSplit(self, '\n')) {
     if (absl::ConsumePrefix(&line, "0::")) {
-      int n = WorkersFromCpuMax(ReadFile(cgroup_root + std::string(line) + "/cpu.max"));
+      int n = WorkersFromCpuMax(ReadOrEmpty(cgroup_root + std::string(line) + "/cpu.max"));
       if (n > 0) return n;
     }
   }
-  if (int n = WorkersFromCpuMax(ReadFile(cgroup_root + "/cpu.max")); n > 0) return n;
+  if (int n = WorkersFromCpuMax(ReadOrEmpty(cgroup_root + "/cpu.max")); n > 0) return n;
   // cgroup v1.
   int64_t quota, period;
-  if (absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(cgroup_root + "/cpu/cpu.cfs_quota_us")),
-                       &quota) &&
-      absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(cgroup_root + "/cpu/cpu.cfs_period_us")),
-                       &period) &&
+  if (absl::SimpleAtoi(
+          absl::StripAsciiWhitespace(ReadOrEmpty(cgroup_root + "/cpu/cpu.cfs_quota_us")), &quota) &&
+      absl::SimpleAtoi(
+          absl::StripAsciiWhitespace(ReadOrEmpty(cgroup_root + "/cpu/cpu.cfs_period_us")),
+          &period) &&
       quota > 0 && period > 0) {
     return static_cast<int>((quota + period - 1) / period);
   }
@@ -83,7 +80,7 @@ long OpenFdCount() {
 }
 
 long ResidentBytes() {
-  std::string statm = ReadFile("/proc/self/statm");
+  std::string statm = ReadOrEmpty("/proc/self/statm");
   std::vector<absl::string_view> parts = absl::StrSplit(statm, ' ');
   long pages = 0;
   if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &pages)) return -1;
