@@ -1,11 +1,16 @@
 #include "tls/context.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
+#include "proxy/common/file.h"
 #include "tls/transport.h"
 
 namespace remora::tls {
@@ -105,6 +110,61 @@ int NewSession(SSL* ssl, SSL_SESSION* session) {
   SSL_SESSION* copy = SSL_SESSION_dup(session);
   if (copy != nullptr) context->StoreSession(transport->session_key(), copy);
   return 0;  // the original stays OpenSSL's
+}
+
+// PEM text read through a BIO over it, without a copy.
+struct MemBio {
+  explicit MemBio(const std::string& pem)
+      : bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))) {}
+  ~MemBio() { BIO_free(bio); }
+  BIO* bio;
+};
+
+// After the last PEM block of a text OpenSSL reports "no start line": the end, not an error.
+void ClearEndOfPem() {
+  unsigned long e = ERR_peek_last_error();
+  if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) ERR_clear_error();
+}
+
+// The leaf (first) certificate and the chain after it, as SSL_CTX_use_certificate_chain_file.
+bool UseChain(SSL_CTX* ctx, const std::string& pem) {
+  MemBio in(pem);
+  X509* leaf = PEM_read_bio_X509_AUX(in.bio, nullptr, nullptr, nullptr);
+  if (leaf == nullptr) return false;
+  bool ok = SSL_CTX_use_certificate(ctx, leaf) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1;
+  X509_free(leaf);
+  while (ok) {
+    X509* ca = PEM_read_bio_X509(in.bio, nullptr, nullptr, nullptr);
+    if (ca == nullptr) break;
+    ok = SSL_CTX_add0_chain_cert(ctx, ca) == 1;  // owns it on success
+    if (!ok) X509_free(ca);
+  }
+  ClearEndOfPem();
+  return ok && ERR_peek_error() == 0;
+}
+
+bool UseKey(SSL_CTX* ctx, const std::string& pem) {
+  MemBio in(pem);
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(in.bio, nullptr, nullptr, nullptr);
+  if (key == nullptr) return false;
+  bool ok = SSL_CTX_use_PrivateKey(ctx, key) == 1;
+  EVP_PKEY_free(key);
+  return ok;
+}
+
+// Every certificate of the bundle into the context's trust store; at least one.
+bool AddTrustBundle(SSL_CTX* ctx, const std::string& pem) {
+  MemBio in(pem);
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int added = 0;
+  while (X509* ca = PEM_read_bio_X509(in.bio, nullptr, nullptr, nullptr)) {
+    bool ok = X509_STORE_add_cert(store, ca) == 1;
+    X509_free(ca);
+    if (!ok) return false;
+    ++added;
+  }
+  ClearEndOfPem();
+  return added > 0 && ERR_peek_error() == 0;
 }
 
 // Endpoints a client context keeps sessions for; past it, one is forgotten per new one.
@@ -216,6 +276,20 @@ Context::~Context() {
 }
 
 absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOptions& options) {
+  PemFiles pem;
+  for (auto [path, into] :
+       {std::pair{&options.cert_file, &pem.cert}, std::pair{&options.key_file, &pem.key},
+        std::pair{&options.ca_file, &pem.ca}}) {
+    if (!path->empty() && !ReadFile(*path, into)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read ", *path, ": ", std::strerror(errno)));
+    }
+  }
+  return Load(options, pem);
+}
+
+absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOptions& options,
+                                                             const PemFiles& pem) {
   std::shared_ptr<Context> c(new Context);
   c->options_ = options;
   ERR_clear_error();
@@ -233,12 +307,11 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOption
     return absl::InternalError(absl::StrCat("cipher setup: ", LastError()));
   }
   if (!options.cert_file.empty()) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, options.cert_file.c_str()) != 1) {
+    if (!UseChain(ctx, pem.cert)) {
       return absl::InvalidArgumentError(
           absl::StrCat("cannot load the certificate ", options.cert_file, ": ", LastError()));
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
+    if (!UseKey(ctx, pem.key) || SSL_CTX_check_private_key(ctx) != 1) {
       if (ERR_GET_REASON(ERR_peek_error()) != X509_R_KEY_VALUES_MISMATCH) {
         return absl::InvalidArgumentError(
             absl::StrCat("cannot load the key ", options.key_file, ": ", LastError()));
@@ -261,7 +334,7 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::Load(const ContextOption
     return absl::InvalidArgumentError("a TLS server needs a certificate and key");
   }
   if (!options.ca_file.empty()) {
-    if (SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr) != 1) {
+    if (!AddTrustBundle(ctx, pem.ca)) {
       return absl::InvalidArgumentError(
           absl::StrCat("cannot load the trust bundle ", options.ca_file, ": ", LastError()));
     }

@@ -65,9 +65,19 @@ enum class HandshakeFailure : uint8_t {
 };
 const char* HandshakeFailureName(HandshakeFailure f);
 
+// The PEM text of a context's files (options' cert_file, key_file, ca_file; empty where none).
+struct PemFiles {
+  std::string cert, key, ca;
+};
+
 class Context {
  public:
+  // Reads the options' files, then loads them as below.
   static absl::StatusOr<std::shared_ptr<const Context>> Load(const ContextOptions& options);
+  // From files already read: a config's contexts read each file once, so every context built
+  // in one load sees the same bytes. The options' paths only name the files in errors.
+  static absl::StatusOr<std::shared_ptr<const Context>> Load(const ContextOptions& options,
+                                                             const PemFiles& pem);
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
