@@ -84,9 +84,9 @@ int Server::Run() {
   return exit_code_;
 }
 
-absl::Status Server::ApplyConfig(config::Config cfg) {
+absl::Status Server::ApplyConfig(config::Config cfg, std::optional<TlsContexts> loaded) {
   // 0. TLS certificates and keys: a file that cannot be loaded rejects the config whole.
-  absl::StatusOr<TlsContexts> tls = LoadTlsContexts(cfg);
+  absl::StatusOr<TlsContexts> tls = loaded.has_value() ? std::move(*loaded) : LoadTlsContexts(cfg);
   if (!tls.ok()) return tls.status();
   // 1. Work out which listening sockets to open and close. A listener keeps its sockets across a
   //    change as long as its address and kind are unchanged.
@@ -134,6 +134,7 @@ absl::Status Server::ApplyConfig(config::Config cfg) {
   log::SetLevel(ToLogLevel(cfg.log_level));
   ++version_;
   snapshot_ = BuildSnapshot(std::move(cfg), version_, worker_count_, *store_, endpoints_, &*tls);
+  tls_files_ = std::move(tls->files);
   for (size_t i = 0; i < workers_.size(); ++i) {
     workers_[i]->ApplySnapshot(snapshot_, std::move(added[i]), removed);
   }
@@ -191,7 +192,14 @@ void Server::ReloadCertificates() {
   stats::Writer& w = store_->main_writer();
   // The running config again: only the files it names are read anew. Connections keep the
   // contexts they started with; new handshakes get the new ones.
-  absl::Status s = ApplyConfig(snapshot_->config);
+  absl::StatusOr<TlsContexts> tls = LoadTlsContexts(snapshot_->config);
+  if (tls.ok() && tls->files == tls_files_) {
+    cert_retry_delay_ = absl::ZeroDuration();
+    cert_retry_timer_->Disable();
+    LOG_DEBUG("a watched directory changed; the TLS files in use did not");
+    return;
+  }
+  absl::Status s = tls.ok() ? ApplyConfig(snapshot_->config, *std::move(tls)) : tls.status();
   if (s.ok()) {
     cert_retry_delay_ = absl::ZeroDuration();
     cert_retry_timer_->Disable();

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,8 @@ class Server {
     uint16_t port;  // as bound (differs from declared for port 0)
   };
 
-  absl::Status ApplyConfig(config::Config config);
+  // `tls`: the config's contexts if already loaded (else loaded here).
+  absl::Status ApplyConfig(config::Config config, std::optional<TlsContexts> tls = std::nullopt);
   void Reload();
   // A TLS file of the running config changed on disk: the same config again, with the new files.
   void ReloadCertificates();
@@ -84,6 +86,9 @@ class Server {
   std::unique_ptr<CertWatcher> cert_watcher_;
   std::unique_ptr<event::Timer> cert_retry_timer_;  // a half-written pair is tried again
   absl::Duration cert_retry_delay_;
+  // The TLS files the running snapshot was made from: a change on disk that leaves them as they
+  // were (another file in a watched directory, a rewrite with the same bytes) applies nothing.
+  absl::flat_hash_map<std::string, std::string> tls_files_;
   absl::Time drain_deadline_;
   bool draining_ = false;
   bool forced_close_ = false;

@@ -1,7 +1,12 @@
 #include "proxy/server/snapshot.h"
 
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "filters/registry.h"
+#include "proxy/common/file.h"
 #include "proxy/network/address.h"
 
 namespace remora::server {
@@ -40,14 +45,28 @@ tls::ContextOptions FromConfig(const config::Tls& t, bool server) {
   return o;
 }
 
-// Loads `o` into `*into`; the error names what it is for ("listener web (line 7)").
+// Loads `o` into `*into`, each file read once per config (`files`, by path): every context of
+// one load sees the same bytes, even while a rotation writes them. The error names what it is
+// for ("listener web (line 7)").
 absl::Status Load(const tls::ContextOptions& o, absl::string_view owner, int line,
+                  absl::flat_hash_map<std::string, std::string>& files,
                   std::shared_ptr<const tls::Context>* into) {
-  absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o);
-  if (!c.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(owner, " (line ", line, "): tls: ", c.status().message()));
+  auto error = [&](absl::string_view message) {
+    return absl::InvalidArgumentError(absl::StrCat(owner, " (line ", line, "): tls: ", message));
+  };
+  tls::PemFiles pem;
+  for (auto [path, text] : {std::pair{&o.cert_file, &pem.cert}, std::pair{&o.key_file, &pem.key},
+                            std::pair{&o.ca_file, &pem.ca}}) {
+    if (path->empty()) continue;
+    auto [it, fresh] = files.try_emplace(*path);
+    if (fresh && !ReadFile(*path, &it->second)) {
+      files.erase(it);
+      return error(absl::StrCat("cannot read ", *path, ": ", std::strerror(errno)));
+    }
+    *text = it->second;
   }
+  absl::StatusOr<std::shared_ptr<const tls::Context>> c = tls::Context::Load(o, pem);
+  if (!c.ok()) return error(c.status().message());
   *into = *std::move(c);
   return absl::OkStatus();
 }
@@ -64,7 +83,8 @@ absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config) {
     // listener also takes the mesh's TCP tunnels.
     if (l.kind == config::ListenerKind::kHttp) o.alpn = {"h2", "http/1.1"};
     if (l.kind == config::ListenerKind::kInbound) o.alpn = {"h2", "http/1.1", tls::kAlpnTunnel};
-    if (absl::Status s = Load(o, "listener " + l.name, l.line, &out.listeners[l.name]); !s.ok()) {
+    if (absl::Status s = Load(o, "listener " + l.name, l.line, out.files, &out.listeners[l.name]);
+        !s.ok()) {
       return s;
     }
   }
@@ -75,7 +95,8 @@ absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config) {
     o.peer.exact = cl.tls.spiffe_id;
     o.peer.trust_domain = cl.tls.trust_domain;
     o.spiffe = !o.peer.empty();  // else a plain TLS server, checked against sni
-    if (absl::Status s = Load(o, "cluster " + cl.name, cl.line, &out.clusters[cl.name]); !s.ok()) {
+    if (absl::Status s = Load(o, "cluster " + cl.name, cl.line, out.files, &out.clusters[cl.name]);
+        !s.ok()) {
       return s;
     }
   }

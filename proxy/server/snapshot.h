@@ -100,6 +100,8 @@ struct ListenerRuntime {
 struct TlsContexts {
   absl::flat_hash_map<std::string, std::shared_ptr<const tls::Context>> listeners;
   absl::flat_hash_map<std::string, std::shared_ptr<const tls::Context>> clusters;
+  // The files they were made from, by path, each read once.
+  absl::flat_hash_map<std::string, std::string> files;
 };
 absl::StatusOr<TlsContexts> LoadTlsContexts(const config::Config& config);
 

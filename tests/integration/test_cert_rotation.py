@@ -4,7 +4,8 @@ atomically to the new one, and cert.pem/key.pem as links through `..data`. Under
 load (keep-alive connections and new ones), five swaps: every request succeeds, `openssl
 s_client` sees the new certificate's serial within 2 s of each swap, and a connection opened before the first swap
 keeps its 5-tuple and keeps working. A half-written or mismatched pair is refused with a log line
-and a metric while the previous pair keeps serving."""
+and a metric while the previous pair keeps serving; a change that leaves the files as they were
+applies nothing."""
 
 import http.client
 import os
@@ -156,6 +157,26 @@ clusters:
         self.assertGreaterEqual(self.reloads("success"), before + 5)
         print(f"\n  {counts['ok']} requests at {rate:.0f}/s through 5 swaps, none failed",
               file=sys.stderr)
+
+    def test_a_change_that_leaves_the_files_as_they_were_applies_nothing(self):
+        # Another file in the watched directory, and the key rewritten with the same bytes: the
+        # watch fires, but the TLS files in use are unchanged, so no config is applied again.
+        version = self.remora.metrics()["remora_config_version"]
+        before = self.reloads("success")
+        with open(f"{self.certs}/unrelated.txt", "w") as f:
+            f.write("not a certificate")
+        key = os.path.realpath(f"{self.certs}/key.pem")
+        with open(key) as f:
+            text = f.read()
+        with open(key, "w") as f:
+            f.write(text)
+        time.sleep(1)  # well past the 200 ms debounce
+        self.assertEqual(self.reloads("success"), before)
+        self.assertEqual(self.remora.metrics()["remora_config_version"], version)
+        # A real change is still taken.
+        new = self.publish()
+        wait_until(lambda: self.served_serial() == new, timeout=5, what="the new pair")
+        self.assertEqual(self.remora.metrics()["remora_config_version"], version + 1)
 
     def test_a_mismatched_pair_is_refused_and_the_old_one_keeps_serving(self):
         serving = self.served_serial()
