@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "proxy/common/file.h"
+#include "proxy/config/decode.h"
 #include "tls/dev_ca.h"
 #include "tls/spiffe.h"
 
@@ -92,7 +93,7 @@ std::string ParseFlags(const std::vector<std::string>& args, size_t from, Flags*
       }
       (name == "--not-before" ? f->not_before : f->not_after) = t;
     } else if (name == "--ttl") {
-      if (!absl::ParseDuration(value, &f->ttl) || f->ttl <= absl::ZeroDuration()) {
+      if (!config::ParseDuration(value, &f->ttl) || f->ttl <= absl::ZeroDuration()) {
         return absl::StrCat("--ttl: expected a positive duration such as 24h, got \"", value, "\"");
       }
     } else {

@@ -130,9 +130,12 @@ class CertCliTest(unittest.TestCase):
                  "spiffe://td/x", "--out", os.path.join(self.dir, "y"))
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot read", r.stderr)
-        r = cert("ca", "--out", os.path.join(self.dir, "z"), "--ttl", "forever")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("--ttl", r.stderr)
+        # Durations as the config spells them: "inf" and "us" are not among them.
+        for ttl in ("forever", "inf", "5000000000us"):
+            r = cert("ca", "--out", os.path.join(self.dir, "z"), "--ttl", ttl)
+            self.assertEqual(r.returncode, 2, ttl)
+            self.assertIn("--ttl", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.dir, "z")))
         r = cert("sign")
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown command", r.stderr)
