@@ -49,10 +49,7 @@ class OriginalDstEndpoints {
       return H::combine(std::move(h), k.cluster, k.address, k.source, k.port, k.family,
                         k.bind_source);
     }
-    bool operator==(const Key& o) const {
-      return cluster == o.cluster && address == o.address && source == o.source && port == o.port &&
-             family == o.family && bind_source == o.bind_source;
-    }
+    bool operator==(const Key&) const = default;
   };
 
   absl::flat_hash_map<Key, std::weak_ptr<EndpointState>> states_;
