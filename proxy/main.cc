@@ -46,7 +46,9 @@ constexpr char kValidateUsage[] =
     "Decodes and checks FILE without starting anything, and loads the TLS certificates, keys\n"
     "and trust bundles it names (not with --skip-tls-files: for checking a config where its\n"
     "certificates are not mounted). Exit status 0 when valid; otherwise 1, with one line per\n"
-    "error on stderr: FILE:LINE: field.path: message (a TLS file: its listener or cluster).\n";
+    "error on stderr: FILE:LINE: field.path: message. TLS files are loaded only once the config\n"
+    "decodes, and the first one that cannot be used is the one reported, with its listener or\n"
+    "cluster.\n";
 
 constexpr char kDemoUsage[] =
     "usage: remora demo [--ports=auto]\n"
