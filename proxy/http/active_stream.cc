@@ -12,7 +12,9 @@ namespace remora::http {
 
 ActiveStream::ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                            const server::ListenerRuntime& listener, StreamConnection& connection,
-                           RequestHead& request, absl::string_view downstream_address)
+                           RequestHead& request, absl::string_view downstream_address,
+                           const event::Transport* transport,
+                           const network::Destination* destination)
     : ctx_(ctx),
       snapshot_(snapshot),
       listener_(listener),
@@ -20,6 +22,12 @@ ActiveStream::ActiveStream(server::WorkerContext& ctx, const server::Snapshot& s
       request_(request) {
   info_.start = ctx_.dispatcher.Now();
   info_.downstream_address.assign(downstream_address.data(), downstream_address.size());
+  info_.destination = destination;
+  if (transport != nullptr) {
+    info_.downstream_tls = true;
+    info_.peer_identity = transport->peer_identity();
+    info_.local_identity = transport->local_identity();
+  }
   for (const FilterFactory* f : listener_.filters) filters_.push_back(f->create(listener_));
   filters_.push_back(RouterFilter::kFactory.create(listener_));
   for (auto& f : filters_) f->set_callbacks(this);

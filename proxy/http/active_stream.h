@@ -19,6 +19,7 @@
 #include "absl/container/inlined_vector.h"
 #include "proxy/common/block_cache.h"
 #include "proxy/event/dispatcher.h"
+#include "proxy/event/transport.h"
 #include "proxy/http/filter.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker_context.h"
@@ -52,9 +53,12 @@ class ActiveStream final : public FilterCallbacks,
                            public event::DeferredDeletable,
                            public mem::Cached {
  public:
+  // `transport` (TLS, or null) and `destination` (a transparent listener's original
+  // destination, or null) describe the downstream connection; both outlive the stream.
   ActiveStream(server::WorkerContext& ctx, const server::Snapshot& snapshot,
                const server::ListenerRuntime& listener, StreamConnection& connection,
-               RequestHead& request, absl::string_view downstream_address);
+               RequestHead& request, absl::string_view downstream_address,
+               const event::Transport* transport, const network::Destination* destination);
   ~ActiveStream() override;
 
   // The request, from the codec. DecodeHeaders normalises the path, applies the forwarding

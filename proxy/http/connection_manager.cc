@@ -280,9 +280,8 @@ void HttpConnectionManager::OnHeaders(RequestHead& head, bool end_stream) {
   } else {
     timer_->Disable();
   }
-  stream_ = std::make_unique<ActiveStream>(ctx_, *snapshot_, listener_, *this, head, peer_host_);
-  stream_->info().destination = destination_.get();
-  SetTlsInfo(*conn_, stream_->info());
+  stream_ = std::make_unique<ActiveStream>(ctx_, *snapshot_, listener_, *this, head, peer_host_,
+                                           conn_->transport(), destination_.get());
   stream_->DecodeHeaders(end_stream);
   // Headers-only requests are complete here; a body keeps the deadline off until the response.
 }

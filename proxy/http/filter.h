@@ -22,7 +22,6 @@
 #include "proxy/buffer/buffer.h"
 #include "proxy/common/block_cache.h"
 #include "proxy/event/dispatcher.h"
-#include "proxy/event/tcp_connection.h"
 #include "proxy/http/message.h"
 
 namespace remora::network {
@@ -76,15 +75,6 @@ class DownstreamWatermarkCallbacks {
   virtual void OnDownstreamAboveHighWatermark() = 0;
   virtual void OnDownstreamBelowLowWatermark() = 0;
 };
-
-// Fills `info`'s TLS facts from the connection the request came on.
-inline void SetTlsInfo(const event::TcpConnection& conn, StreamInfo& info) {
-  if (const event::Transport* t = conn.transport()) {
-    info.downstream_tls = true;
-    info.peer_identity = t->peer_identity();
-    info.local_identity = t->local_identity();
-  }
-}
 
 class FilterCallbacks {
  public:

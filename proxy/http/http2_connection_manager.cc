@@ -55,11 +55,10 @@ class Http2ConnectionManager::Stream final : public RequestDecoder,
   // RequestDecoder
   void OnHeaders(RequestHead& head, bool end_stream) override {
     active_ = std::make_unique<ActiveStream>(cm_.ctx_, *cm_.snapshot_, cm_.listener_, *this, head,
-                                             cm_.peer_host_);
+                                             cm_.peer_host_, cm_.conn_->transport(),
+                                             cm_.destination_.get());
     cm_.ArmIdleSweep();
     active_->info().downstream_http2 = true;
-    active_->info().destination = cm_.destination_.get();
-    SetTlsInfo(*cm_.conn_, active_->info());
     active_->DecodeHeaders(end_stream);
   }
   void OnData(buffer::Buffer& data, bool end_stream) override {
