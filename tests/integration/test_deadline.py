@@ -114,7 +114,9 @@ class DeadlineChainTest(unittest.TestCase):
                 resp.read()
             conn.close()
             elapsed = time.monotonic() - start
-            self.assertTrue(0.5 <= elapsed <= 0.8, f"cut after {elapsed:.3f}s")
+            # The budget runs from the loop time the request was read at, which libuv caches per
+            # iteration: by the wall clock it can end a fraction of a millisecond before 0.5 s.
+            self.assertTrue(0.49 <= elapsed <= 0.8, f"cut after {elapsed:.4f}s")
             limit = start + 1.0
             while not c.closed_at and time.monotonic() < limit:
                 time.sleep(0.01)
