@@ -114,8 +114,8 @@ class DeadlineChainTest(unittest.TestCase):
                 resp.read()
             conn.close()
             elapsed = time.monotonic() - start
-            # The budget runs from the loop time the request was read at, which libuv caches per
-            # iteration: by the wall clock it can end a fraction of a millisecond before 0.5 s.
+            # The budget runs from libuv's loop time, kept in whole milliseconds and cached per
+            # iteration: by the wall clock it can end up to a millisecond before 0.5 s.
             self.assertTrue(0.49 <= elapsed <= 0.8, f"cut after {elapsed:.4f}s")
             limit = start + 1.0
             while not c.closed_at and time.monotonic() < limit:
